@@ -1,0 +1,75 @@
+"""The result of one evaluation: what the sensor returns and what strategies compare."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics of one evaluation of one checkpoint.
+
+    `step` is the global step the metrics were computed at; `checkpoint_path` is the
+    checkpoint the evaluator read when it recorded one; `source` names where the result
+    came from (an event file URI, an XCom, a metadata file).
+    """
+
+    step: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    wall_time: float | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (NaN and infinities become strings so JSON stays strict)."""
+        return {
+            "step": self.step,
+            "metrics": {k: _json_float(v) for k, v in sorted(self.metrics.items())},
+            "checkpoint_path": self.checkpoint_path,
+            "wall_time": self.wall_time,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
+        """Inverse of `to_dict`; also accepts an Estimator-style flat dict with `global_step`."""
+        if "metrics" in data:
+            step = data.get("step")
+            metrics = data["metrics"]
+        else:
+            step = data.get("global_step")
+            metrics = {k: v for k, v in data.items() if k != "global_step"}
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError(
+                f"eval result needs an integer 'step' (or 'global_step'), "
+                f"got {step!r} in {dict(data)!r}"
+            )
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"eval result 'metrics' must be a mapping, got {metrics!r}")
+        return cls(
+            step=step,
+            metrics={str(k): _parse_float(k, v) for k, v in metrics.items()},
+            checkpoint_path=data.get("checkpoint_path"),
+            wall_time=data.get("wall_time"),
+            source=data.get("source"),
+        )
+
+
+def _json_float(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float(value)
+
+
+def _parse_float(key: object, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"metric {key!r} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"metric {key!r} must be a number, got {value!r}") from None

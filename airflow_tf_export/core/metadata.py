@@ -1,0 +1,138 @@
+"""`export_metadata.json`: the record that makes a version directory a committed version.
+
+A version is committed when this file exists and its manifest matches the files beside it.
+Best-state, retention, listing and idempotency all read only this record (there is no other
+shared state), so its schema is the on-disk contract of the product.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from airflow_tf_export.core.eval_result import EvalResult
+
+METADATA_FILENAME = "export_metadata.json"
+FORMAT = "airflow-tf-export/1"
+
+
+class MetadataError(ValueError):
+    """`export_metadata.json` is missing a field, has a wrong type, or is not JSON."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One file of a published version: relative path (with `/`), size and CRC32C (8 hex digits)."""
+
+    path: str
+    size: int
+    crc32c: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The Airflow task instance that published a version."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    map_index: int = -1
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """Everything known about one published version."""
+
+    exporter: str
+    strategy: str
+    version: int
+    checkpoint_path: str
+    global_step: int
+    created_at: str
+    eval_result: EvalResult | None = None
+    reason: str = ""
+    tags: tuple[str, ...] = ("serve",)
+    signature_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    lineage: Lineage | None = None
+    manifest: tuple[ManifestEntry, ...] = ()
+
+    def with_publication(self, version: int, manifest: Sequence[ManifestEntry]) -> ExportMetadata:
+        """The same record, completed with the version and manifest chosen at publish time."""
+        return replace(
+            self, version=version, manifest=tuple(sorted(manifest, key=lambda e: e.path))
+        )
+
+    def to_json(self) -> str:
+        """Stable, human-readable JSON (sorted keys, indented)."""
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "exporter": self.exporter,
+            "strategy": self.strategy,
+            "version": self.version,
+            "checkpoint_path": self.checkpoint_path,
+            "global_step": self.global_step,
+            "created_at": self.created_at,
+            "eval_result": self.eval_result.to_dict() if self.eval_result else None,
+            "reason": self.reason,
+            "tags": list(self.tags),
+            "signature_keys": {k: list(v) for k, v in sorted(self.signature_keys.items())},
+            "lineage": None if self.lineage is None else vars(self.lineage).copy(),
+            "manifest": [vars(e).copy() for e in self.manifest],
+        }
+        return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = METADATA_FILENAME) -> ExportMetadata:
+        """Parse and validate; MetadataError names `source` and the bad field."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise MetadataError(f"{source} is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source} must hold a JSON object, got {type(data).__name__}")
+        try:
+            return cls._from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise MetadataError(f"{source} is not valid export metadata: {err}") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> ExportMetadata:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format must be {FORMAT!r}, got {data.get('format')!r}")
+        eval_result = data.get("eval_result")
+        lineage = data.get("lineage")
+        return cls(
+            exporter=_typed(data, "exporter", str),
+            strategy=_typed(data, "strategy", str),
+            version=_typed(data, "version", int),
+            checkpoint_path=_typed(data, "checkpoint_path", str),
+            global_step=_typed(data, "global_step", int),
+            created_at=_typed(data, "created_at", str),
+            eval_result=None if eval_result is None else EvalResult.from_dict(eval_result),
+            reason=str(data.get("reason", "")),
+            tags=tuple(str(t) for t in data.get("tags", ("serve",))),
+            signature_keys={
+                str(k): tuple(str(s) for s in v) for k, v in data.get("signature_keys", {}).items()
+            },
+            lineage=None if lineage is None else Lineage(**lineage),
+            manifest=tuple(
+                ManifestEntry(
+                    path=_typed(e, "path", str),
+                    size=_typed(e, "size", int),
+                    crc32c=_typed(e, "crc32c", str),
+                )
+                for e in data["manifest"]
+            ),
+        )
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type) -> Any:
+    if key not in data:
+        raise KeyError(f"missing field {key!r}")
+    value = data[key]
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise TypeError(f"field {key!r} must be {kind.__name__}, got {value!r}")
+    return value

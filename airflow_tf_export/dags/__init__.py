@@ -1,0 +1,1 @@
+"""DAG templates: factory functions for retraining and backfill pipelines."""

@@ -1,0 +1,1 @@
+"""TensorFlow event-file reading without TensorFlow: incremental and CRC-checked."""

@@ -1,0 +1,1 @@
+"""A small real model with train and evaluate callables, used by the demo and the tests."""

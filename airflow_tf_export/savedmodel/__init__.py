@@ -1,0 +1,1 @@
+"""SavedModel writing from checkpoints: the only package that imports tensorflow (inside functions)."""
