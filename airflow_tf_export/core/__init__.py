@@ -1,1 +1,1 @@
-"""Pure decisions: versions, strategies, comparison and retention plans (no I/O, no airflow, no tensorflow)."""
+"""Pure decisions: versions, strategies, comparison, retention plans (no I/O, airflow or TF)."""

@@ -1,0 +1,323 @@
+"""Which committed versions to keep: composable keep rules combined with OR, and an explained plan.
+
+Each rule selects the versions it keeps and says why. A version is deleted only when no rule
+keeps it; the newest committed version and the current best are always kept, whatever the
+rules say (a restart can resume from them, and TF Serving serves the newest). Staging
+directories are deleted only after a grace period, since a young one may be a publish in
+flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from airflow_tf_export.core.comparison import Comparator, ranked_versions
+from airflow_tf_export.core.metadata import ExportMetadata
+
+NEWEST_COMMITTED = "newest-committed"
+CURRENT_BEST = "current-best"
+DELETION_DISABLED = "deletion disabled"
+DEFAULT_STAGING_GRACE_SECONDS = 3600.0
+
+
+class KeepRule(Protocol):
+    """One retention rule: the versions it keeps, each with the reason."""
+
+    @property
+    def name(self) -> str:
+        """Short and unique enough to read in a plan, e.g. "newest(5)"."""
+        ...
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """Version -> why this rule keeps it."""
+        ...
+
+
+def _positive_int(label: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class KeepNewest:
+    """Keep the `n` highest version numbers (the seeds' `exports_to_keep`)."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        _positive_int("KeepNewest n", self.n)
+
+    @property
+    def name(self) -> str:
+        """E.g. "newest(5)"."""
+        return f"newest({self.n})"
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """The `n` highest versions."""
+        newest = heapq.nlargest(self.n, (m.version for m in versions))
+        return {v: f"among the {self.n} newest" for v in newest}
+
+
+@dataclass(frozen=True)
+class KeepBest:
+    """Keep the `n` best versions by `comparator` (versions it cannot compare are not selected)."""
+
+    n: int
+    comparator: Comparator
+
+    def __post_init__(self) -> None:
+        _positive_int("KeepBest n", self.n)
+
+    @property
+    def name(self) -> str:
+        """E.g. "best(3)"."""
+        return f"best({self.n})"
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """The `n` best, ranked by sorting (ties: the older version ranks first)."""
+        best = ranked_versions(versions, self.comparator, self.n)
+        by = self.comparator.describe()
+        return {
+            m.version: f"rank {rank} of the {self.n} best by {by}" for rank, m in enumerate(best, 1)
+        }
+
+
+@dataclass(frozen=True)
+class KeepEverySteps:
+    """Keep one version per global-step bucket `[k*n, (k+1)*n)`: the oldest (lowest step,
+    then lowest version) in each, so kept versions stay spaced even as new ones arrive."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        _positive_int("KeepEverySteps n", self.n)
+
+    @property
+    def name(self) -> str:
+        """E.g. "every(1000 steps)"."""
+        return f"every({self.n} steps)"
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """The first version of each step bucket."""
+        firsts: dict[int, ExportMetadata] = {}
+        for meta in versions:
+            bucket = meta.global_step // self.n
+            current = firsts.get(bucket)
+            if current is None or (meta.global_step, meta.version) < (
+                current.global_step,
+                current.version,
+            ):
+                firsts[bucket] = meta
+        return {
+            m.version: f"first in steps [{b * self.n}, {(b + 1) * self.n})"
+            for b, m in firsts.items()
+        }
+
+
+@dataclass(frozen=True)
+class KeepEveryHours:
+    """Keep one version per `hours`-wide window of `created_at` (UTC, windows aligned to the
+    epoch): the oldest (earliest created, then lowest version) in each."""
+
+    hours: float
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.hours, bool)
+            or not isinstance(self.hours, int | float)
+            or not math.isfinite(self.hours)
+            or self.hours <= 0
+        ):
+            raise ValueError(f"KeepEveryHours hours must be a positive number, got {self.hours!r}")
+
+    @property
+    def name(self) -> str:
+        """E.g. "every(24h)"."""
+        return f"every({self.hours:g}h)"
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """The first version of each time window."""
+        width = self.hours * 3600.0
+        firsts: dict[int, tuple[float, int]] = {}
+        for meta in versions:
+            created = created_at_seconds(meta)
+            bucket = math.floor(created / width)
+            current = firsts.get(bucket)
+            if current is None or (created, meta.version) < current:
+                firsts[bucket] = (created, meta.version)
+        return {
+            version: f"first in the {self.hours:g}h window from {_iso(bucket * width)}"
+            for bucket, (_, version) in firsts.items()
+        }
+
+
+def created_at_seconds(meta: ExportMetadata) -> float:
+    """`created_at` as epoch seconds; ISO-8601, UTC when it names no offset."""
+    try:
+        moment = datetime.fromisoformat(meta.created_at)
+    except ValueError:
+        raise ValueError(
+            f"version {meta.version} has created_at {meta.created_at!r}, not an ISO-8601 time "
+            f"such as '2026-01-31T12:00:00Z'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class KeepPinned:
+    """Keep the listed versions (e.g. the one being served, or one a person pinned)."""
+
+    versions: Collection[int]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.versions, str | bytes) or not isinstance(self.versions, Collection):
+            raise ValueError(
+                f"KeepPinned versions must be a collection of versions, got {self.versions!r}"
+            )
+        for version in self.versions:
+            _positive_int("KeepPinned version", version)
+        object.__setattr__(self, "versions", frozenset(self.versions))
+
+    @property
+    def name(self) -> str:
+        """ "pinned"."""
+        return "pinned"
+
+    def select(self, versions: Sequence[ExportMetadata]) -> Mapping[int, str]:
+        """The pinned versions that exist."""
+        return {m.version: "pinned" for m in versions if m.version in self.versions}
+
+
+@dataclass(frozen=True)
+class StagingDir:
+    """A `temp-*` dir or an integer dir without valid metadata: a failed or in-flight publish."""
+
+    name: str
+    age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """The decision for one committed version."""
+
+    version: int
+    keep: bool
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """Keep/delete for every committed version and staging dir, explainable line by line."""
+
+    items: tuple[PlanItem, ...]
+    staging_delete: tuple[str, ...]
+    staging_keep: tuple[str, ...]
+    staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS
+
+    @property
+    def keep_versions(self) -> tuple[int, ...]:
+        """Kept versions, ascending."""
+        return tuple(i.version for i in self.items if i.keep)
+
+    @property
+    def delete_versions(self) -> tuple[int, ...]:
+        """Versions to delete, ascending."""
+        return tuple(i.version for i in self.items if not i.keep)
+
+    def explain(self) -> str:
+        """One line per version, then per staging dir: "<name> keep|delete <rule>: <reason>"."""
+        lines = [
+            f"{i.version} keep {i.rule}: {i.reason}"
+            if i.keep
+            else f"{i.version} delete: {i.reason}"
+            for i in self.items
+        ]
+        grace = f"{self.staging_grace_seconds:g}s"
+        lines += [
+            f"{n} delete: staging dir older than the {grace} grace period"
+            for n in self.staging_delete
+        ]
+        lines += [
+            f"{n} keep: staging dir within the {grace} grace period" for n in self.staging_keep
+        ]
+        return "\n".join(lines)
+
+
+def plan_retention(
+    committed: Sequence[ExportMetadata],
+    rules: Sequence[KeepRule],
+    *,
+    best: int | None = None,
+    staging: Sequence[StagingDir] = (),
+    staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
+    delete: bool = True,
+) -> RetentionPlan:
+    """Keep what any rule keeps, plus the newest committed version and `best`; delete the rest.
+
+    `delete=False` (exports_to_keep=None) keeps every version; it does not stop the cleanup
+    of staging dirs older than the grace period, which are never versions.
+    """
+    if (
+        isinstance(staging_grace_seconds, bool)
+        or not isinstance(staging_grace_seconds, int | float)
+        or not staging_grace_seconds >= 0
+    ):
+        raise ValueError(
+            f"staging_grace_seconds must be a number >= 0, got {staging_grace_seconds!r}"
+        )
+    ordered = sorted(committed, key=lambda m: m.version)
+    _check_unique(ordered)
+    if best is not None and not any(m.version == best for m in ordered):
+        raise ValueError(f"best version {best!r} is not among the committed versions")
+    staging_delete = tuple(s.name for s in staging if s.age_seconds > staging_grace_seconds)
+    staging_keep = tuple(s.name for s in staging if not s.age_seconds > staging_grace_seconds)
+    items = _plan_items(ordered, rules, best) if delete else _keep_all(ordered)
+    return RetentionPlan(items, staging_delete, staging_keep, float(staging_grace_seconds))
+
+
+def _check_unique(ordered: Sequence[ExportMetadata]) -> None:
+    for before, after in itertools.pairwise(ordered):
+        if before.version == after.version:
+            raise ValueError(f"version {after.version} is listed twice in the committed versions")
+
+
+def _keep_all(ordered: Sequence[ExportMetadata]) -> tuple[PlanItem, ...]:
+    reason = "exports_to_keep is None: nothing is deleted"
+    return tuple(PlanItem(m.version, True, DELETION_DISABLED, reason) for m in ordered)
+
+
+def _plan_items(
+    ordered: Sequence[ExportMetadata], rules: Sequence[KeepRule], best: int | None
+) -> tuple[PlanItem, ...]:
+    kept: dict[int, list[tuple[str, str]]] = {}
+    if ordered:
+        kept[ordered[-1].version] = [(NEWEST_COMMITTED, "the newest committed version")]
+    if best is not None:
+        kept.setdefault(best, []).append((CURRENT_BEST, "the current best version"))
+    for rule in rules:
+        rule_name = rule.name
+        for version, why in rule.select(ordered).items():
+            kept.setdefault(version, []).append((rule_name, why))
+    items = []
+    for meta in ordered:
+        reasons = kept.get(meta.version)
+        if reasons is None:
+            items.append(PlanItem(meta.version, False, "", "matched no keep rule"))
+        else:
+            rule_names = ", ".join(r for r, _ in reasons)
+            items.append(PlanItem(meta.version, True, rule_names, "; ".join(w for _, w in reasons)))
+    return tuple(items)

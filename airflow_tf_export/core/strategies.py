@@ -1,0 +1,347 @@
+"""Final, latest and best export strategies: whether a checkpoint should become a new version.
+
+Decisions read only the committed versions of the exporter's directory (their metadata), so
+restarts, retries and concurrent runs see the same state. Every strategy first checks whether
+the candidate checkpoint is already committed: a retry gets the existing version back instead
+of a second export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from airflow_tf_export.core.comparison import (
+    Comparator,
+    CompareFn,
+    MetricComparison,
+    best_version,
+    loss_smaller,
+)
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.names import validate_exporter_name
+from airflow_tf_export.core.retention import KeepNewest, KeepRule
+
+DEFAULT_EXPORTS_TO_KEEP = 5
+DEFAULT_EVENT_FILE_PATTERN = "eval/*.tfevents.*"
+_LISTED_IGNORED = 5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint that could be exported, with the eval result that may justify it."""
+
+    checkpoint_path: str
+    global_step: int
+    eval_result: EvalResult | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.checkpoint_path, str) or not self.checkpoint_path.rstrip("/"):
+            raise ValueError(
+                f"candidate checkpoint_path must be a non-empty path, got {self.checkpoint_path!r}"
+            )
+        if (
+            isinstance(self.global_step, bool)
+            or not isinstance(self.global_step, int)
+            or self.global_step < 0
+        ):
+            raise ValueError(
+                f"candidate global_step must be an integer >= 0, got {self.global_step!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Export or not, and why; `existing_version` is set when the checkpoint is already exported."""
+
+    export: bool
+    reason: str
+    existing_version: int | None = None
+
+
+class ExportStrategy(Protocol):
+    """What every strategy offers the operators and the storage layer."""
+
+    @property
+    def name(self) -> str:
+        """The exporter name (its directory under `export/`)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """ "final", "latest" or "best"."""
+        ...
+
+    @property
+    def exports_to_keep(self) -> int | None:
+        """How many newest versions the default retention keeps (None: keep all)."""
+        ...
+
+    def decide(
+        self,
+        committed: Sequence[ExportMetadata],
+        candidate: Candidate,
+        *,
+        is_the_final_export: bool = False,
+    ) -> Decision:
+        """Whether `candidate` becomes a new version, given the committed versions."""
+        ...
+
+    def keep_rules(self) -> tuple[KeepRule, ...]:
+        """The default retention rules of this exporter."""
+        ...
+
+
+def normalise_checkpoint_path(path: str) -> str:
+    """The form checkpoint paths are matched in (GCS listings add a trailing '/')."""
+    return path.rstrip("/")
+
+
+def already_exported(
+    committed: Sequence[ExportMetadata], candidate: Candidate
+) -> ExportMetadata | None:
+    """The committed version of this exact checkpoint (the oldest if several), or None."""
+    wanted = normalise_checkpoint_path(candidate.checkpoint_path)
+    matches = [m for m in committed if normalise_checkpoint_path(m.checkpoint_path) == wanted]
+    return min(matches, key=lambda m: m.version) if matches else None
+
+
+def _existing(meta: ExportMetadata) -> Decision:
+    return Decision(
+        export=False,
+        reason=f"already exported as version {meta.version}",
+        existing_version=meta.version,
+    )
+
+
+def _validate_exports_to_keep(exports_to_keep: object) -> None:
+    if exports_to_keep is None:
+        return
+    if (
+        isinstance(exports_to_keep, bool)
+        or not isinstance(exports_to_keep, int)
+        or exports_to_keep <= 0
+    ):
+        raise ValueError(
+            "`exports_to_keep`, if provided, must be a positive number. "
+            f"Got {exports_to_keep!r} (expected a positive integer, or None to keep all exports)"
+        )
+
+
+def _newest_by_step(committed: Sequence[ExportMetadata]) -> ExportMetadata | None:
+    return max(committed, key=lambda m: (m.global_step, m.version), default=None)
+
+
+def _default_keep_rules(exports_to_keep: int | None) -> tuple[KeepRule, ...]:
+    return () if exports_to_keep is None else (KeepNewest(exports_to_keep),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalStrategy:
+    """Exports once, at the end of training.
+
+    Idempotent: a rerun for the same checkpoint returns the existing version. When a final
+    export of a different checkpoint exists, the candidate is exported only if its global
+    step is newer (training was resumed and finished again); otherwise it is skipped.
+    Final exports are never deleted by default (no keep rules, like the seeds: no GC).
+    """
+
+    name: str
+    kind: str = field(default="final", init=False)
+    exports_to_keep: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        validate_exporter_name(self.name)
+
+    def decide(
+        self,
+        committed: Sequence[ExportMetadata],
+        candidate: Candidate,
+        *,
+        is_the_final_export: bool = False,
+    ) -> Decision:
+        """See the class docstring."""
+        existing = already_exported(committed, candidate)
+        if existing is not None:
+            return _existing(existing)
+        if not is_the_final_export:
+            return Decision(False, "skipped: not the final export")
+        newest = _newest_by_step(committed)
+        if newest is None:
+            return Decision(True, f"final export of step {candidate.global_step}")
+        if candidate.global_step <= newest.global_step:
+            return Decision(
+                False,
+                f"skipped: final export already exists as version {newest.version} "
+                f"(step {newest.global_step}); candidate step {candidate.global_step} is not newer",
+            )
+        return Decision(
+            True,
+            f"final export of step {candidate.global_step}, newer than step "
+            f"{newest.global_step} in version {newest.version}",
+        )
+
+    def keep_rules(self) -> tuple[KeepRule, ...]:
+        """No retention: final exports are kept."""
+        return ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatestStrategy:
+    """Exports every new checkpoint whose global step is newer than every committed version's.
+
+    A checkpoint at the same step as a committed version (under another path, e.g. after a
+    restore) is skipped: it is not newer progress.
+    """
+
+    name: str
+    exports_to_keep: int | None = DEFAULT_EXPORTS_TO_KEEP
+    kind: str = field(default="latest", init=False)
+
+    def __post_init__(self) -> None:
+        validate_exporter_name(self.name)
+        _validate_exports_to_keep(self.exports_to_keep)
+
+    def decide(
+        self,
+        committed: Sequence[ExportMetadata],
+        candidate: Candidate,
+        *,
+        is_the_final_export: bool = False,
+    ) -> Decision:
+        """See the class docstring; `is_the_final_export` does not matter."""
+        existing = already_exported(committed, candidate)
+        if existing is not None:
+            return _existing(existing)
+        newest = _newest_by_step(committed)
+        step = candidate.global_step
+        if newest is None:
+            return Decision(True, f"first export: step {step}, no committed version yet")
+        newest_clause = f"step {newest.global_step} in version {newest.version}"
+        if step < newest.global_step:
+            return Decision(False, f"skipped: candidate step {step} is older than {newest_clause}")
+        if step == newest.global_step:
+            return Decision(
+                False, f"skipped: candidate step {step} is not newer than {newest_clause}"
+            )
+        return Decision(True, f"candidate step {step} is newer than {newest_clause}")
+
+    def keep_rules(self) -> tuple[KeepRule, ...]:
+        """Keep the `exports_to_keep` newest versions (nothing is deleted when None)."""
+        return _default_keep_rules(self.exports_to_keep)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BestStrategy:
+    """Exports a checkpoint only when its eval result beats every committed version's.
+
+    tensorflow/tensorflow#47396: the best is derived from the eval results stored in ALL
+    committed versions' metadata, so a restart never exports a worse model (the seeds kept
+    it in memory and always exported the first candidate after a restart).
+
+    Give either `compare_fn` (the seeds' style) or `comparison` (a declared metric with
+    direction, min_delta and absolute bounds), not both. The default compare_fn
+    `loss_smaller` is decided as `MetricComparison("loss")`, which is equivalent and lets
+    the reasons name the values. Committed versions without the compared metric are
+    ignored (and named in the reason). The first export happens when no comparable version
+    is committed, provided the candidate is admissible (bounds; a NaN metric never is).
+    """
+
+    name: str = "best_exporter"
+    compare_fn: Callable[..., Any] | None = loss_smaller
+    comparison: MetricComparison | None = None
+    exports_to_keep: int | None = DEFAULT_EXPORTS_TO_KEEP
+    event_file_pattern: str | None = DEFAULT_EVENT_FILE_PATTERN
+    kind: str = field(default="best", init=False)
+    comparator: Comparator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_exporter_name(self.name)
+        object.__setattr__(self, "comparator", self._build_comparator())
+        _validate_exports_to_keep(self.exports_to_keep)
+        if self.event_file_pattern is not None and (
+            not isinstance(self.event_file_pattern, str) or not self.event_file_pattern
+        ):
+            raise ValueError(
+                "event_file_pattern must be a non-empty glob relative to model_dir "
+                f"(e.g. {DEFAULT_EVENT_FILE_PATTERN!r}) or None, got {self.event_file_pattern!r}"
+            )
+
+    def _build_comparator(self) -> Comparator:
+        if self.comparison is not None:
+            if not isinstance(self.comparison, MetricComparison):
+                raise ValueError(f"comparison must be a MetricComparison, got {self.comparison!r}")
+            if self.compare_fn is not None and self.compare_fn is not loss_smaller:
+                raise ValueError(
+                    f"give either compare_fn ({self.compare_fn!r}) or comparison "
+                    f"({self.comparison!r}), not both"
+                )
+            return self.comparison
+        if self.compare_fn is loss_smaller:
+            return MetricComparison()
+        return CompareFn(self.compare_fn)
+
+    def decide(
+        self,
+        committed: Sequence[ExportMetadata],
+        candidate: Candidate,
+        *,
+        is_the_final_export: bool = False,
+    ) -> Decision:
+        """See the class docstring; `is_the_final_export` does not matter."""
+        existing = already_exported(committed, candidate)
+        if existing is not None:
+            return _existing(existing)
+        result = self._candidate_result(candidate)
+        admissible = self.comparator.admissible(result)
+        if not admissible.better:
+            return Decision(False, f"skipped: {admissible.reason}")
+        note = self._ignored_note(committed)
+        best = best_version(committed, self.comparator)
+        if best is None or best.eval_result is None:
+            return Decision(
+                True,
+                f"first export: no committed version to compare by "
+                f"{self.comparator.describe()}{note}",
+            )
+        verdict = self.comparator.compare(best.eval_result, result)
+        prefix = "" if verdict.better else "skipped: "
+        return Decision(verdict.better, f"{prefix}{verdict.reason} in version {best.version}{note}")
+
+    def keep_rules(self) -> tuple[KeepRule, ...]:
+        """Keep the `exports_to_keep` newest versions (nothing is deleted when None)."""
+        return _default_keep_rules(self.exports_to_keep)
+
+    def _candidate_result(self, candidate: Candidate) -> EvalResult:
+        result = candidate.eval_result
+        if result is None:
+            raise ValueError(
+                f"best exporter {self.name!r} needs an eval result for checkpoint "
+                f"{candidate.checkpoint_path!r} (step {candidate.global_step}); got None"
+            )
+        if result.step != candidate.global_step:
+            raise ValueError(
+                f"eval result is for step {result.step} but checkpoint "
+                f"{candidate.checkpoint_path!r} is step {candidate.global_step}"
+            )
+        self.comparator.check(result)
+        return result
+
+    def _ignored_note(self, committed: Sequence[ExportMetadata]) -> str:
+        ignored = sorted(
+            m.version
+            for m in committed
+            if m.eval_result is None or not self.comparator.comparable(m.eval_result)
+        )
+        if not ignored:
+            return ""
+        listed = ", ".join(str(v) for v in ignored[:_LISTED_IGNORED])
+        more = (
+            f" and {len(ignored) - _LISTED_IGNORED} more" if len(ignored) > _LISTED_IGNORED else ""
+        )
+        return (
+            f" (ignored versions without an eval result usable by "
+            f"{self.comparator.describe()}: {listed}{more})"
+        )
