@@ -1,1 +1,23 @@
 """One Storage protocol with a local POSIX and a GCS backend; publishing versions atomically."""
+
+from airflow_tf_export.storage.base import (
+    BucketNotFoundError,
+    Entry,
+    Storage,
+    StorageError,
+    StorageNotFoundError,
+    VersionIntegrityError,
+    WrittenModel,
+)
+from airflow_tf_export.storage.registry import storage_for
+
+__all__ = [
+    "BucketNotFoundError",
+    "Entry",
+    "Storage",
+    "StorageError",
+    "StorageNotFoundError",
+    "VersionIntegrityError",
+    "WrittenModel",
+    "storage_for",
+]

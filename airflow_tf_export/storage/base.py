@@ -6,10 +6,13 @@ above this package speaks only this protocol, so local/GCS differences stay here
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from airflow_tf_export.core.metadata import ExportMetadata
 
 
 class StorageError(Exception):
@@ -17,7 +20,28 @@ class StorageError(Exception):
 
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
-    """The URI (file, directory, prefix or bucket) does not exist."""
+    """The URI (file, directory or prefix) does not exist."""
+
+
+class BucketNotFoundError(StorageError):
+    """The GCS bucket does not exist: a configuration error, never read as "empty"."""
+
+
+class VersionIntegrityError(StorageError):
+    """A version's files do not match its manifest, or its metadata cannot be read."""
+
+
+@dataclass(frozen=True)
+class WrittenModel:
+    """What a SavedModel writer reports about the directory it wrote.
+
+    `tags` are the MetaGraph tag sets written (e.g. ("serve",) or ("serve", "train")) and
+    `signature_keys` maps each tag set, joined with ",", to its signature keys. The export
+    flow copies both into the version's `export_metadata.json`.
+    """
+
+    tags: tuple[str, ...] = ("serve",)
+    signature_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,4 +99,35 @@ class Storage(Protocol):
 
     def delete_trees(self, uris: Sequence[str]) -> None:
         """Delete files and directory trees; absent ones are ignored."""
+        ...
+
+    def staging_dir(self, exporter_uri: str) -> AbstractContextManager[Path]:
+        """A fresh, empty local directory for a writer to fill before `publish_version`.
+
+        Local disk: `<exporter>/temp-<uuid>/`, so publishing is a rename with no copy.
+        GCS: a local temporary directory. Whatever is left of it is removed on exit.
+        """
+        ...
+
+    def exporter_lock(self, exporter_uri: str) -> AbstractContextManager[None]:
+        """Serialise decide-and-publish between processes sharing the exporter directory
+        where the backend can (an fcntl lock on local disk; GCS has no lock: a no-op)."""
+        ...
+
+    def publish_version(
+        self,
+        source_dir: Path,
+        exporter_uri: str,
+        metadata: ExportMetadata,
+        *,
+        now_seconds: int | None = None,
+    ) -> ExportMetadata:
+        """Publish `source_dir` (a SavedModel) as the next version; return its metadata.
+
+        The version is `next_version(existing integer names, now)`; the metadata written is
+        `metadata.with_publication(version, manifest of source_dir)`. Readers never see a
+        version with `export_metadata.json` whose files are incomplete, nor a
+        `saved_model.pb` whose variables are missing. Concurrent publishers get distinct
+        versions.
+        """
         ...

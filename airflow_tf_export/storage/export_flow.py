@@ -1,0 +1,171 @@
+"""Decide, write, re-decide, publish, then apply retention: one export by one strategy.
+
+The decision is taken twice: once before the (slow) SavedModel write, and again just before
+publishing, under the backend's exporter lock, on a fresh scan. So a Best exporter racing
+another one on the same directory never publishes a model that stopped being better while
+it was being written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow_tf_export.core.comparison import Comparator, best_version
+from airflow_tf_export.core.metadata import ExportMetadata, Lineage
+from airflow_tf_export.core.retention import (
+    DEFAULT_STAGING_GRACE_SECONDS,
+    KeepRule,
+    RetentionPlan,
+    plan_retention,
+)
+from airflow_tf_export.core.strategies import Candidate, Decision, ExportStrategy
+from airflow_tf_export.storage.base import WrittenModel
+from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
+
+WriteSavedModel = Callable[[Path], WrittenModel]
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What one export call did: the decision, the version it published (or the existing
+    version of the same checkpoint), and the retention plan applied afterwards."""
+
+    decision: Decision
+    metadata: ExportMetadata | None
+    version_uri: str | None
+    retention: RetentionPlan
+
+    @property
+    def exported(self) -> bool:
+        """Whether this call published a new version."""
+        return self.decision.export
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary (for XCom and logs)."""
+        return {
+            "exported": self.exported,
+            "reason": self.decision.reason,
+            "version": None if self.metadata is None else self.metadata.version,
+            "existing_version": self.decision.existing_version,
+            "version_uri": self.version_uri,
+            "metadata": None if self.metadata is None else json.loads(self.metadata.to_json()),
+            "retention": {
+                "keep": list(self.retention.keep_versions),
+                "delete": list(self.retention.delete_versions),
+                "staging_delete": list(self.retention.staging_delete),
+                "explain": self.retention.explain(),
+            },
+        }
+
+
+def export_with_strategy(
+    exporter: ExporterDir,
+    strategy: ExportStrategy,
+    candidate: Candidate,
+    write_savedmodel: WriteSavedModel,
+    *,
+    is_the_final_export: bool = False,
+    lineage: Lineage | None = None,
+    keep_rules: Sequence[KeepRule] | None = None,
+    now_seconds: int | None = None,
+    staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
+) -> ExportOutcome:
+    """Export `candidate` if `strategy` says so, then apply retention.
+
+    `write_savedmodel(directory)` writes the SavedModel into the given empty local directory
+    and returns what it wrote. Retention uses `keep_rules` if given, else the strategy's
+    own (`exports_to_keep`); the newest committed version and, for strategies with a
+    `comparator` (Best), the best version are always kept.
+    """
+    storage = exporter.storage
+    decision = strategy.decide(
+        exporter.scan().committed, candidate, is_the_final_export=is_the_final_export
+    )
+    if not decision.export:
+        with storage.exporter_lock(exporter.uri):
+            state = exporter.scan(now_seconds=now_seconds)
+            return _finish(
+                exporter, strategy, decision, state, None, keep_rules, staging_grace_seconds
+            )
+    with storage.staging_dir(exporter.uri) as staging:
+        written = write_savedmodel(staging)
+        with storage.exporter_lock(exporter.uri):
+            scanned = exporter.scan(now_seconds=now_seconds)
+            state = replace(scanned, staging=[s for s in scanned.staging if s.name != staging.name])
+            decision = strategy.decide(
+                state.committed, candidate, is_the_final_export=is_the_final_export
+            )
+            published = None
+            if decision.export:
+                now = int(time.time()) if now_seconds is None else now_seconds
+                published = storage.publish_version(
+                    staging,
+                    exporter.uri,
+                    _metadata(strategy, candidate, decision, written, lineage, now),
+                    now_seconds=now,
+                )
+            return _finish(
+                exporter, strategy, decision, state, published, keep_rules, staging_grace_seconds
+            )
+
+
+def _metadata(
+    strategy: ExportStrategy,
+    candidate: Candidate,
+    decision: Decision,
+    written: WrittenModel,
+    lineage: Lineage | None,
+    now: int,
+) -> ExportMetadata:
+    return ExportMetadata(
+        exporter=strategy.name,
+        strategy=strategy.kind,
+        version=0,
+        checkpoint_path=candidate.checkpoint_path,
+        global_step=candidate.global_step,
+        created_at=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        eval_result=candidate.eval_result,
+        reason=decision.reason,
+        tags=tuple(written.tags),
+        signature_keys=dict(written.signature_keys),
+        lineage=lineage,
+    )
+
+
+def _finish(
+    exporter: ExporterDir,
+    strategy: ExportStrategy,
+    decision: Decision,
+    state: ExporterDirState,
+    published: ExportMetadata | None,
+    keep_rules: Sequence[KeepRule] | None,
+    staging_grace_seconds: float,
+) -> ExportOutcome:
+    """Plan and apply retention over the committed versions (plus the one just published)."""
+    committed = [*state.committed, *([published] if published else [])]
+    comparator: Comparator | None = getattr(strategy, "comparator", None)
+    best = None if comparator is None else best_version(committed, comparator)
+    plan = plan_retention(
+        committed,
+        strategy.keep_rules() if keep_rules is None else keep_rules,
+        best=None if best is None else best.version,
+        staging=state.staging,
+        staging_grace_seconds=staging_grace_seconds,
+        delete=keep_rules is not None or strategy.exports_to_keep is not None,
+    )
+    exporter.apply(plan)
+    shown = published or next(
+        (m for m in committed if m.version == decision.existing_version), None
+    )
+    return ExportOutcome(
+        decision=decision,
+        metadata=shown,
+        version_uri=None if shown is None else exporter.version_uri(shown.version),
+        retention=plan,
+    )

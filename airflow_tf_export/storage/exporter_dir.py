@@ -1,0 +1,197 @@
+"""One exporter directory (`<model_dir>/export/<name>`): its committed versions, its staging
+leftovers, verification and applying retention plans.
+
+Only committed versions count: an integer directory whose `export_metadata.json` parses and
+whose files match the manifest by name and size. `verify` also compares every CRC32C.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
+from airflow_tf_export.core.retention import RetentionPlan, StagingDir
+from airflow_tf_export.core.versions import is_staging_name, parse_version
+from airflow_tf_export.storage.base import (
+    Entry,
+    Storage,
+    StorageNotFoundError,
+    VersionIntegrityError,
+)
+from airflow_tf_export.storage.manifest import CHUNK_BYTES, manifest_mismatch, verify_files
+from airflow_tf_export.storage.uris import parse_uri
+
+_METADATA_READERS = 8
+
+
+@dataclass(frozen=True)
+class ExporterDirState:
+    """What one scan found. `invalid` holds (version, error) for version directories that
+    have metadata but cannot be trusted; they are reported, never deleted automatically."""
+
+    committed: list[ExportMetadata] = field(default_factory=list)
+    staging: list[StagingDir] = field(default_factory=list)
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Child:
+    """One top-level name in the exporter directory and the files seen below it."""
+
+    name: str
+    is_dir: bool
+    mtime: float | None
+    files: dict[str, Entry] = field(default_factory=dict)
+
+    def newest_mtime(self) -> float | None:
+        times = [t for t in [self.mtime, *(e.mtime for e in self.files.values())] if t]
+        return max(times, default=None)
+
+
+class ExporterDir:
+    """The versions of one exporter, read and cleaned through a Storage backend."""
+
+    def __init__(self, storage: Storage, uri: str) -> None:
+        self.storage = storage
+        self.uri = str(parse_uri(uri))
+
+    def version_uri(self, version: int) -> str:
+        """Where version `version` lives."""
+        return self.storage.join(self.uri, str(version))
+
+    def scan(self, *, now_seconds: float | None = None) -> ExporterDirState:
+        """Classify every child: committed versions (sorted), staging dirs (`temp-*` and
+        integer dirs without metadata, aged by their newest file) and invalid versions.
+        A missing exporter directory is an empty one (nothing exported yet)."""
+        try:
+            top = self.storage.list_dir(self.uri)
+        except StorageNotFoundError:
+            return ExporterDirState()
+        children = {e.name: _Child(e.name, e.is_dir, e.mtime) for e in top}
+        for entry in self._files_or_empty(self.uri):
+            head, _, rest = entry.name.partition("/")
+            if rest and head in children:
+                children[head].files[rest] = entry
+        now = time.time() if now_seconds is None else now_seconds
+        state = ExporterDirState()
+        candidates: list[tuple[int, _Child]] = []
+        for child in children.values():
+            version = parse_version(child.name)
+            if is_staging_name(child.name):
+                state.staging.append(_staging(child, now))
+            elif version is None:
+                continue
+            elif not child.is_dir:
+                state.invalid.append((version, f"{self._at(child.name)} is a file, not a version"))
+            elif METADATA_FILENAME not in child.files:
+                state.staging.append(_staging(child, now))
+            else:
+                candidates.append((version, child))
+        with ThreadPoolExecutor(_METADATA_READERS) as pool:
+            checked = pool.map(lambda vc: self._check(*vc), candidates)
+            for (version, _child), result in zip(candidates, checked, strict=True):
+                if isinstance(result, ExportMetadata):
+                    state.committed.append(result)
+                elif result is not None:
+                    state.invalid.append((version, result))
+        state.committed.sort(key=lambda m: m.version)
+        state.invalid.sort()
+        return state
+
+    def committed(self) -> list[ExportMetadata]:
+        """Committed versions sorted by version."""
+        return self.scan().committed
+
+    def newest_committed(self) -> ExportMetadata | None:
+        """The committed version with the highest number, or None."""
+        committed = self.committed()
+        return committed[-1] if committed else None
+
+    def verify(self, version: int) -> ExportMetadata:
+        """Read every file of `version` back and compare it with the manifest (size and
+        CRC32C); VersionIntegrityError names the first file or field that does not match."""
+        uri = self.version_uri(version)
+        try:
+            files = {e.name: e for e in self.storage.list_files(uri)}
+        except StorageNotFoundError:
+            raise StorageNotFoundError(
+                f"version {version} does not exist in exporter directory {self.uri}"
+            ) from None
+        if METADATA_FILENAME not in files:
+            raise VersionIntegrityError(
+                f"{uri} has no {METADATA_FILENAME}: it is not a committed version"
+            )
+        meta = self._read_metadata(version, files)
+        if not isinstance(meta, ExportMetadata):
+            raise VersionIntegrityError(meta)
+
+        def read_chunks(path: str) -> Iterator[bytes]:
+            size = files[path].size
+            for start in range(0, size, CHUNK_BYTES):
+                yield self.storage.read_bytes(
+                    self.storage.join(uri, path), start, min(start + CHUNK_BYTES, size)
+                )
+
+        verify_files(uri, meta.manifest, read_chunks)
+        return meta
+
+    def apply(self, plan: RetentionPlan) -> None:
+        """Delete the plan's `delete_versions` and `staging_delete`, nothing else."""
+        names = [str(v) for v in plan.delete_versions] + list(plan.staging_delete)
+        for name in names:
+            if parse_version(name) is None and not is_staging_name(name):
+                raise ValueError(
+                    f"retention plan names {name!r}, which is neither a version nor a staging "
+                    f"directory of {self.uri}; nothing was deleted"
+                )
+        if names:
+            self.storage.delete_trees([self.storage.join(self.uri, n) for n in names])
+
+    def _check(self, version: int, child: _Child) -> ExportMetadata | str | None:
+        """The committed metadata, why the version is invalid, or None if it vanished.
+
+        A mismatch is confirmed by listing the version again: a publish or a delete may
+        have run while the exporter directory was being listed.
+        """
+        checked = self._read_metadata(version, child.files)
+        if isinstance(checked, ExportMetadata):
+            return checked
+        try:
+            fresh = {e.name: e for e in self.storage.list_files(self.version_uri(version))}
+        except StorageNotFoundError:
+            return None
+        return self._read_metadata(version, fresh)
+
+    def _read_metadata(self, version: int, files: Mapping[str, Entry]) -> ExportMetadata | str:
+        """The metadata if it parses and matches the files by name and size, else why not."""
+        source = self.storage.join(self.version_uri(version), METADATA_FILENAME)
+        try:
+            meta = ExportMetadata.from_json(self.storage.read_bytes(source), source=source)
+        except StorageNotFoundError:
+            return f"{source} does not exist"
+        except MetadataError as err:
+            return str(err)
+        if meta.version != version:
+            return f"{source} says version {meta.version}, but its directory is {version}"
+        sizes = {name: e.size for name, e in files.items() if name != METADATA_FILENAME}
+        mismatch = manifest_mismatch(meta.manifest, sizes)
+        if mismatch is not None:
+            return f"{self.version_uri(version)}: {mismatch}"
+        return meta
+
+    def _files_or_empty(self, uri: str) -> Sequence[Entry]:
+        try:
+            return self.storage.list_files(uri)
+        except StorageNotFoundError:
+            return []
+
+    def _at(self, name: str) -> str:
+        return self.storage.join(self.uri, name)
+
+
+def _staging(child: _Child, now: float) -> StagingDir:
+    newest = child.newest_mtime()
+    return StagingDir(child.name, 0.0 if newest is None else max(0.0, now - newest))

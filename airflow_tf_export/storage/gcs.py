@@ -1,0 +1,439 @@
+"""The GCS backend over an injected google-cloud-storage client.
+
+Objects cannot be renamed, so a version is published in place, in an order that keeps
+readers safe:
+
+1. claim the version with a create-only object `<exporter>/temp-claim-<version>`
+   (`ifGenerationMatch=0`); a writer that loses the claim moves on to the next version.
+   The claim lives outside the integer prefix, so TF Serving never sees it, and its
+   `temp-` name makes it a staging entry that retention removes if a writer dies;
+2. upload every SavedModel file except `saved_model.pb(txt)` in parallel (transfer manager);
+3. upload `saved_model.pb(txt)`: TF Serving treats it as "the model is complete";
+4. upload `export_metadata.json`: from now on the version is committed;
+5. delete the claim (one request).
+
+Every upload is create-only too, so even a second writer on the same version (a stale
+claim removed by retention while its writer still ran) gets HTTP 412 instead of mixing
+files. Listing uses prefix + delimiter (one request per page); deletes go in batch
+requests of up to 100 calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fnmatch
+import json
+import posixpath
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
+from airflow_tf_export.core.versions import next_version, parse_version, staging_name
+from airflow_tf_export.storage.base import (
+    BucketNotFoundError,
+    Entry,
+    StorageError,
+    StorageNotFoundError,
+)
+from airflow_tf_export.storage.manifest import (
+    SAVED_MODEL_FILENAMES,
+    build_manifest,
+    check_publishable,
+)
+from airflow_tf_export.storage.uris import StorageUri, parse_uri
+
+CLAIM_PREFIX = staging_name("claim-")
+BATCH_LIMIT = 100
+_GLOB_CHARS = frozenset("*?[")
+_MAX_CLAIM_ATTEMPTS = 100
+
+
+def claim_version(name: str) -> int | None:
+    """The version a claim object name (`temp-claim-<version>`) reserves, or None."""
+    return parse_version(name[len(CLAIM_PREFIX) :]) if name.startswith(CLAIM_PREFIX) else None
+
+
+def _crc32c_hex(blob: Any) -> str | None:
+    return base64.b64decode(blob.crc32c).hex() if blob.crc32c else None
+
+
+def _mtime(blob: Any) -> float | None:
+    return blob.updated.timestamp() if blob.updated is not None else None
+
+
+def _is_within(name: str, roots: set[str]) -> bool:
+    """Whether object `name` is one of `roots` or below one of them."""
+    parts = name.split("/")
+    return any("/".join(parts[:depth]) in roots for depth in range(1, len(parts) + 1))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class GcsStorage:
+    """Storage on Google Cloud Storage; URIs are `gs://bucket/prefix`."""
+
+    def __init__(self, client: Any, *, max_workers: int = 8) -> None:
+        self._client = client
+        self._max_workers = max_workers
+
+    def join(self, base: str, *parts: str) -> str:
+        """`gs://bucket/prefix/part/...`."""
+        parsed = self._parse(base)
+        return str(parse_uri("/".join([str(parsed), *parts])))
+
+    def list_dir(self, uri: str) -> list[Entry]:
+        """Direct children of a prefix (one listing request per page)."""
+        parsed = self._parse(uri)
+        prefix = f"{parsed.path}/" if parsed.path else ""
+        with self._errors(parsed):
+            iterator = self._client.list_blobs(parsed.bucket, prefix=prefix, delimiter="/")
+            entries = [
+                Entry(blob.name[len(prefix) :], False, blob.size or 0, _mtime(blob))
+                for blob in iterator
+                if blob.name != prefix
+            ]
+            entries += [Entry(p[len(prefix) :].rstrip("/"), True) for p in iterator.prefixes]
+        if not entries:
+            self._raise_absent_dir(parsed)
+        return sorted(entries, key=lambda e: e.name)
+
+    def list_files(self, uri: str) -> list[Entry]:
+        """Every object below a prefix, names relative with `/`, sorted."""
+        parsed = self._parse(uri)
+        prefix = f"{parsed.path}/" if parsed.path else ""
+        entries = [
+            Entry(blob.name[len(prefix) :], False, blob.size or 0, _mtime(blob))
+            for blob in self._list_blobs(parsed, prefix)
+            if not blob.name.endswith("/")
+        ]
+        if not entries:
+            self._raise_absent_dir(parsed)
+        return sorted(entries, key=lambda e: e.name)
+
+    def glob(self, pattern: str) -> list[str]:
+        """Objects matching `pattern` (`*` stays within one segment); lists only below the
+        literal part of the pattern."""
+        parsed = self._parse(pattern)
+        segments = parsed.path.split("/")
+        first_glob = next(
+            (i for i, s in enumerate(segments) if _GLOB_CHARS & set(s)), len(segments)
+        )
+        if first_glob == len(segments):
+            return [str(parsed)] if self._blob_exists(parsed) else []
+        head = segments[first_glob]
+        literal = head[: min(head.index(c) for c in _GLOB_CHARS if c in head)]
+        prefix = "/".join([*segments[:first_glob], literal])
+        last_segment = first_glob == len(segments) - 1
+        matches = []
+        for blob in self._list_blobs(parsed, prefix, delimiter="/" if last_segment else None):
+            names = blob.name.split("/")
+            if len(names) == len(segments) and all(
+                fnmatch.fnmatchcase(n, s) for n, s in zip(names, segments, strict=True)
+            ):
+                matches.append(f"gs://{parsed.bucket}/{blob.name}")
+        return sorted(matches)
+
+    def exists(self, uri: str) -> bool:
+        """Whether an object, or any object below the prefix, exists."""
+        parsed = self._parse(uri)
+        if parsed.path and self._blob_exists(parsed):
+            return True
+        prefix = f"{parsed.path}/" if parsed.path else ""
+        with self._errors(parsed):
+            return any(self._client.list_blobs(parsed.bucket, prefix=prefix, max_results=1))
+
+    def size(self, uri: str) -> int:
+        """Size of an object in bytes (one metadata request)."""
+        parsed = self._parse(uri)
+        with self._errors(parsed):
+            blob = self._client.bucket(parsed.bucket).get_blob(parsed.path)
+        if blob is None:
+            self._raise_not_found(parsed)
+        return int(blob.size or 0)
+
+    def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes `[start, end)` of an object: a ranged GET (whole objects are checksummed)."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid byte range [{start}, {end}) for {uri}")
+        if end == start:
+            return b""
+        parsed = self._parse(uri)
+        blob = self._client.bucket(parsed.bucket).blob(parsed.path)
+        from google.api_core.exceptions import RequestRangeNotSatisfiable
+
+        with self._errors(parsed):
+            try:
+                data: bytes = blob.download_as_bytes(
+                    start=start or None, end=None if end is None else end - 1
+                )
+            except RequestRangeNotSatisfiable:
+                return b""
+        return data
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """One upload request: readers see the old or the new object, never a mix."""
+        parsed = self._parse(uri)
+        with self._errors(parsed):
+            self._client.bucket(parsed.bucket).blob(parsed.path).upload_from_string(data)
+
+    def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
+        """Download objects below `uri` (all, or only the relative `names`) in parallel."""
+        from google.cloud.storage import transfer_manager
+
+        parsed = self._parse(uri)
+        wanted = [e.name for e in self.list_files(uri)] if names is None else list(names)
+        bucket = self._client.bucket(parsed.bucket)
+        pairs = []
+        for name in wanted:
+            target = local_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pairs.append((bucket.blob(f"{parsed.path}/{name}"), str(target)))
+        with self._errors(parsed):
+            results = transfer_manager.download_many(
+                pairs,
+                worker_type=transfer_manager.THREAD,
+                max_workers=self._max_workers,
+                raise_exception=False,
+            )
+        self._raise_first_failure(parsed, results)
+
+    def upload_dir(self, local_dir: Path, uri: str) -> None:
+        """Upload a local tree below `uri` in parallel (no ordering guarantees)."""
+        parsed = self._parse(uri)
+        paths = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
+        self._upload_files(parsed, local_dir, [p.relative_to(local_dir).as_posix() for p in paths])
+
+    def delete_trees(self, uris: Sequence[str]) -> None:
+        """Delete objects and prefixes: one listing below their common prefix, then batch
+        requests of up to 100 deletes each. Objects already gone are ignored."""
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            parsed = self._parse(uri)
+            if not parsed.path:
+                raise ValueError(f"refusing to delete the whole bucket {uri!r}")
+            by_bucket.setdefault(parsed.bucket, []).append(parsed.path)
+        for bucket, names in by_bucket.items():
+            self._delete_below(StorageUri("gs", bucket, posixpath.commonpath(names)), names)
+
+    @contextmanager
+    def staging_dir(self, exporter_uri: str) -> Iterator[Path]:
+        """A local temporary directory (removed on exit); publishing uploads from it."""
+        self._parse(exporter_uri)
+        with tempfile.TemporaryDirectory(prefix="airflow-tf-export-") as directory:
+            yield Path(directory)
+
+    @contextmanager
+    def exporter_lock(self, exporter_uri: str) -> Iterator[None]:
+        """No lock on GCS: concurrent writers are kept apart by the create-only claims."""
+        self._parse(exporter_uri)
+        yield
+
+    def publish_version(
+        self,
+        source_dir: Path,
+        exporter_uri: str,
+        metadata: ExportMetadata,
+        *,
+        now_seconds: int | None = None,
+    ) -> ExportMetadata:
+        """Claim a version, upload the SavedModel (`saved_model.pb` last), then the metadata."""
+        check_publishable(source_dir)
+        exporter = self._parse(exporter_uri)
+        manifest = build_manifest(source_dir)
+        token = uuid.uuid4().hex
+        version, claim = self._claim_next_version(exporter, token, now_seconds)
+        published = metadata.with_publication(version, manifest)
+        version_uri = self._child(exporter, str(version))
+        model_files = [e.path for e in manifest if e.path in SAVED_MODEL_FILENAMES]
+        other_files = [e.path for e in manifest if e.path not in SAVED_MODEL_FILENAMES]
+        self._upload_files(version_uri, source_dir, other_files, manifest, create_only=True)
+        self._upload_files(version_uri, source_dir, model_files, manifest, create_only=True)
+        metadata_uri = self._child(version_uri, METADATA_FILENAME)
+        if not self._create_object(metadata_uri, published.to_json().encode(), "application/json"):
+            raise StorageError(f"{metadata_uri} was created by another writer")
+        self._delete_claim(claim)
+        return published
+
+    def _claim_next_version(
+        self, exporter: StorageUri, token: str, now_seconds: int | None
+    ) -> tuple[int, StorageUri]:
+        try:
+            children = self.list_dir(str(exporter))
+        except StorageNotFoundError:
+            children = []
+        taken = {
+            number
+            for entry in children
+            if (number := parse_version(entry.name) or claim_version(entry.name)) is not None
+        }
+        body = json.dumps({"token": token}).encode()
+        for _attempt in range(_MAX_CLAIM_ATTEMPTS):
+            now = int(time.time()) if now_seconds is None else now_seconds
+            version = next_version(taken, now)
+            claim = self._child(exporter, f"{CLAIM_PREFIX}{version}")
+            if self._create_object(claim, body, "application/json"):
+                return version, claim
+            taken.add(version)
+        raise StorageError(
+            f"could not claim a version in {exporter}: {_MAX_CLAIM_ATTEMPTS} versions in a row "
+            "were claimed by other writers"
+        )
+
+    def _delete_claim(self, claim: StorageUri) -> None:
+        """One DELETE; a claim already gone (removed by retention) is fine."""
+        from google.api_core.exceptions import NotFound
+
+        with self._errors(claim), contextlib.suppress(NotFound):
+            self._client.bucket(claim.bucket).blob(claim.path).delete()
+
+    def _create_object(self, target: StorageUri, data: bytes, content_type: str) -> bool:
+        """Create-only upload; False when the object already exists with other content.
+
+        A retried request whose first attempt already succeeded also gets 412, so an
+        object holding exactly `data` counts as ours.
+        """
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._client.bucket(target.bucket).blob(target.path)
+        with self._errors(target):
+            try:
+                blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+            except PreconditionFailed:
+                return bool(blob.download_as_bytes() == data)
+        return True
+
+    def _upload_files(
+        self,
+        root: StorageUri,
+        local_dir: Path,
+        names: Sequence[str],
+        manifest: Sequence[ManifestEntry] = (),
+        *,
+        create_only: bool = False,
+    ) -> None:
+        """Upload local files in parallel with the transfer manager. With `create_only`,
+        a 412 for an object that already holds the manifest's CRC32C (our own retried
+        request) is accepted; anything else fails naming the object."""
+        if not names:
+            return
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud.storage import transfer_manager
+
+        bucket = self._client.bucket(root.bucket)
+        prefix = f"{root.path}/" if root.path else ""
+        blobs = [bucket.blob(prefix + name) for name in names]
+        kwargs: dict[str, Any] = {"if_generation_match": 0} if create_only else {}
+        with self._errors(root):
+            results = transfer_manager.upload_many(
+                [(str(local_dir / name), blob) for name, blob in zip(names, blobs, strict=True)],
+                upload_kwargs=kwargs,
+                worker_type=transfer_manager.THREAD,
+                max_workers=self._max_workers,
+                raise_exception=False,
+            )
+        expected = {entry.path: entry.crc32c for entry in manifest}
+        for name, blob, result in zip(names, blobs, results, strict=True):
+            if isinstance(result, PreconditionFailed):
+                with self._errors(root):
+                    blob.reload()
+                if _crc32c_hex(blob) == expected.get(name):
+                    continue
+                raise StorageError(
+                    f"gs://{root.bucket}/{prefix}{name} was created by another writer "
+                    "(create-only upload)"
+                )
+            if isinstance(result, Exception):
+                self._raise_first_failure(root, [result])
+
+    def _delete_below(self, common: StorageUri, names: Sequence[str]) -> None:
+        from google.api_core.exceptions import NotFound
+
+        wanted = set(names)
+        doomed = [
+            blob.name
+            for blob in self._list_blobs(common, common.path)
+            if _is_within(blob.name, wanted)
+        ]
+        bucket = self._client.bucket(common.bucket)
+        some_were_gone = False
+        for chunk in _chunks(doomed, BATCH_LIMIT):
+            with self._errors(common):
+                try:
+                    with self._client.batch(raise_exception=True):
+                        for name in chunk:
+                            bucket.blob(name).delete()
+                except NotFound:
+                    some_were_gone = True
+        if some_were_gone:
+            left = [b.name for b in self._list_blobs(common, common.path) if b.name in doomed]
+            if left:
+                raise StorageError(f"could not delete gs://{common.bucket}/{left[0]}")
+
+    def _list_blobs(
+        self, parsed: StorageUri, prefix: str, delimiter: str | None = None
+    ) -> list[Any]:
+        with self._errors(parsed):
+            return list(self._client.list_blobs(parsed.bucket, prefix=prefix, delimiter=delimiter))
+
+    def _blob_exists(self, parsed: StorageUri) -> bool:
+        with self._errors(parsed):
+            return bool(self._client.bucket(parsed.bucket).blob(parsed.path).exists())
+
+    def _raise_absent_dir(self, parsed: StorageUri) -> None:
+        if parsed.path and self._blob_exists(parsed):
+            raise StorageError(f"{parsed} is an object (a file), expected a directory")
+        self._raise_not_found(parsed)
+
+    def _raise_not_found(self, parsed: StorageUri) -> None:
+        with self._errors(parsed):
+            bucket_exists = self._client.bucket(parsed.bucket).exists()
+        if not bucket_exists:
+            raise BucketNotFoundError(f"bucket {parsed.bucket!r} of {parsed} does not exist")
+        raise StorageNotFoundError(f"{parsed} does not exist")
+
+    def _raise_first_failure(self, parsed: StorageUri, results: Iterable[object]) -> None:
+        for result in results:
+            if isinstance(result, BaseException):
+                with self._errors(parsed):
+                    raise result
+
+    @contextmanager
+    def _errors(self, parsed: StorageUri) -> Iterator[None]:
+        """Turn google-api-core errors into StorageError subclasses naming the URI."""
+        from google.api_core.exceptions import (
+            Forbidden,
+            GoogleAPICallError,
+            NotFound,
+            PreconditionFailed,
+        )
+
+        try:
+            yield
+        except PreconditionFailed:
+            raise
+        except NotFound:
+            self._raise_not_found(parsed)
+        except Forbidden as err:
+            raise StorageError(f"{parsed} is not accessible: {err.message}") from None
+        except GoogleAPICallError as err:
+            raise StorageError(f"{parsed}: GCS request failed: {err}") from None
+
+    @staticmethod
+    def _child(parent: StorageUri, name: str) -> StorageUri:
+        return StorageUri(parent.scheme, parent.bucket, f"{parent.path}/{name}".lstrip("/"))
+
+    @staticmethod
+    def _parse(uri: str) -> StorageUri:
+        parsed = parse_uri(uri)
+        if not parsed.is_gcs:
+            raise ValueError(f"GCS storage cannot handle the local path {uri!r}")
+        return parsed

@@ -1,0 +1,296 @@
+"""The local POSIX backend: plain files, fsync, and one atomic rename per published version."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import glob
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
+from airflow_tf_export.core.versions import (
+    is_staging_name,
+    next_version,
+    parse_version,
+    staging_name,
+)
+from airflow_tf_export.storage.base import Entry, StorageError, StorageNotFoundError
+from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
+from airflow_tf_export.storage.uris import parse_uri
+
+# TF Serving ignores names that are not integers, and retention ignores names that are
+# neither versions nor staging directories, so the lock file is left alone by both.
+LOCK_FILENAME = ".airflow-tf-export.lock"
+_RENAME_CONFLICTS = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
+_MAX_PUBLISH_ATTEMPTS = 1000
+
+
+@contextmanager
+def _os_errors(uri: object) -> Iterator[None]:
+    """Turn OSError into StorageError subclasses whose message names `uri`."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise StorageNotFoundError(f"{uri} does not exist") from None
+    except NotADirectoryError:
+        raise StorageError(f"{uri}: a file is where a directory is expected") from None
+    except IsADirectoryError:
+        raise StorageError(f"{uri} is a directory, expected a file") from None
+    except PermissionError:
+        raise StorageError(f"{uri} is not accessible: permission denied") from None
+    except OSError as err:
+        raise StorageError(f"{uri} cannot be accessed: {err.strerror or err}") from None
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory below `root` (children before their directory)."""
+    for directory, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_path(Path(directory, name))
+        _fsync_path(Path(directory))
+
+
+class LocalStorage:
+    """Storage on a POSIX file system; URIs are absolute paths or `file://` URIs."""
+
+    def join(self, base: str, *parts: str) -> str:
+        """`base/part/...` as a local path."""
+        return os.path.join(self._path(base), *parts)
+
+    def list_dir(self, uri: str) -> list[Entry]:
+        """Direct children, sorted by name (symlinks followed; ones that vanish while the
+        directory is listed, e.g. a staging dir renamed by a publish, are left out)."""
+        path = self._require_dir(uri)
+        entries = []
+        with _os_errors(uri), os.scandir(path) as children:
+            for child in children:
+                with _os_errors(child.path):
+                    try:
+                        stat = child.stat()
+                    except FileNotFoundError:
+                        continue
+                    entries.append(
+                        Entry(
+                            name=child.name,
+                            is_dir=child.is_dir(),
+                            size=0 if child.is_dir() else stat.st_size,
+                            mtime=stat.st_mtime,
+                        )
+                    )
+        return sorted(entries, key=lambda e: e.name)
+
+    def list_files(self, uri: str) -> list[Entry]:
+        """Every file below `uri`, names relative with `/`, sorted (vanishing ones left out)."""
+        root = self._require_dir(uri)
+        entries = []
+        for path in local_files(root):
+            with _os_errors(path):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+            entries.append(
+                Entry(
+                    name=path.relative_to(root).as_posix(),
+                    is_dir=False,
+                    size=stat.st_size,
+                    mtime=stat.st_mtime,
+                )
+            )
+        return entries
+
+    def glob(self, pattern: str) -> list[str]:
+        """Files matching `pattern` (`*` stays within one path segment), sorted."""
+        return sorted(
+            p for p in glob.glob(str(self._path(pattern)), include_hidden=True) if os.path.isfile(p)
+        )
+
+    def exists(self, uri: str) -> bool:
+        """Whether a file or a non-empty directory exists."""
+        path = self._path(uri)
+        if path.is_file():
+            return True
+        with _os_errors(uri):
+            return path.is_dir() and any(path.iterdir())
+
+    def size(self, uri: str) -> int:
+        """Size of a file in bytes."""
+        path = self._path(uri)
+        with _os_errors(uri):
+            if path.is_dir():
+                raise IsADirectoryError(uri)
+            return path.stat().st_size
+
+    def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes `[start, end)` of a file."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid byte range [{start}, {end}) for {uri}")
+        with _os_errors(uri), self._path(uri).open("rb") as handle:
+            handle.seek(start)
+            return handle.read() if end is None else handle.read(end - start)
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Write via a temporary sibling, fsync, rename over the target, fsync the parent."""
+        path = self._path(uri)
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        with _os_errors(uri):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with temporary.open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_path(path.parent)
+
+    def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
+        """Copy files below `uri` (all, or only the relative `names`) into `local_dir`."""
+        root = self._path(uri)
+        wanted = [e.name for e in self.list_files(uri)] if names is None else list(names)
+        for name in wanted:
+            target = local_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with _os_errors(root / name):
+                shutil.copyfile(root / name, target)
+
+    def upload_dir(self, local_dir: Path, uri: str) -> None:
+        """Copy a local tree below `uri` (files are overwritten; no ordering guarantees)."""
+        with _os_errors(local_dir):
+            shutil.copytree(local_dir, self._path(uri), dirs_exist_ok=True)
+
+    def delete_trees(self, uris: Sequence[str]) -> None:
+        """Delete files and trees; a directory is first renamed to a staging name in its
+        parent, so it disappears at once for readers (TF Serving) and a crash part-way
+        leaves only a staging directory that retention removes later."""
+        for uri in uris:
+            path = self._path(uri)
+            with _os_errors(uri):
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+                elif path.is_dir():
+                    doomed = path.with_name(staging_name(f"deleting-{uuid.uuid4().hex}"))
+                    os.rename(path, doomed)
+                    shutil.rmtree(doomed)
+
+    @contextmanager
+    def staging_dir(self, exporter_uri: str) -> Iterator[Path]:
+        """`<exporter>/temp-<uuid>/`, created empty; removed on exit unless published."""
+        exporter = self._ensure_dir(exporter_uri)
+        staging = exporter / staging_name(uuid.uuid4().hex)
+        with _os_errors(staging):
+            staging.mkdir()
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @contextmanager
+    def exporter_lock(self, exporter_uri: str) -> Iterator[None]:
+        """An exclusive fcntl lock on `<exporter>/.airflow-tf-export.lock` (blocks)."""
+        lock_path = self._ensure_dir(exporter_uri) / LOCK_FILENAME
+        with _os_errors(lock_path):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def publish_version(
+        self,
+        source_dir: Path,
+        exporter_uri: str,
+        metadata: ExportMetadata,
+        *,
+        now_seconds: int | None = None,
+    ) -> ExportMetadata:
+        """Stage in `<exporter>/temp-*` (no copy when `source_dir` is already one, as given
+        by `staging_dir`), write the metadata, fsync everything, rename to the version."""
+        check_publishable(source_dir)
+        exporter = self._ensure_dir(exporter_uri)
+        in_place = is_staging_name(source_dir.name) and source_dir.parent.resolve() == (
+            exporter.resolve()
+        )
+        staging = source_dir if in_place else exporter / staging_name(uuid.uuid4().hex)
+        try:
+            if not in_place:
+                with _os_errors(source_dir):
+                    shutil.copytree(source_dir, staging)
+            manifest = build_manifest(staging)
+            with _os_errors(staging):
+                _fsync_tree(staging)
+                return self._rename_to_next_version(
+                    staging, exporter, metadata, manifest, now_seconds
+                )
+        finally:
+            if not in_place:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _rename_to_next_version(
+        self,
+        staging: Path,
+        exporter: Path,
+        metadata: ExportMetadata,
+        manifest: tuple[ManifestEntry, ...],
+        now_seconds: int | None,
+    ) -> ExportMetadata:
+        for _attempt in range(_MAX_PUBLISH_ATTEMPTS):
+            existing = [v for name in os.listdir(exporter) if (v := parse_version(name))]
+            now = int(time.time()) if now_seconds is None else now_seconds
+            published = metadata.with_publication(next_version(existing, now), manifest)
+            with (staging / METADATA_FILENAME).open("w", encoding="utf-8") as handle:
+                handle.write(published.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_path(staging)
+            try:
+                os.rename(staging, exporter / str(published.version))
+            except OSError as err:
+                if err.errno in _RENAME_CONFLICTS:
+                    continue
+                raise
+            _fsync_path(exporter)
+            return published
+        raise StorageError(
+            f"could not publish into {exporter}: every version tried was taken by another "
+            f"writer ({_MAX_PUBLISH_ATTEMPTS} attempts)"
+        )
+
+    def _require_dir(self, uri: str) -> Path:
+        path = self._path(uri)
+        with _os_errors(uri):
+            if not path.is_dir():
+                path.stat()
+                raise NotADirectoryError(uri)
+        return path
+
+    def _ensure_dir(self, uri: str) -> Path:
+        path = self._path(uri)
+        if path.exists() and not path.is_dir():
+            raise StorageError(f"{uri} is a file, expected a directory")
+        with _os_errors(uri):
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _path(uri: str) -> Path:
+        parsed = parse_uri(uri)
+        if parsed.is_gcs:
+            raise ValueError(f"local storage cannot handle the GCS URI {uri!r}")
+        return Path(parsed.path)

@@ -1,0 +1,110 @@
+"""Manifests: every file of a version with its size and CRC32C, built and checked.
+
+`build_manifest` reads a local SavedModel directory before it is published;
+`manifest_mismatch` compares a manifest with a listing (names and sizes, cheap);
+`verify_files` reads every file back and compares CRC32C (complete, costs a full read).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import google_crc32c
+
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ManifestEntry
+from airflow_tf_export.storage.base import StorageError, VersionIntegrityError
+
+SAVED_MODEL_FILENAMES = ("saved_model.pb", "saved_model.pbtxt")
+CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def crc32c_hex(data: bytes) -> str:
+    """CRC32C of `data` as 8 lowercase hex digits (the manifest's format)."""
+    return f"{google_crc32c.value(data):08x}"
+
+
+def file_crc32c(path: Path) -> str:
+    """CRC32C of a local file, read in chunks."""
+    checksum = google_crc32c.Checksum()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            checksum.update(chunk)
+    return checksum.digest().hex()
+
+
+def local_files(root: Path) -> list[Path]:
+    """Every regular file below `root`, sorted by relative path (symlinks are followed)."""
+    found: list[Path] = []
+    for directory, _dirs, files in os.walk(root, followlinks=True):
+        found.extend(Path(directory, name) for name in files)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def check_publishable(source_dir: Path) -> None:
+    """Raise StorageError unless `source_dir` is a directory holding a SavedModel to publish."""
+    if not source_dir.exists():
+        raise StorageError(f"SavedModel directory {source_dir} does not exist")
+    if not source_dir.is_dir():
+        raise StorageError(f"SavedModel path {source_dir} is a file, expected a directory")
+    if not any((source_dir / name).is_file() for name in SAVED_MODEL_FILENAMES):
+        raise StorageError(
+            f"SavedModel directory {source_dir} holds neither saved_model.pb nor saved_model.pbtxt"
+        )
+    if (source_dir / METADATA_FILENAME).exists():
+        raise StorageError(
+            f"SavedModel directory {source_dir} already holds {METADATA_FILENAME}; "
+            "publishing writes that file itself"
+        )
+
+
+def build_manifest(source_dir: Path) -> tuple[ManifestEntry, ...]:
+    """The manifest of a local directory: relative path, size and CRC32C of every file."""
+    return tuple(
+        ManifestEntry(
+            path=path.relative_to(source_dir).as_posix(),
+            size=path.stat().st_size,
+            crc32c=file_crc32c(path),
+        )
+        for path in local_files(source_dir)
+    )
+
+
+def manifest_mismatch(manifest: Sequence[ManifestEntry], sizes: Mapping[str, int]) -> str | None:
+    """Why the files listed (relative path -> size, metadata excluded) do not match, or None."""
+    expected = {entry.path: entry.size for entry in manifest}
+    missing = sorted(set(expected) - set(sizes))
+    if missing:
+        return f"file {missing[0]!r} in the manifest is missing ({len(missing)} missing)"
+    extra = sorted(set(sizes) - set(expected))
+    if extra:
+        return f"file {extra[0]!r} is not in the manifest ({len(extra)} unexpected)"
+    for path in sorted(expected):
+        if sizes[path] != expected[path]:
+            return f"file {path!r} has {sizes[path]} bytes, the manifest says {expected[path]}"
+    return None
+
+
+def verify_files(
+    version_uri: str,
+    manifest: Iterable[ManifestEntry],
+    read_chunks: Callable[[str], Iterable[bytes]],
+) -> None:
+    """Read every manifest file (relative path -> chunks) and compare size and CRC32C.
+
+    Raises VersionIntegrityError naming the first file that does not match.
+    """
+    for entry in manifest:
+        checksum = google_crc32c.Checksum()
+        size = 0
+        for chunk in read_chunks(entry.path):
+            checksum.update(chunk)
+            size += len(chunk)
+        actual = checksum.digest().hex()
+        if size != entry.size or actual != entry.crc32c:
+            raise VersionIntegrityError(
+                f"{version_uri}/{entry.path} does not match its manifest: "
+                f"{size} bytes with crc32c {actual}, expected {entry.size} bytes with "
+                f"crc32c {entry.crc32c}"
+            )

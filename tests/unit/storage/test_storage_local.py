@@ -1,0 +1,117 @@
+"""Local-disk specifics: rename-based publish without a copy, the fcntl lock, delete by
+rename, and OS errors turned into messages that name the path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
+from airflow_tf_export.storage import StorageError, StorageNotFoundError
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.local import LOCK_FILENAME, LocalStorage
+
+NOW = 1_800_000_000
+TEMPLATE = ExportMetadata(
+    exporter="latest",
+    strategy="latest",
+    version=0,
+    checkpoint_path="/model/ckpt-1",
+    global_step=1,
+    created_at="2027-01-15T08:00:00Z",
+)
+
+
+def _write_model(directory: Path) -> None:
+    (directory / "variables").mkdir(parents=True, exist_ok=True)
+    (directory / "variables" / "variables.index").write_bytes(b"index")
+    (directory / "variables" / "variables.data-00000-of-00001").write_bytes(b"data" * 100)
+    (directory / "saved_model.pb").write_bytes(b"graph")
+
+
+def test_publishing_the_staging_dir_renames_it_without_copying(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
+    with storage.staging_dir(exporter) as staging:
+        assert staging.parent == Path(exporter) and staging.name.startswith("temp-")
+        _write_model(staging)
+        inode = staging.stat().st_ino
+        published = storage.publish_version(staging, exporter, TEMPLATE, now_seconds=NOW)
+        assert not staging.exists()
+    version_dir = Path(exporter) / str(NOW)
+    assert version_dir.stat().st_ino == inode
+    assert sorted(os.listdir(exporter)) == [str(NOW)]
+    assert ExporterDir(storage, exporter).verify(NOW) == published
+
+
+def test_publishing_another_directory_copies_it_and_leaves_it_alone(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
+    source = tmp_path / "written-elsewhere"
+    _write_model(source)
+    storage.publish_version(source, exporter, TEMPLATE, now_seconds=NOW)
+    assert (source / "saved_model.pb").read_bytes() == b"graph"
+    assert not (source / METADATA_FILENAME).exists()
+    assert sorted(os.listdir(exporter)) == [str(NOW)]
+
+
+def test_an_integer_named_directory_in_the_way_is_skipped(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), tmp_path / "export" / "latest"
+    (exporter / str(NOW)).mkdir(parents=True)
+    (exporter / str(NOW) / "stray").write_text("left by hand")
+    source = tmp_path / "model"
+    _write_model(source)
+    published = storage.publish_version(source, str(exporter), TEMPLATE, now_seconds=NOW)
+    assert published.version == NOW + 1
+    assert (exporter / str(NOW) / "stray").read_text() == "left by hand"
+
+
+def test_the_exporter_lock_excludes_other_processes(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
+    probe = (
+        "import fcntl, sys; fd = open(sys.argv[1], 'a');"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    )
+    lock_path = str(Path(exporter) / LOCK_FILENAME)
+    with storage.exporter_lock(exporter):
+        held = subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True)
+        assert held.returncode != 0 and b"BlockingIOError" in held.stderr
+    free = subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True)
+    assert free.returncode == 0
+    state = ExporterDir(storage, exporter).scan()
+    assert (state.committed, state.staging, state.invalid) == ([], [], [])
+
+
+def test_deleting_a_version_leaves_no_integer_or_staging_directory(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), tmp_path / "export"
+    _write_model(exporter / "17")
+    storage.delete_trees([str(exporter / "17"), str(exporter / "18")])
+    assert os.listdir(exporter) == []
+
+
+def test_os_errors_name_the_path(tmp_path: Path) -> None:
+    storage = LocalStorage()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(StorageError, match=f"{loop}.*symbolic links"):
+        storage.list_dir(str(loop))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match=f"{tmp_path / 'file' / 'below'}.*a file is where"):
+        storage.read_bytes(str(tmp_path / "file" / "below"))
+    with pytest.raises(StorageError, match="is a directory, expected a file"):
+        storage.read_bytes(str(tmp_path))
+    with pytest.raises(StorageNotFoundError, match=str(tmp_path / "absent")):
+        storage.size(str(tmp_path / "absent"))
+    with pytest.raises(ValueError, match="invalid byte range"):
+        storage.read_bytes(str(tmp_path / "file"), 5, 2)
+
+
+def test_write_bytes_replaces_atomically_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    storage = LocalStorage()
+    target = tmp_path / "deep" / "state.json"
+    storage.write_bytes(str(target), b"one")
+    storage.write_bytes(str(target), b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(target.parent) == ["state.json"]
