@@ -1,0 +1,81 @@
+"""`assets_extra`: files copied into `<export>/assets.extra/`, checked before anything is written.
+
+Keys are destinations relative to `assets.extra/` (they may contain sub-directories); values
+are the local source files. A destination that is empty, absolute or contains `..` would
+escape or clobber the SavedModel, so it is rejected, as is a source that is not a file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+ASSETS_EXTRA_DIRECTORY = "assets.extra"
+
+
+@dataclass(frozen=True)
+class ExtraAsset:
+    """One checked copy: source file -> destination relative to `assets.extra/`."""
+
+    destination: PurePosixPath
+    source: Path
+
+
+def plan_assets_extra(assets_extra: Mapping[str, str] | None) -> tuple[ExtraAsset, ...]:
+    """Check every destination and source; ValueError names the first bad entry."""
+    if assets_extra is None:
+        return ()
+    if not isinstance(assets_extra, Mapping):
+        raise ValueError(
+            f"assets_extra must be a mapping of destination to source, got {assets_extra!r}"
+        )
+    planned: dict[PurePosixPath, ExtraAsset] = {}
+    for destination, source in assets_extra.items():
+        relative = _destination(destination)
+        if relative in planned:
+            raise ValueError(
+                f"assets_extra destination {destination!r} names the same file as another entry"
+            )
+        source_path = Path(source)
+        if not source_path.is_file():
+            raise ValueError(
+                f"assets_extra source {source!r} for {destination!r} is not an existing file"
+            )
+        planned[relative] = ExtraAsset(relative, source_path)
+    for relative in planned:
+        for parent in relative.parents:
+            if parent in planned:
+                raise ValueError(
+                    f"assets_extra destination {str(parent)!r} is a file, but "
+                    f"{str(relative)!r} needs it to be a directory"
+                )
+    return tuple(planned.values())
+
+
+def copy_assets_extra(assets: tuple[ExtraAsset, ...], export_dir: Path) -> None:
+    """Copy the planned files under `export_dir/assets.extra/`."""
+    for asset in assets:
+        target = export_dir / ASSETS_EXTRA_DIRECTORY / asset.destination
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(asset.source, target)
+
+
+def _destination(destination: object) -> PurePosixPath:
+    if not isinstance(destination, str) or not destination.strip():
+        raise ValueError(f"assets_extra destination {destination!r} is empty")
+    path = PurePosixPath(destination)
+    if path.is_absolute() or PureWindowsPath(destination).is_absolute():
+        raise ValueError(
+            f"assets_extra destination {destination!r} is absolute; give a path relative "
+            f"to {ASSETS_EXTRA_DIRECTORY}/"
+        )
+    if ".." in path.parts or "\\" in destination:
+        raise ValueError(
+            f"assets_extra destination {destination!r} contains '..' or a backslash; it must "
+            f"stay inside {ASSETS_EXTRA_DIRECTORY}/"
+        )
+    if destination.endswith("/") or path.name in ("", "."):
+        raise ValueError(f"assets_extra destination {destination!r} does not name a file")
+    return path

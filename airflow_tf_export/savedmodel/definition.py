@@ -1,0 +1,221 @@
+"""The model definition: everything an export needs to know about one model.
+
+It replaces an Estimator's `model_fn`, its receiver functions and its checkpoint setup, one
+field per concept (see docs/estimator-migration.md). A DAG names it by import string
+("my_pkg.model:definition") or passes a callable; `resolve_definition` turns either into a
+`ModelDefinition` at export time, so parsing the DAG file never imports the model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_tf_export.savedmodel.errors import DefinitionError
+from airflow_tf_export.savedmodel.export_outputs import (
+    DEFAULT_SIGNATURE_KEY,
+    ExportOutput,
+    PredictOutput,
+    serving_signatures,
+    takes_serialized_examples,
+)
+from airflow_tf_export.savedmodel.modes import EVAL, TRAIN
+from airflow_tf_export.savedmodel.receivers import (
+    ParsingServingInput,
+    RawServingInput,
+    ServingInput,
+    SupervisedInput,
+    check_input_names,
+)
+
+_DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_REFERENCE = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
+
+
+@dataclass(frozen=True)
+class TrackableCheckpoint:
+    """Checkpoints written by `tf.train.CheckpointManager` for a `tf.train.Checkpoint`.
+
+    The fields are the keyword names the training code gave `tf.train.Checkpoint(...)`; None
+    means the checkpoint has no such object. `optimizer` is restored only for the `train`
+    mode (a checkpoint without it gives the train signature a new optimizer); `step` is the
+    global step variable.
+    """
+
+    model: str = "model"
+    optimizer: str | None = "optimizer"
+    step: str | None = "step"
+
+
+@dataclass(frozen=True)
+class KerasWeights:
+    """Keras weights files (`model.save_weights("ckpt-<step>.weights.h5")`).
+
+    They hold no optimizer state and no step: the `train` mode starts from a new optimizer,
+    and the global step is the number in the file name.
+    """
+
+
+CheckpointFormat = TrackableCheckpoint | KerasWeights
+
+
+def _default_export_outputs() -> dict[str, ExportOutput]:
+    return {DEFAULT_SIGNATURE_KEY: PredictOutput()}
+
+
+@dataclass(frozen=True)
+class ModelDefinition:
+    """How to build, restore and export one model.
+
+    build_model       () -> a built Keras 3 model or a tf.Module, called as model(features)
+                      with a dict of feature tensors (Keras models also get `training=`).
+    serving_input     the `serve` signatures' input (serving_input_receiver_fn).
+    export_outputs    serving signature key -> export output (EstimatorSpec.export_outputs).
+    predictions       model output -> dict of named prediction tensors
+                      (EstimatorSpec.predictions); default: the model's dict output, or
+                      {"output": tensor} for a single tensor.
+    supervised_input  the `train` and `eval` signatures' input (input_receiver_fn_map).
+    loss              (labels, model output) -> scalar loss tensor (EstimatorSpec.loss).
+    make_optimizer    () -> a Keras 3 optimizer; the `train` signature applies one step of it
+                      to the loss (EstimatorSpec.train_op).
+    metrics           name -> (labels, model output) -> scalar metric for one batch
+                      (EstimatorSpec.eval_metric_ops).
+    checkpoint        how the training code wrote its checkpoints.
+
+    Callables may import TensorFlow inside their bodies; the definition itself does not.
+    """
+
+    build_model: Callable[[], Any]
+    serving_input: ServingInput
+    export_outputs: Mapping[str, ExportOutput] = field(default_factory=_default_export_outputs)
+    predictions: Callable[[Any], Mapping[str, Any]] | None = None
+    supervised_input: SupervisedInput | None = None
+    loss: Callable[[Any, Any], Any] | None = None
+    make_optimizer: Callable[[], Any] | None = None
+    metrics: Mapping[str, Callable[[Any, Any], Any]] = field(default_factory=dict)
+    checkpoint: CheckpointFormat = field(default_factory=TrackableCheckpoint)
+
+    def __post_init__(self) -> None:
+        if not callable(self.build_model):
+            raise DefinitionError(f"build_model must be callable, got {self.build_model!r}")
+        if not isinstance(self.serving_input, RawServingInput | ParsingServingInput):
+            raise DefinitionError(
+                f"serving_input is {self.serving_input!r}; use RawServingInput or "
+                "ParsingServingInput"
+            )
+        if self.supervised_input is not None and not isinstance(
+            self.supervised_input, SupervisedInput
+        ):
+            raise DefinitionError(
+                f"supervised_input is {self.supervised_input!r}; use SupervisedInput"
+            )
+        if not isinstance(self.checkpoint, TrackableCheckpoint | KerasWeights):
+            raise DefinitionError(
+                f"checkpoint is {self.checkpoint!r}; use TrackableCheckpoint or KerasWeights"
+            )
+        try:
+            signatures = serving_signatures(self.export_outputs)
+        except (TypeError, ValueError) as error:
+            raise DefinitionError(str(error)) from error
+        if isinstance(self.serving_input, RawServingInput):
+            for key, output in signatures.items():
+                if takes_serialized_examples(output):
+                    raise DefinitionError(
+                        f"export output {key!r} is a {type(output).__name__}, whose signature "
+                        "takes serialized tf.Example strings: use ParsingServingInput as "
+                        "serving_input, or a PredictOutput"
+                    )
+        if self.metrics:
+            try:
+                check_input_names(self.metrics, "metric")
+            except ValueError as error:
+                raise DefinitionError(str(error)) from error
+
+    def check_modes(self, modes: Iterable[str]) -> None:
+        """Raise DefinitionError naming what is missing to export the given modes."""
+        needs = {
+            TRAIN: ("supervised_input", "loss", "make_optimizer"),
+            EVAL: ("supervised_input", "loss"),
+        }
+        for mode in modes:
+            absent = [name for name in needs.get(mode, ()) if getattr(self, name) is None]
+            if absent:
+                raise DefinitionError(
+                    f"the model definition cannot export mode {mode!r}: set {', '.join(absent)}"
+                )
+
+
+DefinitionReference = str | Callable[[], ModelDefinition] | ModelDefinition
+
+
+def parse_reference(reference: str) -> tuple[str, str]:
+    """Split "package.module:attribute" into the module and attribute names."""
+    match = _REFERENCE.match(reference)
+    if match is None:
+        raise DefinitionError(
+            f"model definition reference {reference!r} is not of the form "
+            "'package.module:attribute'"
+        )
+    return match.group(1), match.group(2)
+
+
+def resolve_definition(reference: DefinitionReference) -> ModelDefinition:
+    """The ModelDefinition an import string or a callable names, imported now."""
+    if isinstance(reference, ModelDefinition):
+        return reference
+    if isinstance(reference, str):
+        target = _import_attribute(reference)
+        described = repr(reference)
+    elif callable(reference):
+        target = reference
+        described = getattr(reference, "__qualname__", repr(reference))
+    else:
+        raise DefinitionError(
+            f"model definition reference {reference!r} must be an import string "
+            "'package.module:attribute', a callable or a ModelDefinition"
+        )
+    if isinstance(target, ModelDefinition):
+        return target
+    if not callable(target):
+        raise DefinitionError(
+            f"{described} is a {type(target).__name__}, not a ModelDefinition or a callable "
+            "returning one"
+        )
+    definition = target()
+    if not isinstance(definition, ModelDefinition):
+        raise DefinitionError(
+            f"{described} returned a {type(definition).__name__}, not a ModelDefinition"
+        )
+    return definition
+
+
+def _import_attribute(reference: str) -> object:
+    module_name, attribute_path = parse_reference(reference)
+    try:
+        target: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (module_name + ".").startswith(error.name + "."):
+            raise DefinitionError(
+                f"cannot resolve model definition {reference!r}: no module named {error.name!r}"
+            ) from error
+        raise _import_failed(module_name, reference, error) from error
+    except Exception as error:
+        raise _import_failed(module_name, reference, error) from error
+    for part in attribute_path.split("."):
+        if not hasattr(target, part):
+            raise DefinitionError(
+                f"cannot resolve model definition {reference!r}: {module_name!r} has no "
+                f"attribute {attribute_path!r}"
+            )
+        target = getattr(target, part)
+    return target
+
+
+def _import_failed(module_name: str, reference: str, error: Exception) -> DefinitionError:
+    return DefinitionError(
+        f"importing {module_name!r} for model definition {reference!r} failed: "
+        f"{type(error).__name__}: {error}"
+    )

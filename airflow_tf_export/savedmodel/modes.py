@@ -1,0 +1,37 @@
+"""Export modes, their SavedModel tags, and the order in which they are written.
+
+The names are the SavedModel tag constants (`train`, `eval`, `serve`); the Estimator
+`ModeKeys.PREDICT` value `infer` is accepted as an alias of `serve`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+TRAIN = "train"
+EVAL = "eval"
+SERVE = "serve"
+
+# Estimator order: TRAIN, EVAL, PREDICT, whatever order the caller used.
+MODE_ORDER = (TRAIN, EVAL, SERVE)
+
+_ALIASES = {TRAIN: TRAIN, EVAL: EVAL, SERVE: SERVE, "infer": SERVE}
+
+TRAIN_METHOD_NAME = "tensorflow/supervised/training"
+EVAL_METHOD_NAME = "tensorflow/supervised/eval"
+
+
+def normalize_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    """Canonical mode names, without duplicates, in MODE_ORDER; bad names raise ValueError."""
+    if isinstance(modes, str):
+        raise ValueError(f"modes must be a sequence of mode names, got the string {modes!r}")
+    chosen = set()
+    for mode in modes:
+        canonical = _ALIASES.get(mode) if isinstance(mode, str) else None
+        if canonical is None:
+            valid = ", ".join(repr(name) for name in _ALIASES)
+            raise ValueError(f"unknown export mode {mode!r}; valid modes are {valid}")
+        chosen.add(canonical)
+    if not chosen:
+        raise ValueError("no export modes given; pass at least one of 'train', 'eval', 'serve'")
+    return tuple(mode for mode in MODE_ORDER if mode in chosen)
