@@ -1,0 +1,236 @@
+"""What the eval-metrics sensor waits for, and the one check its poke and trigger both run.
+
+A wait names exactly one target:
+- `checkpoint_path`: the result whose recorded `checkpoint_path` summary names that
+  checkpoint. Paths match when equal after dropping `file://` and trailing slashes, or when
+  their last segments (`model.ckpt-1200`) are equal: checkpoint names are unique within one
+  model directory, and an evaluator may record the path under another mount point.
+- `min_step`: the newest result with step >= min_step.
+- `newer_than_exporter`: the newest result with a step above the global step of that
+  exporter's newest committed export (any result when the exporter has none yet).
+
+A result qualifies only when it has at least one metric and every required metric (the
+thresholded ones included): TF2 writes each scalar as its own event, so a step can be seen
+half-written and must be waited on. Thresholds are judged afterwards, on the result found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.names import validate_exporter_name
+from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+
+_BOUND_KEYS = ("min", "max")
+
+
+@dataclass(frozen=True)
+class MetricBounds:
+    """Inclusive limits a metric must stay within; None means unbounded on that side."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def admits(self, value: float) -> bool:
+        """Whether `value` is within the bounds (NaN never is)."""
+        if math.isnan(value):
+            return False
+        if self.minimum is not None and value < self.minimum:
+            return False
+        return self.maximum is None or value <= self.maximum
+
+    def describe(self) -> str:
+        """`>= 0.8`, `<= 0.5` or `in [0.1, 0.5]`."""
+        if self.maximum is None:
+            return f">= {self.minimum}"
+        if self.minimum is None:
+            return f"<= {self.maximum}"
+        return f"in [{self.minimum}, {self.maximum}]"
+
+
+@dataclass(frozen=True)
+class EvalWait:
+    """A validated wait: one target, the metrics required, the thresholds to judge."""
+
+    checkpoint_path: str | None = None
+    min_step: int | None = None
+    newer_than_exporter: str | None = None
+    required_metrics: tuple[str, ...] = ()
+    thresholds: Mapping[str, MetricBounds] = field(default_factory=dict)
+
+    @property
+    def wanted_metrics(self) -> frozenset[str]:
+        """Metrics a result must have: the required ones and the thresholded ones."""
+        return frozenset(self.required_metrics) | frozenset(self.thresholds)
+
+    def describe_target(self) -> str:
+        """The target in words, for logs and messages."""
+        if self.checkpoint_path is not None:
+            return f"checkpoint {self.checkpoint_path}"
+        if self.min_step is not None:
+            return f"global step >= {self.min_step}"
+        return f"a step newer than the newest export of exporter {self.newer_than_exporter!r}"
+
+
+def parse_eval_wait(
+    *,
+    checkpoint_path: object = None,
+    min_step: object = None,
+    newer_than_exporter: object = None,
+    required_metrics: object = (),
+    thresholds: object = None,
+) -> EvalWait:
+    """Validate rendered sensor arguments; ValueError names the bad value and what is valid."""
+    given = {
+        name: value
+        for name, value in (
+            ("checkpoint_path", checkpoint_path),
+            ("min_step", min_step),
+            ("newer_than_exporter", newer_than_exporter),
+        )
+        if value is not None
+    }
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one target: checkpoint_path, min_step or newer_than_exporter; "
+            f"got {given or 'none'}"
+        )
+    if checkpoint_path is not None and (
+        not isinstance(checkpoint_path, str) or not checkpoint_path.strip()
+    ):
+        raise ValueError(f"checkpoint_path must be a non-empty string, got {checkpoint_path!r}")
+    return EvalWait(
+        checkpoint_path=checkpoint_path,
+        min_step=None if min_step is None else _parse_step(min_step),
+        newer_than_exporter=(
+            None if newer_than_exporter is None else validate_exporter_name(newer_than_exporter)
+        ),
+        required_metrics=_parse_metric_names(required_metrics),
+        thresholds=parse_thresholds(thresholds),
+    )
+
+
+def parse_thresholds(thresholds: object) -> dict[str, MetricBounds]:
+    """`{"auc": {"min": 0.8}, "loss": {"max": 0.5}}` -> bounds; ValueError on anything else."""
+    example = '{"auc": {"min": 0.8}, "loss": {"max": 0.5}}'
+    if thresholds is None:
+        return {}
+    if not isinstance(thresholds, Mapping):
+        raise ValueError(f"thresholds must be a mapping like {example}, got {thresholds!r}")
+    parsed = {}
+    for metric, bounds in thresholds.items():
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"threshold metric names must be non-empty strings, got {metric!r}")
+        if not isinstance(bounds, Mapping) or not bounds or set(bounds) - set(_BOUND_KEYS):
+            raise ValueError(
+                f"thresholds[{metric!r}] must be a mapping with 'min' and/or 'max', "
+                f"got {bounds!r}; e.g. {example}"
+            )
+        limits = {key: _parse_bound(metric, key, bounds.get(key)) for key in _BOUND_KEYS}
+        lower, upper = limits["min"], limits["max"]
+        if lower is not None and upper is not None and lower > upper:
+            raise ValueError(f"thresholds[{metric!r}] has min {lower} > max {upper}")
+        parsed[metric] = MetricBounds(lower, upper)
+    return parsed
+
+
+def threshold_misses(result: EvalResult, thresholds: Mapping[str, MetricBounds]) -> list[str]:
+    """One message per metric outside its bounds (a missing metric misses too)."""
+    misses = []
+    for metric, bounds in sorted(thresholds.items()):
+        value = result.metrics.get(metric)
+        if value is None:
+            misses.append(f"{metric} is missing (needs {bounds.describe()})")
+        elif not bounds.admits(value):
+            misses.append(f"{metric}={value} is not {bounds.describe()}")
+    return misses
+
+
+def select_result(
+    newest_first: Iterable[EvalResult], wait: EvalWait, exported_step: int | None = None
+) -> EvalResult | None:
+    """The newest result meeting the target with all wanted metrics, or None yet.
+
+    `exported_step` is the global step of the exporter's newest committed export when the
+    target is `newer_than_exporter` (None: nothing exported yet).
+    """
+    wanted = wait.wanted_metrics
+    for result in newest_first:
+        if not result.metrics or not wanted.issubset(result.metrics):
+            continue
+        if _meets_target(result, wait, exported_step):
+            return result
+    return None
+
+
+def find_eval_result(reader: EvalDirReader, wait: EvalWait, model_dir: str) -> EvalResult | None:
+    """Read what is new in the eval event files and select the awaited result."""
+    reader.refresh()
+    exported_step = None
+    if wait.newer_than_exporter is not None:
+        storage = reader.storage
+        exporter_uri = storage.join(model_dir, "export", wait.newer_than_exporter)
+        newest = ExporterDir(storage, exporter_uri).newest_committed()
+        exported_step = None if newest is None else newest.global_step
+    return select_result(reader.newest_first(), wait, exported_step)
+
+
+def same_checkpoint(recorded: str, wanted: str) -> bool:
+    """Whether two checkpoint paths name the same checkpoint of one model directory."""
+    a, b = _normalise_path(recorded), _normalise_path(wanted)
+    return a == b or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+
+
+def _meets_target(result: EvalResult, wait: EvalWait, exported_step: int | None) -> bool:
+    if wait.checkpoint_path is not None:
+        return result.checkpoint_path is not None and same_checkpoint(
+            result.checkpoint_path, wait.checkpoint_path
+        )
+    if wait.min_step is not None:
+        return result.step >= wait.min_step
+    return exported_step is None or result.step > exported_step
+
+
+def _normalise_path(path: str) -> str:
+    return path.removeprefix("file://").rstrip("/")
+
+
+def _parse_step(value: object) -> int:
+    """A non-negative step: an int, or a string of digits (a rendered template)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"min_step must be a non-negative integer, got {value!r}")
+
+
+def _parse_metric_names(names: object) -> tuple[str, ...]:
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ValueError(f"required_metrics must be a list of metric names, got {names!r}")
+    parsed = tuple(names)
+    bad = [name for name in parsed if not isinstance(name, str) or not name]
+    if bad:
+        raise ValueError(f"required_metrics must hold non-empty strings, got {bad!r}")
+    return parsed
+
+
+def _parse_bound(metric: str, key: str, value: Any) -> float | None:
+    """A number, or a numeric string (what a rendered template gives); never NaN."""
+    if value is None:
+        return None
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or math.isnan(number):
+        raise ValueError(f"thresholds[{metric!r}][{key!r}] must be a number, got {value!r}")
+    return number

@@ -1,0 +1,60 @@
+"""The Airflow hook that gives the Storage for a model URI.
+
+Local paths need nothing from Airflow. For `gs://` URIs the google-cloud-storage client is
+built from an Airflow Google Cloud connection through the Google provider's `GCSHook`, and
+only when the storage layer asks for one, so local work never looks a connection up and
+never imports the Google provider.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from airflow_tf_export.storage import Storage, storage_for
+
+
+class StorageHook(BaseHook):
+    """Storage for local or GCS URIs; GCS credentials come from `gcp_conn_id`.
+
+    :param gcp_conn_id: Airflow connection (type ``google_cloud_platform``) used for
+        ``gs://`` URIs. It is looked up only when a GCS client is first needed.
+    """
+
+    conn_name_attr = "gcp_conn_id"
+    default_conn_name = "google_cloud_default"
+    hook_name = "TensorFlow export storage"
+
+    def __init__(self, *, gcp_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+
+    def get_conn(self) -> Any:
+        """A google-cloud-storage client from the connection (what `GCSHook.get_conn` gives)."""
+        return self._gcs_client()
+
+    def storage_for(self, uri: str) -> Storage:
+        """The Storage for `uri`; AirflowFailException names a bad URI or connection id."""
+        try:
+            return storage_for(uri, gcs_client_factory=self._gcs_client)
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from None
+
+    def _gcs_client(self) -> Any:
+        try:
+            from airflow.providers.google.cloud.hooks.gcs import GCSHook
+        except ImportError:
+            raise AirflowFailException(
+                "gs:// URIs need the Google provider: install airflow-tf-export[gcs]"
+            ) from None
+        try:
+            hook = GCSHook(gcp_conn_id=self.gcp_conn_id)
+        except AirflowNotFoundException:
+            raise AirflowFailException(
+                f"Airflow connection {self.gcp_conn_id!r} is not defined: create a "
+                "google_cloud_platform connection with that id (or set an AIRFLOW_CONN_ "
+                "variable), or pass the id of an existing one as gcp_conn_id"
+            ) from None
+        return hook.get_conn()

@@ -1,0 +1,227 @@
+"""`EvalMetricsSensor`: wait until the evaluator has written the eval result of a target.
+
+The sensor reads TensorFlow event files itself (no TensorFlow import), in poke, reschedule
+and deferrable mode alike, and pushes the result found as a JSON-able dict
+(`EvalResult.to_dict()`) to XCom.
+
+Outcomes, identical in every mode:
+- Invalid arguments (no or several targets, bad step, bad thresholds, bad pattern, bad URI,
+  unknown connection): the task fails without retry, whatever `soft_fail` says; they are
+  checked in `execute` before any waiting.
+- Result found, thresholds met: success, the result in XCom.
+- Threshold missed: `on_threshold_miss="fail"` fails without retry
+  (AirflowFailException), `"skip"` skips. As for any sensor failure, `soft_fail=True` or
+  `never_fail=True` turns the failure into a skip.
+- Missing bucket while waiting: like a threshold miss with "fail" (waiting cannot fix it).
+- Storage read errors: the task fails and may retry; `silent_fail=True` logs them and keeps
+  waiting; `never_fail=True` skips.
+- Nothing found before `timeout`: AirflowSensorTimeout, or a skip with `soft_fail`.
+Damaged or half-written records in event files are skipped and logged, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.events.eval_dir import (
+    DEFAULT_EVENT_FILE_PATTERN,
+    EvalDirReader,
+    validate_event_file_pattern,
+)
+from airflow_tf_export.events.eval_wait import (
+    EvalWait,
+    find_eval_result,
+    parse_eval_wait,
+    threshold_misses,
+)
+from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.storage import BucketNotFoundError, Storage
+from airflow_tf_export.triggers.eval_metrics import (
+    ERROR_KIND_CONFIGURATION,
+    EvalMetricsTrigger,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ON_THRESHOLD_MISS = ("fail", "skip")
+
+
+class EvalMetricsReadError(RuntimeError):
+    """The trigger could not read the eval results (a storage error); retrying may help."""
+
+
+class EvalMetricsSensor(BaseSensorOperator):
+    """Wait for the eval result of a checkpoint, a global step, or a step newer than an export.
+
+    :param model_dir: The model directory, a local absolute path or ``gs://bucket/prefix``
+        (templated).
+    :param checkpoint_path: Wait for the result of this checkpoint, as recorded in the
+        ``checkpoint_path`` summary the evaluator writes (templated). Give exactly one of
+        ``checkpoint_path``, ``min_step`` and ``newer_than_exporter``.
+    :param min_step: Wait for a result at global step >= this (templated).
+    :param newer_than_exporter: Wait for a result at a step above the global step of this
+        exporter's newest committed export (templated).
+    :param required_metrics: Metrics the result must have; a step still missing one is
+        waited on (templated).
+    :param thresholds: Bounds to judge the result by, e.g.
+        ``{"auc": {"min": 0.8}, "loss": {"max": 0.5}}`` (inclusive; NaN never passes). The
+        thresholded metrics are required too (templated; a dict or its JSON text).
+    :param on_threshold_miss: ``"fail"`` (fail without retry) or ``"skip"``.
+    :param event_file_pattern: Glob of the event files, relative to ``model_dir``
+        (templated; ``eval_<name>/*.tfevents.*`` for a named Estimator evaluation).
+    :param gcp_conn_id: Google Cloud connection for ``gs://`` model dirs (templated).
+    :param deferrable: Wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_dir",
+        "checkpoint_path",
+        "min_step",
+        "newer_than_exporter",
+        "required_metrics",
+        "thresholds",
+        "event_file_pattern",
+        "gcp_conn_id",
+    )
+    ui_color = "#fdf3d8"
+
+    def __init__(
+        self,
+        *,
+        model_dir: str,
+        checkpoint_path: str | None = None,
+        min_step: int | str | None = None,
+        newer_than_exporter: str | None = None,
+        required_metrics: Sequence[str] = (),
+        thresholds: Mapping[str, Mapping[str, float]] | str | None = None,
+        on_threshold_miss: str = "fail",
+        event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
+        gcp_conn_id: str = StorageHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if on_threshold_miss not in ON_THRESHOLD_MISS:
+            raise ValueError(
+                f"on_threshold_miss must be one of {ON_THRESHOLD_MISS}, got {on_threshold_miss!r}"
+            )
+        self.model_dir = model_dir
+        self.checkpoint_path = checkpoint_path
+        self.min_step = min_step
+        self.newer_than_exporter = newer_than_exporter
+        self.required_metrics = required_metrics
+        self.thresholds = thresholds
+        self.on_threshold_miss = on_threshold_miss
+        self.event_file_pattern = event_file_pattern
+        self.gcp_conn_id = gcp_conn_id
+        self.deferrable = deferrable
+
+    def execute(self, context: Context) -> Any:
+        """Check the arguments (bad ones fail now, without retry), then wait."""
+        self._wait()
+        self._storage()
+        return super().execute(context)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Look once; in deferrable mode, hand the waiting to the trigger if not found."""
+        wait = self._wait()
+        reader = EvalDirReader(self._storage(), self.model_dir, self.event_file_pattern)
+        try:
+            result = find_eval_result(reader, wait, self.model_dir)
+        except BucketNotFoundError as error:
+            raise AirflowFailException(str(error)) from None
+        stats = reader.totals
+        if stats.damaged_records or stats.undecodable_records:
+            self.log.warning(
+                "skipped %d damaged and %d undecodable records in %s",
+                stats.damaged_records,
+                stats.undecodable_records,
+                reader.event_files(),
+            )
+        if result is not None:
+            return PokeReturnValue(True, self._judge(result, wait))
+        self.log.info(
+            "no eval result yet for %s in %d event files",
+            wait.describe_target(),
+            len(reader.event_files()),
+        )
+        if self.deferrable:
+            self.defer(
+                trigger=self._trigger(wait),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout),
+            )
+        return PokeReturnValue(False)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Judge the trigger's result exactly as `poke` judges its own."""
+        if event.get("status") == "success":
+            return self._judge(EvalResult.from_dict(event["result"]), self._wait())
+        message = f"waiting for eval results in {self.model_dir} failed: {event.get('message')}"
+        if event.get("kind") == ERROR_KIND_CONFIGURATION:
+            raise AirflowFailException(message)
+        if self.never_fail:
+            raise AirflowSkipException(message)
+        raise EvalMetricsReadError(message)
+
+    def _judge(self, result: EvalResult, wait: EvalWait) -> dict[str, Any]:
+        misses = threshold_misses(result, wait.thresholds)
+        if misses:
+            message = (
+                f"eval result of step {result.step} ({result.source}) misses its thresholds: "
+                + "; ".join(misses)
+            )
+            if self.on_threshold_miss == "skip":
+                raise AirflowSkipException(message)
+            raise AirflowFailException(message)
+        self.log.info("eval result of step %d: %s", result.step, dict(result.metrics))
+        return result.to_dict()
+
+    def _wait(self) -> EvalWait:
+        try:
+            validate_event_file_pattern(self.event_file_pattern)
+            return parse_eval_wait(
+                checkpoint_path=self.checkpoint_path,
+                min_step=self.min_step,
+                newer_than_exporter=self.newer_than_exporter,
+                required_metrics=self.required_metrics,
+                thresholds=_json_or_value(self.thresholds),
+            )
+        except ValueError as error:
+            raise AirflowFailException(f"{self.task_id}: {error}") from None
+
+    def _storage(self) -> Storage:
+        return StorageHook(gcp_conn_id=self.gcp_conn_id).storage_for(self.model_dir)
+
+    def _trigger(self, wait: EvalWait) -> EvalMetricsTrigger:
+        return EvalMetricsTrigger(
+            model_dir=self.model_dir,
+            event_file_pattern=self.event_file_pattern,
+            checkpoint_path=wait.checkpoint_path,
+            min_step=wait.min_step,
+            newer_than_exporter=wait.newer_than_exporter,
+            required_metrics=sorted(wait.wanted_metrics),
+            gcp_conn_id=self.gcp_conn_id,
+            poke_interval=self.poke_interval,
+            exponential_backoff=self.exponential_backoff,
+            max_wait=None if self.max_wait is None else self.max_wait.total_seconds(),
+            keep_waiting_on_read_error=self.silent_fail,
+        )
+
+
+def _json_or_value(value: object) -> object:
+    """A rendered template gives JSON text where the DAG author wrote a dict."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

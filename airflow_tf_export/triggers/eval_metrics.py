@@ -1,0 +1,152 @@
+"""The trigger behind the deferrable `EvalMetricsSensor`: waits in the triggerer.
+
+It keeps one incremental `EvalDirReader` for as long as it runs, so each check reads only the
+bytes appended since the previous one. Every storage call runs in a worker thread
+(`asyncio.to_thread`), so the triggerer's event loop never blocks on disk or GCS.
+Thresholds are not judged here: the trigger reports the awaited result and the sensor's
+`execute_complete` judges it exactly as `poke` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_tf_export.events.eval_dir import DEFAULT_EVENT_FILE_PATTERN, EvalDirReader
+from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait
+from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.storage import BucketNotFoundError
+
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (AirflowFailException, BucketNotFoundError)
+"""Errors that waiting longer cannot fix: bad URI, unknown connection, missing bucket."""
+
+ERROR_KIND_CONFIGURATION = "configuration"
+ERROR_KIND_READ = "read"
+
+
+def next_interval(
+    poke_interval: float, attempt: int, *, exponential_backoff: bool, max_wait: float | None
+) -> float:
+    """Seconds to wait after check number `attempt` (1-based).
+
+    Without backoff it is `poke_interval`; with it, `poke_interval * 2**(attempt - 1)`,
+    capped by `max_wait` when given (as the sensor caps its backoff).
+    """
+    if not exponential_backoff:
+        return poke_interval
+    interval = poke_interval * 2 ** min(attempt - 1, 62)
+    return interval if max_wait is None else min(interval, max_wait)
+
+
+class EvalMetricsTrigger(BaseTrigger):
+    """Fires once: with the awaited eval result, or with an error.
+
+    Event payloads: ``{"status": "success", "result": EvalResult.to_dict()}`` or
+    ``{"status": "error", "kind": "configuration" | "read", "message": ...}``.
+    The arguments mirror the sensor's; `required_metrics` already includes the
+    thresholded metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_dir: str,
+        event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
+        checkpoint_path: str | None = None,
+        min_step: int | None = None,
+        newer_than_exporter: str | None = None,
+        required_metrics: Sequence[str] = (),
+        gcp_conn_id: str = StorageHook.default_conn_name,
+        poke_interval: float = 60.0,
+        exponential_backoff: bool = False,
+        max_wait: float | None = None,
+        keep_waiting_on_read_error: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model_dir = model_dir
+        self.event_file_pattern = event_file_pattern
+        self.checkpoint_path = checkpoint_path
+        self.min_step = min_step
+        self.newer_than_exporter = newer_than_exporter
+        self.required_metrics = list(required_metrics)
+        self.gcp_conn_id = gcp_conn_id
+        self.poke_interval = poke_interval
+        self.exponential_backoff = exponential_backoff
+        self.max_wait = max_wait
+        self.keep_waiting_on_read_error = keep_waiting_on_read_error
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The class path and exactly the constructor's keyword arguments."""
+        return (
+            "airflow_tf_export.triggers.eval_metrics.EvalMetricsTrigger",
+            {
+                "model_dir": self.model_dir,
+                "event_file_pattern": self.event_file_pattern,
+                "checkpoint_path": self.checkpoint_path,
+                "min_step": self.min_step,
+                "newer_than_exporter": self.newer_than_exporter,
+                "required_metrics": list(self.required_metrics),
+                "gcp_conn_id": self.gcp_conn_id,
+                "poke_interval": self.poke_interval,
+                "exponential_backoff": self.exponential_backoff,
+                "max_wait": self.max_wait,
+                "keep_waiting_on_read_error": self.keep_waiting_on_read_error,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep, check, repeat until the result exists; yield one event."""
+        try:
+            wait = parse_eval_wait(
+                checkpoint_path=self.checkpoint_path,
+                min_step=self.min_step,
+                newer_than_exporter=self.newer_than_exporter,
+                required_metrics=self.required_metrics,
+            )
+            reader = await asyncio.to_thread(self._open_reader)
+        except (ValueError, AirflowFailException, BucketNotFoundError) as error:
+            yield _error(ERROR_KIND_CONFIGURATION, error)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            await asyncio.sleep(
+                next_interval(
+                    self.poke_interval,
+                    attempt,
+                    exponential_backoff=self.exponential_backoff,
+                    max_wait=self.max_wait,
+                )
+            )
+            try:
+                result = await asyncio.to_thread(find_eval_result, reader, wait, self.model_dir)
+            except CONFIGURATION_ERRORS as error:
+                yield _error(ERROR_KIND_CONFIGURATION, error)
+                return
+            except Exception as error:
+                if not self.keep_waiting_on_read_error:
+                    yield _error(ERROR_KIND_READ, error)
+                    return
+                self.log.warning("reading eval results failed, waiting on: %s", error)
+                continue
+            if result is not None:
+                self.log.info(
+                    "found the eval result of step %d for %s", result.step, wait.describe_target()
+                )
+                yield TriggerEvent({"status": "success", "result": result.to_dict()})
+                return
+            self.log.debug("no eval result yet for %s", wait.describe_target())
+
+    def _open_reader(self) -> EvalDirReader:
+        storage = StorageHook(gcp_conn_id=self.gcp_conn_id).storage_for(self.model_dir)
+        return EvalDirReader(storage, self.model_dir, self.event_file_pattern)
+
+
+def _error(kind: str, error: Exception) -> TriggerEvent:
+    return TriggerEvent(
+        {"status": "error", "kind": kind, "message": f"{type(error).__name__}: {error}"}
+    )
