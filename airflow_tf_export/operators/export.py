@@ -1,0 +1,549 @@
+"""Final, latest and best SavedModel export operators (what tf.estimator's exporters did).
+
+Each operator resolves a checkpoint of `model_dir`, asks its strategy whether it becomes a
+new version of `<export_dir_base>` (default `<model_dir>/export/<name>`), writes the
+SavedModel (one or several modes) only when it does, publishes it atomically and applies
+retention. A new version is announced as an Airflow asset event (through an AssetAlias, so
+skipped exports announce nothing) carrying its version, step and metrics.
+
+Retry-safe: the decision reads only committed versions, so a retry after a crash finds the
+version an earlier try published and returns it instead of exporting again.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_tf_export.core.checkpoints import (
+    STATE_FILENAME,
+    CheckpointState,
+    CheckpointStateError,
+    checkpoint_prefix,
+    checkpoint_step,
+    parse_checkpoint_state,
+)
+from airflow_tf_export.core.comparison import loss_smaller
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.metadata import ExportMetadata, Lineage
+from airflow_tf_export.core.strategies import (
+    DEFAULT_EVENT_FILE_PATTERN,
+    DEFAULT_EXPORTS_TO_KEEP,
+    BestStrategy,
+    Candidate,
+    ExportStrategy,
+    FinalStrategy,
+    LatestStrategy,
+)
+from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.operators._args import parse_comparison, parse_eval_result
+from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
+from airflow_tf_export.storage.base import (
+    Storage,
+    StorageError,
+    StorageNotFoundError,
+    WrittenModel,
+)
+from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_CONN_ID = "google_cloud_default"
+ASSET_ALIAS_PREFIX = "tf-export:"
+
+
+@contextmanager
+def failing_on_bad_input(what: str) -> Iterator[None]:
+    """Turn a ValueError (bad input: retrying cannot help) into AirflowFailException."""
+    try:
+        yield
+    except ValueError as err:
+        raise AirflowFailException(f"{what}: {err}") from err
+
+
+def default_export_dir_base(storage: Storage, model_dir: str, name: str) -> str:
+    """`<model_dir>/export/<name>`, where train_and_evaluate put each exporter's versions."""
+    return storage.join(model_dir, "export", name)
+
+
+def lineage_from(context: Context) -> Lineage | None:
+    """The task instance that runs the export, for the version's metadata."""
+    ti = context.get("ti")
+    if ti is None:
+        return None
+    return Lineage(
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        try_number=ti.try_number,
+        map_index=ti.map_index if ti.map_index is not None else -1,
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A checkpoint prefix of the model dir (as a URI) and the global step in its name."""
+
+    path: str
+    step: int
+
+
+def resolve_checkpoint(
+    storage: Storage, model_dir: str, checkpoint_path: str | None, *, step: int | None = None
+) -> ResolvedCheckpoint:
+    """The checkpoint to export: `checkpoint_path` if given, else the checkpoint of `step`
+    when the state file still lists it, else the state file's latest. ValueError names what
+    is missing. A relative path is taken relative to `model_dir`; a path from a state file
+    that was copied with its directory (and so names the old location) is looked up by its
+    file name in `model_dir`."""
+    if checkpoint_path:
+        prefix = _absolute(storage, model_dir, checkpoint_path)
+    else:
+        state = _read_state(storage, model_dir)
+        at_step = [
+            p
+            for p in state.all_model_checkpoint_paths
+            if step is not None and checkpoint_step(p) == step
+        ]
+        recorded = at_step[-1] if at_step else state.model_checkpoint_path
+        prefix = _absolute(storage, model_dir, recorded)
+        moved = storage.join(model_dir, recorded.rstrip("/").rsplit("/", 1)[-1])
+        if not storage.exists(prefix + ".index") and storage.exists(moved + ".index"):
+            prefix = moved
+    if not storage.exists(prefix + ".index"):
+        raise ValueError(f"checkpoint {prefix!r} not found (no {prefix}.index)")
+    found = checkpoint_step(prefix)
+    if found is None:
+        raise ValueError(
+            f"checkpoint {prefix!r} does not end with its global step (e.g. ckpt-1200): save "
+            "it with tf.train.CheckpointManager.save(checkpoint_number=<global step>)"
+        )
+    return ResolvedCheckpoint(prefix, found)
+
+
+def _read_state(storage: Storage, model_dir: str) -> CheckpointState:
+    state_uri = storage.join(model_dir, STATE_FILENAME)
+    try:
+        text = storage.read_bytes(state_uri).decode("utf-8")
+    except StorageNotFoundError:
+        raise ValueError(
+            f"no checkpoint found in model_dir {model_dir!r}: {state_uri} does not exist; "
+            "pass checkpoint_path or train first"
+        ) from None
+    try:
+        return parse_checkpoint_state(text, source=state_uri)
+    except (CheckpointStateError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the checkpoint state file {state_uri}: {err}") from None
+
+
+def _absolute(storage: Storage, model_dir: str, path: str) -> str:
+    """`path` when it is a URI or absolute path, else `model_dir/path`."""
+    if path.startswith("/") or "://" in path:
+        return path.rstrip("/")
+    return storage.join(model_dir, path)
+
+
+@contextmanager
+def local_checkpoint(storage: Storage, prefix: str) -> Iterator[str]:
+    """The checkpoint's files (`.index`, `.data-*`) copied into a local temporary directory
+    through Storage (GCS and local alike); yields the local checkpoint prefix."""
+    parent, _, base = prefix.rpartition("/")
+    names = [
+        e.name
+        for e in storage.list_dir(parent)
+        if not e.is_dir and checkpoint_prefix(e.name) == base
+    ]
+    with tempfile.TemporaryDirectory(prefix="tf-export-ckpt-") as local:
+        storage.download_dir(parent, Path(local), names)
+        yield str(Path(local) / base)
+
+
+class SavedModelExportOperator(BaseOperator):
+    """Shared shell of the final, latest and best export operators.
+
+    :param name: exporter name, the directory `export/<name>` (one path segment).
+    :param model_definition: import string `"package.module:attribute"` (or a callable) of
+        the model definition that builds the model and its serving signatures.
+    :param model_dir: local path or `gs://bucket/prefix` holding the checkpoints. (templated)
+    :param export_dir_base: where versions are published; default `<model_dir>/export/<name>`.
+        (templated)
+    :param checkpoint_path: checkpoint prefix to export; default: the latest in the
+        `checkpoint` state file. (templated)
+    :param modes: SavedModel modes to write into one SavedModel sharing one set of variables:
+        `("serve",)`, or `("train", "eval", "serve")` as export_all_saved_models did.
+    :param assets_extra: `{destination inside assets.extra: source file}`. (templated)
+    :param as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
+    :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
+    :param asset_alias: name of the AssetAlias through which new versions are announced as
+        `Asset(<exporter dir URI>)` events; default `"tf-export:<name>"`.
+    """
+
+    template_fields: Sequence[str] = (
+        "model_dir",
+        "export_dir_base",
+        "checkpoint_path",
+        "assets_extra",
+        "gcp_conn_id",
+    )
+    ui_color = "#ffd8a8"
+    strategy_kind: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model_definition: str | Callable[..., Any],
+        model_dir: str,
+        export_dir_base: str | None = None,
+        checkpoint_path: str | None = None,
+        modes: Sequence[str] = (SERVE,),
+        assets_extra: Mapping[str, str] | None = None,
+        as_text: bool = False,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        asset_alias: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.model_definition = model_definition
+        self.model_dir = model_dir
+        self.export_dir_base = export_dir_base
+        self.checkpoint_path = checkpoint_path
+        self.modes = modes
+        self.assets_extra = assets_extra
+        self.as_text = as_text
+        self.gcp_conn_id = gcp_conn_id
+        self.asset_alias = asset_alias or f"{ASSET_ALIAS_PREFIX}{name}"
+        if not (isinstance(model_definition, str) and model_definition) and not callable(
+            model_definition
+        ):
+            raise ValueError(
+                f"model_definition must be an import string 'package.module:attribute' or a "
+                f"callable, got {model_definition!r}"
+            )
+        if not isinstance(as_text, bool):
+            raise ValueError(f"as_text must be True or False, got {as_text!r}")
+        self.strategy = self.build_strategy()
+        normalize_modes(modes)
+        self.add_outlets([AssetAlias(self.asset_alias)])
+
+    def build_strategy(self) -> ExportStrategy:
+        """The core strategy for the non-templated arguments (validated at parse time)."""
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Export if the strategy says so; return the JSON-able outcome (see the README)."""
+        hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
+        model_storage = hook.storage_for(self.model_dir)
+        with failing_on_bad_input(f"{self.strategy_kind} export {self.name!r}"):
+            base = self.export_dir_base or default_export_dir_base(
+                model_storage, self.model_dir, self.name
+            )
+            exporter = ExporterDir(hook.storage_for(base), base)
+            write = self._writer(model_storage)
+            eval_result = self.given_eval_result()
+            checkpoint = resolve_checkpoint(
+                model_storage,
+                self.model_dir,
+                self.checkpoint_path or (eval_result.checkpoint_path if eval_result else None),
+                step=eval_result.step if eval_result else None,
+            )
+            candidate = Candidate(
+                checkpoint_path=checkpoint.path,
+                global_step=checkpoint.step,
+                eval_result=eval_result or self.read_eval_result(model_storage, checkpoint),
+            )
+            lineage = lineage_from(context)
+            outcome = export_with_strategy(
+                exporter,
+                self.strategy,
+                candidate,
+                functools.partial(write, checkpoint),
+                is_the_final_export=self.final_export(checkpoint.step),
+                lineage=lineage,
+            )
+        result = self.result(exporter, candidate, outcome)
+        new = _new_version(outcome, lineage)
+        result["new_version"] = None if new is None else new.version
+        if new is not None:
+            self._announce(context, exporter, new)
+        self.log.info("%s export %r: %s", self.strategy_kind, self.name, outcome.decision.reason)
+        return result
+
+    def given_eval_result(self) -> EvalResult | None:
+        """The eval result argument, parsed (only Best takes one)."""
+        return None
+
+    def read_eval_result(
+        self, storage: Storage, checkpoint: ResolvedCheckpoint
+    ) -> EvalResult | None:
+        """The eval result when none was given (Best reads the event files)."""
+        return None
+
+    def final_export(self, global_step: int) -> bool:
+        """Whether this export is the final one (only Final asks)."""
+        return False
+
+    def result(
+        self, exporter: ExporterDir, candidate: Candidate, outcome: ExportOutcome
+    ) -> dict[str, Any]:
+        """The XCom value: the exporter, the candidate and what the export did."""
+        return {
+            "exporter": self.name,
+            "strategy": self.strategy_kind,
+            "uri": exporter.uri,
+            "checkpoint_path": candidate.checkpoint_path,
+            "global_step": candidate.global_step,
+            "eval_result": None
+            if candidate.eval_result is None
+            else candidate.eval_result.to_dict(),
+            "skipped": not outcome.exported and outcome.decision.existing_version is None,
+            **outcome.to_dict(),
+        }
+
+    def _writer(self, storage: Storage) -> Callable[[ResolvedCheckpoint, Path], WrittenModel]:
+        """The SavedModel writer, with the model definition resolved now (bad import
+        strings fail before any checkpoint is read)."""
+        from airflow_tf_export.savedmodel.definition import resolve_definition
+        from airflow_tf_export.savedmodel.writer import write_saved_model
+
+        definition = resolve_definition(self.model_definition)
+        modes = normalize_modes(self.modes)
+
+        def write(checkpoint: ResolvedCheckpoint, export_dir: Path) -> WrittenModel:
+            with local_checkpoint(storage, checkpoint.path) as local:
+                written = write_saved_model(
+                    definition,
+                    local,
+                    export_dir,
+                    modes=modes,
+                    assets_extra=self.assets_extra,
+                    as_text=self.as_text,
+                )
+            if written.global_step != checkpoint.step:
+                raise ValueError(
+                    f"checkpoint {checkpoint.path!r} is named for step {checkpoint.step} but "
+                    f"holds global step {written.global_step}; save it as ckpt-<global step>"
+                )
+            return WrittenModel(tags=written.tags, signature_keys=written.signature_keys)
+
+        return write
+
+    def _announce(self, context: Context, exporter: ExporterDir, meta: ExportMetadata) -> None:
+        """Add an `Asset(<exporter dir>)` event with the version's facts to the alias."""
+        extra = {
+            "exporter": meta.exporter,
+            "strategy": meta.strategy,
+            "version": meta.version,
+            "version_uri": exporter.version_uri(meta.version),
+            "global_step": meta.global_step,
+            "checkpoint_path": meta.checkpoint_path,
+            "metrics": {} if meta.eval_result is None else meta.eval_result.to_dict()["metrics"],
+        }
+        asset = Asset(uri=exporter.uri, name=exporter.uri)
+        context["outlet_events"][AssetAlias(self.asset_alias)].add(asset, extra=extra)
+
+
+def _new_version(outcome: ExportOutcome, lineage: Lineage | None) -> ExportMetadata | None:
+    """The version this task published: now, or by an earlier try that crashed before
+    announcing it (same dag run, task and map index), so a retry still announces it."""
+    meta = outcome.metadata
+    if meta is None:
+        return None
+    if outcome.exported:
+        return meta
+    if lineage is None or meta.lineage is None:
+        return None
+    earlier = meta.lineage
+    same_task = (earlier.dag_id, earlier.run_id, earlier.task_id, earlier.map_index) == (
+        lineage.dag_id,
+        lineage.run_id,
+        lineage.task_id,
+        lineage.map_index,
+    )
+    return meta if same_task and earlier.try_number < lineage.try_number else None
+
+
+class FinalExportOperator(SavedModelExportOperator):
+    """Exports once, at the end of training (tf.estimator.FinalExporter).
+
+    Give `is_the_final_export`, or `max_steps`: the export is final when the checkpoint's
+    global step is at least `max_steps`, as train_and_evaluate decided. A rerun for the same
+    checkpoint returns the existing final version.
+
+    :param is_the_final_export: whether this run's checkpoint is the final one.
+    :param max_steps: the training's max_steps, from which `is_the_final_export` is derived.
+    """
+
+    strategy_kind = "final"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        is_the_final_export: bool | None = None,
+        max_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.is_the_final_export = is_the_final_export
+        self.max_steps = max_steps
+        if (is_the_final_export is None) == (max_steps is None):
+            raise ValueError(
+                f"final export {name!r} needs exactly one of is_the_final_export or max_steps, "
+                f"got is_the_final_export={is_the_final_export!r}, max_steps={max_steps!r}"
+            )
+        if is_the_final_export is not None and not isinstance(is_the_final_export, bool):
+            raise ValueError(
+                f"is_the_final_export must be True or False, got {is_the_final_export!r}"
+            )
+        if max_steps is not None and (
+            isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0
+        ):
+            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        super().__init__(name=name, **kwargs)
+
+    def build_strategy(self) -> ExportStrategy:
+        """FinalStrategy (no retention: final versions are kept)."""
+        return FinalStrategy(name=self.name)
+
+    def final_export(self, global_step: int) -> bool:
+        """`is_the_final_export`, or `global_step >= max_steps`."""
+        if self.max_steps is not None:
+            return global_step >= self.max_steps
+        return bool(self.is_the_final_export)
+
+
+class LatestExportOperator(SavedModelExportOperator):
+    """Exports every checkpoint newer than the newest published one, keeping the
+    `exports_to_keep` newest versions (tf.estimator.LatestExporter).
+
+    :param exports_to_keep: positive number of newest versions to keep, or None to keep all.
+    """
+
+    strategy_kind = "latest"
+
+    def __init__(
+        self, *, name: str, exports_to_keep: int | None = DEFAULT_EXPORTS_TO_KEEP, **kwargs: Any
+    ) -> None:
+        self.exports_to_keep = exports_to_keep
+        super().__init__(name=name, **kwargs)
+
+    def build_strategy(self) -> ExportStrategy:
+        """LatestStrategy (validates `exports_to_keep`)."""
+        return LatestStrategy(name=self.name, exports_to_keep=self.exports_to_keep)
+
+
+class BestExportOperator(SavedModelExportOperator):
+    """Exports a checkpoint only when its eval result beats every committed version's
+    (tf.estimator.BestExporter, with the best derived from the published versions so a
+    restart never exports a worse model: tensorflow/tensorflow#47396).
+
+    :param eval_result: the candidate's eval result: the EvalMetricsSensor's XCom (a dict,
+        its JSON, an XComArg). When empty, it is read from the event files. (templated)
+    :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`; default
+        "loss smaller".
+    :param comparison: a declared comparison instead of `compare_fn`: a MetricComparison or
+        `{"metric": "auc", "higher_is_better": True, "min_delta": 0.001, ...}`.
+    :param exports_to_keep: positive number of newest versions to keep (the best version is
+        always kept), or None to keep all.
+    :param event_file_pattern: glob, relative to `model_dir`, of the eval event files.
+        (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        *SavedModelExportOperator.template_fields,
+        "eval_result",
+        "event_file_pattern",
+    )
+    strategy_kind = "best"
+
+    def __init__(
+        self,
+        *,
+        name: str = "best_exporter",
+        eval_result: EvalResult | Mapping[str, Any] | str | None = None,
+        compare_fn: Callable[..., Any] | None = loss_smaller,
+        comparison: Mapping[str, Any] | None = None,
+        exports_to_keep: int | None = DEFAULT_EXPORTS_TO_KEEP,
+        event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
+        **kwargs: Any,
+    ) -> None:
+        self.eval_result = eval_result
+        self.compare_fn = compare_fn
+        self.comparison = comparison
+        self.exports_to_keep = exports_to_keep
+        self.event_file_pattern = event_file_pattern
+        super().__init__(name=name, **kwargs)
+
+    def build_strategy(self) -> ExportStrategy:
+        """BestStrategy (validates compare_fn's argument names, the comparison and
+        `exports_to_keep`)."""
+        return best_strategy(self.name, self.compare_fn, self.comparison, self.exports_to_keep)
+
+    def given_eval_result(self) -> EvalResult | None:
+        """`eval_result`, parsed (ValueError names it when it is not an eval result); the
+        event file pattern is checked here too, whether or not it is needed."""
+        check_event_file_pattern(self.event_file_pattern)
+        return parse_eval_result(self.eval_result)
+
+    def read_eval_result(self, storage: Storage, checkpoint: ResolvedCheckpoint) -> EvalResult:
+        """The eval result of the checkpoint's step, from the event files."""
+        return eval_result_from_events(
+            storage, self.model_dir, self.event_file_pattern, checkpoint.step
+        )
+
+
+def best_strategy(
+    name: str,
+    compare_fn: Callable[..., Any] | None,
+    comparison: Mapping[str, Any] | None,
+    exports_to_keep: int | None,
+) -> BestStrategy:
+    """A BestStrategy from operator arguments (ValueError names a bad one)."""
+    return BestStrategy(
+        name=name,
+        compare_fn=compare_fn,
+        comparison=None if comparison is None else parse_comparison(comparison),
+        exports_to_keep=exports_to_keep,
+    )
+
+
+def check_event_file_pattern(pattern: object) -> None:
+    """ValueError unless `pattern` is a glob relative to the model dir. The events package
+    (protobuf descriptors) is imported here, at execute time, to keep DAG parsing fast."""
+    from airflow_tf_export.events.eval_dir import validate_event_file_pattern
+
+    validate_event_file_pattern(pattern)
+
+
+def eval_result_from_events(
+    storage: Storage, model_dir: str, event_file_pattern: str, step: int
+) -> EvalResult:
+    """The merged eval result of `step` in the event files; ValueError lists what exists."""
+    from airflow_tf_export.events.eval_dir import EvalDirReader
+
+    reader = EvalDirReader(storage, model_dir, event_file_pattern)
+    try:
+        reader.refresh()
+    except StorageError as err:
+        raise ValueError(f"cannot read eval event files {reader.pattern_uri}: {err}") from None
+    try:
+        return reader.result(step)
+    except KeyError:
+        steps = reader.steps()
+        shown = ", ".join(str(s) for s in steps[-10:]) or "none"
+        raise ValueError(
+            f"no eval result for step {step} in {reader.pattern_uri} "
+            f"({len(reader.event_files())} event files; newest steps: {shown}); pass "
+            "eval_result or wait for the evaluation with EvalMetricsSensor"
+        ) from None

@@ -1,0 +1,265 @@
+"""Retention: delete old versions of exporter directories and old checkpoints of a model dir.
+
+Keep rules for versions are a JSON-able dict combined with OR (see `parse_keep_rules`); the
+newest committed version and the current best are always kept, and staging leftovers are
+deleted only after a grace period. Checkpoints keep the newest N plus every protected one
+(the state file's latest, unevaluated ones, and optionally those a version was exported
+from). `dry_run=True` only reports. The XCom holds every plan with the rule that decided
+each keep or delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_tf_export.core.checkpoint_retention import (
+    CheckpointInfo,
+    CheckpointPlan,
+    plan_checkpoint_retention,
+)
+from airflow_tf_export.core.checkpoints import (
+    STATE_FILENAME,
+    CheckpointState,
+    checkpoint_prefix,
+    checkpoint_step,
+    parse_checkpoint_state,
+)
+from airflow_tf_export.core.comparison import best_version
+from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.retention import (
+    DEFAULT_STAGING_GRACE_SECONDS,
+    RetentionPlan,
+    plan_retention,
+)
+from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
+from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.operators._args import best_comparison, parse_keep_rules
+from airflow_tf_export.operators.export import (
+    DEFAULT_CONN_ID,
+    check_event_file_pattern,
+    failing_on_bad_input,
+)
+from airflow_tf_export.storage.base import Storage, StorageNotFoundError
+from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RetentionOperator(BaseOperator):
+    """Apply keep rules to exporter directories and to a model dir's checkpoints.
+
+    :param exporter_dirs: exporter directories (`<model_dir>/export/<name>`), local or
+        `gs://`. (templated)
+    :param keep: keep rules for their versions, e.g. `{"newest": 5, "best": {"n": 2,
+        "metric": "auc", "higher_is_better": True}, "every_steps": 1000, "every_hours": 24,
+        "pinned": [1700000000]}`. The "best" rule's comparison also decides the protected
+        current best (loss, lower is better, when there is no "best" rule).
+    :param model_dir: model directory whose checkpoints to thin out. (templated)
+    :param checkpoints_to_keep: how many newest checkpoints to keep (with `model_dir`).
+    :param keep_exported_checkpoints: also keep checkpoints a version of `exporter_dirs`
+        was exported from.
+    :param event_file_pattern: eval event files, relative to `model_dir`: checkpoints newer
+        than the newest evaluated step are kept. (templated)
+    :param staging_grace_seconds: age after which abandoned staging dirs are deleted.
+    :param dry_run: only report the plans.
+    :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "exporter_dirs",
+        "model_dir",
+        "event_file_pattern",
+        "gcp_conn_id",
+    )
+    ui_color = "#ffc9c9"
+
+    def __init__(
+        self,
+        *,
+        exporter_dirs: Sequence[str] = (),
+        keep: Mapping[str, Any] | None = None,
+        model_dir: str | None = None,
+        checkpoints_to_keep: int | None = None,
+        keep_exported_checkpoints: bool = True,
+        event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
+        staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
+        dry_run: bool = False,
+        gcp_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.exporter_dirs = exporter_dirs
+        self.keep = keep
+        self.model_dir = model_dir
+        self.checkpoints_to_keep = checkpoints_to_keep
+        self.keep_exported_checkpoints = keep_exported_checkpoints
+        self.event_file_pattern = event_file_pattern
+        self.staging_grace_seconds = staging_grace_seconds
+        # Stored under another name: BaseOperator.dry_run() is a method.
+        self.report_only = dry_run
+        self.gcp_conn_id = gcp_conn_id
+        if isinstance(exporter_dirs, str):
+            raise ValueError(
+                f"exporter_dirs must be a list of URIs, got the string {exporter_dirs!r}"
+            )
+        if (model_dir is None) != (checkpoints_to_keep is None):
+            raise ValueError(
+                "give model_dir and checkpoints_to_keep together (or neither), got "
+                f"model_dir={model_dir!r}, checkpoints_to_keep={checkpoints_to_keep!r}"
+            )
+        if not exporter_dirs and model_dir is None:
+            raise ValueError("nothing to retain: give exporter_dirs and keep, or model_dir")
+        if exporter_dirs and keep is None:
+            raise ValueError(f"exporter_dirs {list(exporter_dirs)!r} need keep rules (keep=...)")
+        self.keep_rules = () if keep is None else parse_keep_rules(keep)
+        self.best_comparison = best_comparison(keep or {})
+        if checkpoints_to_keep is not None and (
+            isinstance(checkpoints_to_keep, bool)
+            or not isinstance(checkpoints_to_keep, int)
+            or checkpoints_to_keep <= 0
+        ):
+            raise ValueError(
+                f"checkpoints_to_keep must be a positive integer, got {checkpoints_to_keep!r}"
+            )
+        for label, flag in (
+            ("dry_run", dry_run),
+            ("keep_exported_checkpoints", keep_exported_checkpoints),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{label} must be True or False, got {flag!r}")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Plan (and unless `dry_run`, apply) every retention; return the plans."""
+        hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
+        exporters: list[dict[str, Any]] = []
+        exported: list[ExportMetadata] = []
+        with failing_on_bad_input("retention"):
+            check_event_file_pattern(self.event_file_pattern)
+            if isinstance(self.exporter_dirs, str):
+                raise ValueError(
+                    f"exporter_dirs rendered to the string {self.exporter_dirs!r}, not a list"
+                )
+            for uri in self.exporter_dirs:
+                exporter = ExporterDir(hook.storage_for(uri), uri)
+                state = exporter.scan()
+                plan = self._exporter_plan(state)
+                self.log.info("retention of %s%s:\n%s", exporter.uri, self._mode(), plan.explain())
+                if not self.report_only:
+                    exporter.apply(plan)
+                exporters.append(_exporter_dict(exporter, state, plan))
+                kept = set(plan.keep_versions)
+                exported.extend(m for m in state.committed if m.version in kept)
+            checkpoints = None
+            if self.model_dir is not None:
+                checkpoints = self._checkpoints(hook.storage_for(self.model_dir), exported)
+        return {"dry_run": self.report_only, "exporters": exporters, "checkpoints": checkpoints}
+
+    def _mode(self) -> str:
+        return " (dry run: nothing deleted)" if self.report_only else ""
+
+    def _exporter_plan(self, state: ExporterDirState) -> RetentionPlan:
+        best = best_version(state.committed, self.best_comparison)
+        return plan_retention(
+            state.committed,
+            self.keep_rules,
+            best=None if best is None else best.version,
+            staging=state.staging,
+            staging_grace_seconds=self.staging_grace_seconds,
+        )
+
+    def _checkpoints(self, storage: Storage, exported: Sequence[ExportMetadata]) -> dict[str, Any]:
+        assert self.model_dir is not None and self.checkpoints_to_keep is not None
+        model_dir = self.model_dir
+        files = _checkpoint_files(storage, model_dir)
+        state = _checkpoint_state(storage, model_dir)
+        from airflow_tf_export.events.eval_dir import EvalDirReader
+
+        reader = EvalDirReader(storage, model_dir, self.event_file_pattern)
+        reader.refresh()
+        steps = reader.steps()
+        plan = plan_checkpoint_retention(
+            [CheckpointInfo(storage.join(model_dir, p), step) for p, (step, _) in files.items()],
+            keep_newest=self.checkpoints_to_keep,
+            state_latest=None if state is None else state.model_checkpoint_path,
+            newest_evaluated_step=steps[-1] if steps else None,
+            exported_prefixes=[m.checkpoint_path for m in exported],
+            keep_exported=self.keep_exported_checkpoints,
+        )
+        self.log.info("checkpoint retention of %s%s:\n%s", model_dir, self._mode(), plan.explain())
+        if not self.report_only:
+            _delete_checkpoints(storage, model_dir, files, plan)
+        return _checkpoint_dict(model_dir, plan)
+
+
+def _checkpoint_files(storage: Storage, model_dir: str) -> dict[str, tuple[int, list[str]]]:
+    """Checkpoint prefix (relative to model_dir) -> (step in its name, its file names)."""
+    found: dict[str, tuple[int, list[str]]] = {}
+    for entry in storage.list_dir(model_dir):
+        prefix = None if entry.is_dir else checkpoint_prefix(entry.name)
+        step = None if prefix is None else checkpoint_step(prefix)
+        if prefix is not None and step is not None:
+            found.setdefault(prefix, (step, []))[1].append(entry.name)
+    return found
+
+
+def _checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState | None:
+    uri = storage.join(model_dir, STATE_FILENAME)
+    try:
+        text = storage.read_bytes(uri).decode("utf-8")
+    except StorageNotFoundError:
+        return None
+    return parse_checkpoint_state(text, source=uri)
+
+
+def _delete_checkpoints(
+    storage: Storage,
+    model_dir: str,
+    files: Mapping[str, tuple[int, list[str]]],
+    plan: CheckpointPlan,
+) -> None:
+    """Delete each planned checkpoint's `.index` first (which makes it unusable as a whole),
+    then its data files; a retry after a crash finds the remaining data files again."""
+    doomed = {p.rsplit("/", 1)[-1] for p in plan.delete_prefixes}
+    names = [n for p, (_, ns) in files.items() if p in doomed for n in ns]
+    indexes = [n for n in names if n.endswith(".index")]
+    data = [n for n in names if not n.endswith(".index")]
+    for batch in (indexes, data):
+        if batch:
+            storage.delete_trees([storage.join(model_dir, n) for n in batch])
+
+
+def _exporter_dict(
+    exporter: ExporterDir, state: ExporterDirState, plan: RetentionPlan
+) -> dict[str, Any]:
+    return {
+        "uri": exporter.uri,
+        "keep": [
+            {"version": i.version, "rule": i.rule, "reason": i.reason} for i in plan.items if i.keep
+        ],
+        "delete": [{"version": i.version, "reason": i.reason} for i in plan.items if not i.keep],
+        "staging_delete": list(plan.staging_delete),
+        "staging_keep": list(plan.staging_keep),
+        "invalid": [{"version": v, "error": e} for v, e in state.invalid],
+        "explain": plan.explain(),
+    }
+
+
+def _checkpoint_dict(model_dir: str, plan: CheckpointPlan) -> dict[str, Any]:
+    return {
+        "model_dir": model_dir,
+        "keep": [
+            {"prefix": i.prefix, "step": i.step, "rule": i.rule, "reason": i.reason}
+            for i in plan.items
+            if i.keep
+        ],
+        "delete": [
+            {"prefix": i.prefix, "step": i.step, "reason": i.reason}
+            for i in plan.items
+            if not i.keep
+        ],
+        "explain": plan.explain(),
+    }
