@@ -8,6 +8,9 @@ export AIRFLOW_HOME="$PWD/.airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
+export AIRFLOW_TF_EXPORT_DEMO_DIR="$PWD/.demo"
+# Fresh every time: a new SQLite DB and an empty model directory.
+rm -rf "$AIRFLOW_HOME" "$AIRFLOW_TF_EXPORT_DEMO_DIR"
 mkdir -p "$AIRFLOW_HOME"
 export TF_CPP_MIN_LOG_LEVEL=2
 
@@ -18,5 +21,43 @@ echo "== This provider, as Airflow sees it"
 airflow providers list --output plain | grep -E "^(package_name|airflow-tf-export)"
 
 echo "== The DAGs folder ($AIRFLOW__CORE__DAGS_FOLDER)"
+airflow dags reserialize > "$AIRFLOW_HOME/reserialize.log" 2>&1
 airflow dags list-import-errors --output plain
 airflow dags list --output plain --columns dag_id,fileloc
+
+RUNS=5
+echo "== Running example_retraining $RUNS times with 'airflow dags test' (logs in $AIRFLOW_HOME/demo-runs/)"
+mkdir -p "$AIRFLOW_HOME/demo-runs"
+for day in $(seq 1 "$RUNS"); do
+    date="2024-01-0$day"
+    log="$AIRFLOW_HOME/demo-runs/$date.log"
+    if ! timeout 600 airflow dags test example_retraining "$date" > "$log" 2>&1; then
+        tail -40 "$log"; echo "run $date failed; full log: $log"; exit 1
+    fi
+    echo "   run $date finished"
+done
+
+echo
+echo "== Task states per run (skipped = the comparison or the strategy said no)"
+python - <<'PY'
+from sqlalchemy import select
+
+from airflow.models import DagRun, TaskInstance
+from airflow.utils.session import create_session
+
+with create_session() as session:
+    runs = session.scalars(
+        select(DagRun).where(DagRun.dag_id == "example_retraining").order_by(DagRun.logical_date)
+    ).all()
+    tasks = sorted({ti.task_id for run in runs for ti in run.get_task_instances(session=session)})
+    print("  " + "  ".join(["run".ljust(10), *(t.ljust(len(t)) for t in tasks)]))
+    for run in runs:
+        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
+        cells = [states.get(t, "-").ljust(len(t)) for t in tasks]
+        print("  " + "  ".join([run.logical_date.date().isoformat().ljust(10), *cells]))
+PY
+
+echo
+echo "== What each exporter holds, and what retention decides"
+python -m airflow_tf_export.example.report "$AIRFLOW_TF_EXPORT_DEMO_DIR/model" \
+    --keep "$(python -c 'import json, runpy; print(json.dumps(runpy.run_path("dags/example_retraining.py")["KEEP"]))')"

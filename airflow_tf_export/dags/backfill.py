@@ -1,0 +1,300 @@
+"""DAG template: evaluate and export historical checkpoints, one data interval per DAG run.
+
+Each run selects the checkpoints of `model_dir` whose time (the modification time of their
+`.index` file, as `tf.train.get_checkpoint_mtimes` reports it) falls in the run's data
+interval, or whose global step is in the run's `min_step`..`max_step` params when either is
+given. Then, with dynamic task mapping, one task instance per checkpoint:
+
+    select_checkpoints -> evaluate (only checkpoints without an eval result yet)
+        -> wait_for_eval (EvalMetricsSensor, deferrable by default)
+        -> export_<name> (one mapped task per exporter) -> retention
+
+With `evaluate=None` another job (a continuous evaluator) writes the eval results and the
+sensors wait for it in the triggerer.
+
+Re-running an interval changes nothing: evaluated checkpoints are not evaluated again and
+every strategy returns the version it already published for a checkpoint. The best exporter
+decides from committed versions only, so backfilling intervals in parallel or in any order
+ends with the same best version. (A latest exporter never publishes a checkpoint older than
+its newest version, so with it the outcome does depend on the order.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import (
+    DAG,
+    CronDataIntervalTimetable,
+    DeltaDataIntervalTimetable,
+    Param,
+    TriggerRule,
+    conf,
+    get_current_context,
+    task,
+)
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_tf_export.core.checkpoints import checkpoint_prefix, checkpoint_step
+from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
+from airflow_tf_export.dags.common import (
+    exporter_dir_uri,
+    import_callable,
+    parse_exporter_specs,
+    validate_import_string,
+    validate_model_dir,
+)
+from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait
+from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.operators.export import DEFAULT_CONN_ID
+from airflow_tf_export.operators.retention import RetentionOperator
+from airflow_tf_export.sensors.eval_metrics import EvalMetricsSensor
+
+# Deleting checkpoints while other intervals of the same backfill still read them would
+# make the outcome depend on the order the runs happen to finish in.
+_CHECKPOINT_RETENTION_KEYS = ("model_dir", "checkpoints_to_keep", "keep_exported_checkpoints")
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint of the model dir: its prefix URI, global step and time (epoch seconds)."""
+
+    path: str
+    step: int
+    mtime: float | None
+
+
+def select_checkpoints_in_window(
+    checkpoints: Iterable[CheckpointFile],
+    *,
+    start: float,
+    end: float,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> list[str]:
+    """Checkpoint paths by ascending step: those with `min_step <= step <= max_step` when
+    either bound is given, else those whose time is in `[start, end)`."""
+    by_step = min_step is not None or max_step is not None
+    if by_step and min_step is not None and max_step is not None and min_step > max_step:
+        raise ValueError(f"min_step {min_step} is greater than max_step {max_step}")
+    chosen = []
+    for checkpoint in sorted(checkpoints, key=lambda c: c.step):
+        if by_step:
+            if (min_step is None or checkpoint.step >= min_step) and (
+                max_step is None or checkpoint.step <= max_step
+            ):
+                chosen.append(checkpoint.path)
+            continue
+        if checkpoint.mtime is None:
+            raise ValueError(
+                f"checkpoint {checkpoint.path!r} has no modification time; select by step "
+                "instead (the min_step / max_step params)"
+            )
+        if start <= checkpoint.mtime < end:
+            chosen.append(checkpoint.path)
+    return chosen
+
+
+def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
+    """ValueError when there are more checkpoints than one mapped task may expand to."""
+    if len(paths) > max_map_length:
+        raise ValueError(
+            f"{len(paths)} checkpoints selected, more than [core] max_map_length "
+            f"({max_map_length}) mapped task instances: use a shorter schedule interval, a "
+            "step range (min_step / max_step params) or raise max_map_length"
+        )
+
+
+def list_checkpoints(model_dir: str, *, gcp_conn_id: str) -> list[CheckpointFile]:
+    """Every checkpoint with an `.index` file directly in `model_dir`."""
+    storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
+    found = []
+    for entry in storage.list_dir(model_dir):
+        if entry.is_dir or not entry.name.endswith(".index"):
+            continue
+        prefix = checkpoint_prefix(entry.name)
+        step = None if prefix is None else checkpoint_step(prefix)
+        if prefix is not None and step is not None:
+            found.append(CheckpointFile(storage.join(model_dir, prefix), step, entry.mtime))
+    return found
+
+
+def select_checkpoints(*, model_dir: str, gcp_conn_id: str) -> list[str]:
+    """Task: the checkpoints of this run's data interval (or step range), by step."""
+    context = get_current_context()
+    params = context["params"]
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None:
+        raise AirflowFailException("backfill runs need a data interval; schedule the DAG by time")
+    try:
+        paths = select_checkpoints_in_window(
+            list_checkpoints(model_dir, gcp_conn_id=gcp_conn_id),
+            start=start.timestamp(),
+            end=end.timestamp(),
+            min_step=params.get("min_step"),
+            max_step=params.get("max_step"),
+        )
+        check_map_length(paths, conf.getint("core", "max_map_length"))
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from None
+    print(f"{len(paths)} checkpoints between {start} and {end}: {paths}")
+    return paths
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str,
+    *,
+    model_dir: str,
+    evaluate: str,
+    evaluate_kwargs: Mapping[str, Any],
+    required_metrics: Sequence[str],
+    event_file_pattern: str,
+    gcp_conn_id: str,
+) -> dict[str, Any]:
+    """Task: evaluate one checkpoint unless its eval result is already in the event files."""
+    storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
+    wait = parse_eval_wait(checkpoint_path=checkpoint_path, required_metrics=required_metrics)
+    existing = find_eval_result(
+        EvalDirReader(storage, model_dir, event_file_pattern), wait, model_dir
+    )
+    if existing is not None:
+        print(f"{checkpoint_path} already evaluated at step {existing.step}: not evaluating")
+        return {"evaluated": False, "eval_result": existing.to_dict()}
+    evaluator = import_callable(evaluate, argument="evaluate")
+    result = evaluator(model_dir=model_dir, checkpoint_path=checkpoint_path, **evaluate_kwargs)
+    return {"evaluated": True, "eval_result": result}
+
+
+def backfill_dag(
+    *,
+    dag_id: str,
+    model_dir: str,
+    model_definition: str,
+    exporters: Sequence[Mapping[str, Any]],
+    start_date: datetime,
+    end_date: datetime | None = None,
+    schedule: str | timedelta = "@daily",
+    timezone: str = "UTC",
+    evaluate: str | None = None,
+    evaluate_kwargs: Mapping[str, Any] | None = None,
+    required_metrics: Sequence[str] = ("loss",),
+    event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
+    deferrable: bool = True,
+    eval_timeout: timedelta = timedelta(hours=1),
+    poke_interval: float = 5.0,
+    sensor_retries: int = 2,
+    max_active_tis_per_dag: int = 2,
+    retention: Mapping[str, Any] | None = None,
+    gcp_conn_id: str = DEFAULT_CONN_ID,
+    **dag_kwargs: Any,
+) -> DAG:
+    """A DAG that evaluates and exports the checkpoints of each data interval.
+
+    :param model_dir: local path or ``gs://bucket/prefix`` with the checkpoints.
+    :param model_definition: import string of the ModelDefinition used for export.
+    :param exporters: exporter specs, e.g. ``[{"strategy": "best", "name": "best"}]``.
+    :param schedule: a cron expression or preset, or a timedelta: the data intervals.
+    :param evaluate: import string of ``evaluate(*, model_dir, checkpoint_path, **kwargs)``
+        writing the eval event files; None when another job evaluates the checkpoints.
+    :param max_active_tis_per_dag: cap on concurrent evaluations and exports, across runs.
+    :param retention: RetentionOperator arguments for the exporter dirs (``keep``,
+        ``staging_grace_seconds``); checkpoints are never deleted by a backfill.
+    :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
+    :param dag_kwargs: other ``DAG`` arguments (tags, default_args, max_active_runs, ...).
+    """
+    specs = parse_exporter_specs(exporters)
+    validate_model_dir(model_dir)
+    validate_import_string(model_definition, argument="model_definition")
+    if evaluate is not None:
+        validate_import_string(evaluate, argument="evaluate")
+    if retention is not None:
+        refused = [key for key in _CHECKPOINT_RETENTION_KEYS if key in retention]
+        if refused:
+            raise ValueError(
+                f"backfill retention must not delete checkpoints other intervals still read; "
+                f"remove {refused} from {dict(retention)!r}"
+            )
+    timetable = (
+        DeltaDataIntervalTimetable(schedule)
+        if isinstance(schedule, timedelta)
+        else CronDataIntervalTimetable(schedule, timezone=timezone)
+    )
+    params = {
+        "min_step": Param(None, type=["null", "integer"], description="lowest step to take"),
+        "max_step": Param(None, type=["null", "integer"], description="highest step to take"),
+    }
+    with DAG(
+        dag_id=dag_id,
+        schedule=timetable,
+        start_date=start_date,
+        end_date=end_date,
+        catchup=False,
+        params=params,
+        **dag_kwargs,
+    ) as dag:
+        selected = task(task_id="select_checkpoints")(select_checkpoints)(
+            model_dir=model_dir, gcp_conn_id=gcp_conn_id
+        )
+        waited = EvalMetricsSensor.partial(
+            task_id="wait_for_eval",
+            model_dir=model_dir,
+            required_metrics=list(required_metrics),
+            event_file_pattern=event_file_pattern,
+            gcp_conn_id=gcp_conn_id,
+            deferrable=deferrable,
+            poke_interval=poke_interval,
+            timeout=eval_timeout.total_seconds(),
+            # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose
+            # trigger fired before the defer-exit event was processed; a retry finds the
+            # eval result at once.
+            retries=sensor_retries,
+            retry_delay=timedelta(seconds=5),
+            map_index_template="{{ task.checkpoint_path }}",
+        ).expand(checkpoint_path=selected)
+        if evaluate is not None:
+            evaluated = (
+                task(task_id="evaluate", max_active_tis_per_dag=max_active_tis_per_dag)(
+                    evaluate_checkpoint
+                )
+                .partial(
+                    model_dir=model_dir,
+                    evaluate=evaluate,
+                    evaluate_kwargs=dict(evaluate_kwargs or {}),
+                    required_metrics=list(required_metrics),
+                    event_file_pattern=event_file_pattern,
+                    gcp_conn_id=gcp_conn_id,
+                )
+                .expand(checkpoint_path=selected)
+            )
+            evaluated >> waited
+        exports = []
+        for spec in specs:
+            partial = spec.operator_class.partial(
+                task_id=spec.task_id,
+                name=spec.name,
+                model_dir=model_dir,
+                model_definition=model_definition,
+                gcp_conn_id=gcp_conn_id,
+                max_active_tis_per_dag=max_active_tis_per_dag,
+                **spec.operator_options(),
+            )
+            export = (
+                partial.expand(eval_result=waited.output)
+                if spec.strategy == "best"
+                else partial.expand(checkpoint_path=selected)
+            )
+            waited >> export
+            exports.append(export)
+        if retention is not None:
+            exports >> RetentionOperator(
+                task_id="retention",
+                exporter_dirs=[exporter_dir_uri(model_dir, spec) for spec in specs],
+                gcp_conn_id=gcp_conn_id,
+                trigger_rule=TriggerRule.NONE_FAILED,
+                **retention,
+            )
+    return dag

@@ -1,0 +1,205 @@
+"""A real Airflow deployment for end-to-end tests: PostgreSQL plus the Airflow components.
+
+`fresh_database` creates a throwaway PostgreSQL database on 127.0.0.1:5432 and drops it
+afterwards. `AirflowStack` migrates it and runs the scheduler (LocalExecutor), the
+dag-processor, the triggerer and the api-server as subprocesses. The api-server is there
+because LocalExecutor workers reach the metadata DB only through its Execution API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_USER = "postgres"
+AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+
+
+def postgres_unreachable_reason() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it can."""
+    try:
+        import psycopg2
+    except ImportError:
+        return "psycopg2 is not installed (it comes with the `dev` extra)"
+    try:
+        connection = psycopg2.connect(
+            host=POSTGRES_HOST,
+            port=POSTGRES_PORT,
+            user=POSTGRES_USER,
+            dbname="postgres",
+            connect_timeout=3,
+        )
+    except psycopg2.OperationalError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        return (
+            f"no PostgreSQL reachable at {POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT} "
+            f"with trust auth ({first_line})"
+        )
+    connection.close()
+    return None
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """Create a new PostgreSQL database, yield its SQLAlchemy URL, drop it at the end."""
+    import psycopg2
+
+    name = f"atfe_e2e_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(
+        host=POSTGRES_HOST, port=POSTGRES_PORT, user=POSTGRES_USER, dbname="postgres"
+    )
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    """An Airflow home on PostgreSQL and its running components."""
+
+    home: Path
+    dags_folder: Path
+    database_url: str
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_port = free_port()
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+                f"http://127.0.0.1:{self.api_port}/execution/"
+            ),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **self.extra_env,
+        }
+        self.logs = self.home / "component-logs"
+
+    def airflow(self, *args: str, timeout: float = 120) -> str:
+        """Run one `airflow ...` CLI command against this home; its stdout, or a clear error."""
+        result = subprocess.run(
+            [str(AIRFLOW_BIN), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`airflow {' '.join(args)}` exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows of one read-only SQL query on the metadata database (faster than the CLI)."""
+        import psycopg2
+
+        dsn = self.database_url.replace("postgresql+psycopg2", "postgresql")
+        connection = psycopg2.connect(dsn)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
+    def start(self) -> None:
+        """Migrate the database, then start every component with its log in `logs/`."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self.airflow("db", "migrate", timeout=300)
+        for component in COMPONENTS:
+            args = [component]
+            if component == "api-server":
+                args += ["--port", str(self.api_port), "--host", "127.0.0.1", "--workers", "1"]
+            log = (self.logs / f"{component}.log").open("wb")
+            self.processes[component] = subprocess.Popen(
+                [str(AIRFLOW_BIN), *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(self._api_listening, timeout=120, what="the api-server to listen")
+
+    def _api_listening(self) -> bool:
+        self.assert_components_alive()
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.api_port)) == 0
+
+    def assert_components_alive(self) -> None:
+        for component, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"airflow {component} exited with {process.returncode}:\n"
+                    + self.log_tail(component)
+                )
+
+    def log_tail(self, component: str, chars: int = 4000) -> str:
+        path = self.logs / f"{component}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate every component (its whole process group), killing after a grace period."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll `condition` every half second; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
