@@ -31,8 +31,8 @@ from airflow_tf_export.operators.export import (
     default_export_dir_base,
     eval_result_from_events,
     failing_on_bad_input,
-    resolve_checkpoint,
 )
+from airflow_tf_export.storage.checkpoints import resolve_checkpoint
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 if TYPE_CHECKING:

@@ -16,21 +16,13 @@ import functools
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_tf_export.core.checkpoints import (
-    STATE_FILENAME,
-    CheckpointState,
-    CheckpointStateError,
-    checkpoint_prefix,
-    checkpoint_step,
-    parse_checkpoint_state,
-)
+from airflow_tf_export.core.checkpoints import checkpoint_prefix
 from airflow_tf_export.core.comparison import loss_smaller
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.metadata import ExportMetadata, Lineage
@@ -46,12 +38,8 @@ from airflow_tf_export.core.strategies import (
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators._args import parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
-from airflow_tf_export.storage.base import (
-    Storage,
-    StorageError,
-    StorageNotFoundError,
-    WrittenModel,
-)
+from airflow_tf_export.storage.base import Storage, StorageError, WrittenModel
+from airflow_tf_export.storage.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
@@ -88,69 +76,6 @@ def lineage_from(context: Context) -> Lineage | None:
         try_number=ti.try_number,
         map_index=ti.map_index if ti.map_index is not None else -1,
     )
-
-
-@dataclass(frozen=True)
-class ResolvedCheckpoint:
-    """A checkpoint prefix of the model dir (as a URI) and the global step in its name."""
-
-    path: str
-    step: int
-
-
-def resolve_checkpoint(
-    storage: Storage, model_dir: str, checkpoint_path: str | None, *, step: int | None = None
-) -> ResolvedCheckpoint:
-    """The checkpoint to export: `checkpoint_path` if given, else the checkpoint of `step`
-    when the state file still lists it, else the state file's latest. ValueError names what
-    is missing. A relative path is taken relative to `model_dir`; a path from a state file
-    that was copied with its directory (and so names the old location) is looked up by its
-    file name in `model_dir`."""
-    if checkpoint_path:
-        prefix = _absolute(storage, model_dir, checkpoint_path)
-    else:
-        state = _read_state(storage, model_dir)
-        at_step = [
-            p
-            for p in state.all_model_checkpoint_paths
-            if step is not None and checkpoint_step(p) == step
-        ]
-        recorded = at_step[-1] if at_step else state.model_checkpoint_path
-        prefix = _absolute(storage, model_dir, recorded)
-        moved = storage.join(model_dir, recorded.rstrip("/").rsplit("/", 1)[-1])
-        if not storage.exists(prefix + ".index") and storage.exists(moved + ".index"):
-            prefix = moved
-    if not storage.exists(prefix + ".index"):
-        raise ValueError(f"checkpoint {prefix!r} not found (no {prefix}.index)")
-    found = checkpoint_step(prefix)
-    if found is None:
-        raise ValueError(
-            f"checkpoint {prefix!r} does not end with its global step (e.g. ckpt-1200): save "
-            "it with tf.train.CheckpointManager.save(checkpoint_number=<global step>)"
-        )
-    return ResolvedCheckpoint(prefix, found)
-
-
-def _read_state(storage: Storage, model_dir: str) -> CheckpointState:
-    state_uri = storage.join(model_dir, STATE_FILENAME)
-    try:
-        text = storage.read_bytes(state_uri).decode("utf-8")
-    except StorageNotFoundError:
-        raise ValueError(
-            f"no checkpoint found in model_dir {model_dir!r}: {state_uri} does not exist; "
-            "pass checkpoint_path or train first"
-        ) from None
-    try:
-        return parse_checkpoint_state(text, source=state_uri)
-    except (CheckpointStateError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read the checkpoint state file {state_uri}: {err}") from None
-
-
-def _absolute(storage: Storage, model_dir: str, path: str) -> str:
-    """`path` when it is a URI or absolute path, else `model_dir/path`."""
-    if path.startswith("/") or "://" in path:
-        return path.rstrip("/")
-    return storage.join(model_dir, path)
 
 
 @contextmanager
@@ -335,7 +260,7 @@ class SavedModelExportOperator(BaseOperator):
                     f"checkpoint {checkpoint.path!r} is named for step {checkpoint.step} but "
                     f"holds global step {written.global_step}; save it as ckpt-<global step>"
                 )
-            return WrittenModel(tags=written.tags, signature_keys=written.signature_keys)
+            return written
 
         return write
 

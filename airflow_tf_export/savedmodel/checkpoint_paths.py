@@ -1,75 +1,44 @@
 """Which local checkpoint to export: the one given, or the latest one of a model directory.
 
-Paths only (no TensorFlow). The `checkpoint` state file is parsed by core.checkpoints, the
-one parser in the product.
+Paths only (no TensorFlow). The latest checkpoint is found by the product's one resolver,
+storage.checkpoints, through LocalStorage; what is added here is TF-writer specific: a Keras
+`.weights.h5` file counts as a checkpoint too.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from airflow_tf_export.core.checkpoints import (
-    STATE_FILENAME,
-    CheckpointStateError,
-    checkpoint_step,
-    parse_checkpoint_state,
-)
+from airflow_tf_export.core.checkpoints import checkpoint_step
 from airflow_tf_export.savedmodel.errors import CheckpointError
+from airflow_tf_export.storage.checkpoints import INDEX_SUFFIX, recorded_checkpoint
+from airflow_tf_export.storage.local import LocalStorage
 
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
 
 def resolve_checkpoint(model_dir: str, checkpoint_path: str | None) -> str:
-    """The checkpoint to export: `checkpoint_path` if given, else the latest in `model_dir`.
-
-    A state file copied together with its directory (e.g. downloaded from GCS) may record
-    paths that no longer exist as written; the checkpoint is then looked up by its file name
-    in `model_dir`.
-    """
+    """The checkpoint to export: `checkpoint_path` if given (a TF checkpoint prefix or a
+    Keras weights file), else the latest one the state file of `model_dir` records."""
     if checkpoint_path:
         require_checkpoint(checkpoint_path)
         return checkpoint_path
-    state_file = Path(model_dir) / STATE_FILENAME
-    try:
-        text = state_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"no checkpoint in {model_dir}: {state_file} does not exist", model_dir
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"cannot read {state_file}: {error}", str(state_file)) from error
-    try:
-        recorded = parse_checkpoint_state(text, str(state_file)).model_checkpoint_path
-    except CheckpointStateError as error:
-        raise CheckpointError(str(error), str(state_file)) from error
-    candidates = [os.path.join(model_dir, recorded)]
-    by_name = os.path.join(model_dir, os.path.basename(recorded.rstrip("/")))
-    if by_name not in candidates:
-        candidates.append(by_name)
-    for candidate in candidates:
-        if checkpoint_exists(candidate):
-            return candidate
-    raise CheckpointError(
-        f"{state_file} names checkpoint {recorded!r}, but no checkpoint exists at "
-        f"{' or '.join(candidates)}",
-        recorded,
-    )
+    return recorded_checkpoint(LocalStorage(), os.path.abspath(model_dir))
 
 
 def checkpoint_exists(path: str) -> bool:
     """A TF checkpoint prefix with its `.index` file, or a Keras `.weights.h5` file."""
     if path.endswith(KERAS_WEIGHTS_SUFFIX):
         return os.path.isfile(path)
-    return os.path.isfile(path + ".index")
+    return os.path.isfile(path + INDEX_SUFFIX)
 
 
 def require_checkpoint(path: str) -> None:
     """Raise CheckpointError naming `path` unless a checkpoint exists there."""
     if not checkpoint_exists(path):
         raise CheckpointError(
-            f"no checkpoint at {path}: expected {path}.index (a TensorFlow checkpoint prefix) "
-            f"or a file ending in {KERAS_WEIGHTS_SUFFIX}",
+            f"no checkpoint at {path}: expected {path}{INDEX_SUFFIX} (a TensorFlow checkpoint "
+            f"prefix) or a file ending in {KERAS_WEIGHTS_SUFFIX}",
             path,
         )
 

@@ -1,18 +1,18 @@
-"""Errors for bad export input. All are ValueErrors: retrying the same export cannot help."""
+"""Errors for bad export input. All are ValueErrors: retrying the same export cannot help.
+
+CheckpointError is the storage layer's (the checkpoint resolver raises it too), so one type
+names a missing or unreadable checkpoint wherever it is found.
+"""
 
 from __future__ import annotations
+
+from airflow_tf_export.storage.checkpoints import CheckpointError
+
+__all__ = ["CheckpointError", "CheckpointMismatchError", "DefinitionError"]
 
 
 class DefinitionError(ValueError):
     """A model definition reference cannot be resolved, or the definition is incomplete."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or unreadable; `path` names it."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 class CheckpointMismatchError(CheckpointError):

@@ -2,14 +2,14 @@
 
 The single entry point for exporting. Every argument is checked before anything is written;
 if writing fails, `export_dir` is left as it was found (absent or empty). Publishing the
-directory (local rename or GCS upload) is the storage layer's job.
+directory (local rename or GCS upload) is the storage layer's job, so what was written is
+reported as the storage layer's WrittenModel.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,7 @@ from airflow_tf_export.savedmodel.metagraphs import Placement, split_by_mode
 from airflow_tf_export.savedmodel.modes import TRAIN, normalize_modes
 from airflow_tf_export.savedmodel.restore import restore_model
 from airflow_tf_export.savedmodel.signatures import Signature, build_signatures
-
-
-@dataclass(frozen=True)
-class WrittenModel:
-    """What was written: tags in order, signature keys per mode, the checkpoint and its step."""
-
-    tags: tuple[str, ...]
-    signature_keys: dict[str, tuple[str, ...]]
-    checkpoint_path: str
-    global_step: int
+from airflow_tf_export.storage.base import WrittenModel
 
 
 def write_saved_model(

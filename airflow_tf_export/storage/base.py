@@ -35,13 +35,17 @@ class VersionIntegrityError(StorageError):
 class WrittenModel:
     """What a SavedModel writer reports about the directory it wrote.
 
-    `tags` are the MetaGraph tag sets written (e.g. ("serve",) or ("serve", "train")) and
-    `signature_keys` maps each tag set, joined with ",", to its signature keys. The export
-    flow copies both into the version's `export_metadata.json`.
+    `tags` are the MetaGraph tag sets written, in order (e.g. ("serve",) or ("train",
+    "eval", "serve")) and `signature_keys` maps each tag set, joined with ",", to its
+    signature keys. The export flow copies both into the version's `export_metadata.json`.
+    `checkpoint_path` and `global_step` are the checkpoint the writer restored and the step
+    read from it (None from a writer that restores none, e.g. a test writer).
     """
 
     tags: tuple[str, ...] = ("serve",)
     signature_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    global_step: int | None = None
 
 
 @dataclass(frozen=True)

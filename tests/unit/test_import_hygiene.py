@@ -42,3 +42,19 @@ def test_hygiene_check_detects_tensorflow() -> None:
     script = "import sys, tensorflow; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_operator_modules_import_only_the_savedmodel_modules_they_use() -> None:
+    """DAG parsing imports the operators; the savedmodel package re-exports lazily, so they
+    load savedmodel.modes (mode names, checked at parse time) and not the writer's modules."""
+    modules = [m for m in _airflow_facing_modules() if ".dags" not in m]
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules\n"
+        "                        if m.startswith('airflow_tf_export.savedmodel'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == ["airflow_tf_export.savedmodel", "airflow_tf_export.savedmodel.modes"]

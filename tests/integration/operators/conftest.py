@@ -4,42 +4,14 @@ eval event files written by tf.summary; copies on local disk and on the GCS emul
 from __future__ import annotations
 
 import shutil
-import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from operator_support import EVAL_METRICS, GCS_CONNECTION, STEPS, ModelDir, write_eval_events
 
 from airflow_tf_export.example.train import train
-from airflow_tf_export.storage import Storage
 from airflow_tf_export.storage.gcs import GcsStorage
 from airflow_tf_export.storage.local import LocalStorage
-
-STEPS = (20, 40, 60)
-# Eval metrics per step, chosen so that Best exports 20, exports 40 (better) and skips 60.
-EVAL_METRICS: Mapping[int, Mapping[str, float]] = {
-    20: {"loss": 0.60, "accuracy": 0.61},
-    40: {"loss": 0.40, "accuracy": 0.72},
-    60: {"loss": 0.50, "accuracy": 0.70},
-}
-GCS_CONNECTION = (
-    '{"conn_type": "google_cloud_platform", '
-    '"extra": {"is_anonymous": true, "project": "test-project"}}'
-)
-
-
-def write_eval_events(model_dir: Path, metrics: Mapping[int, Mapping[str, float]]) -> None:
-    """Eval summaries, one event per evaluated step, written by TensorFlow itself."""
-    import tensorflow as tf
-
-    writer = tf.summary.create_file_writer(str(model_dir / "eval"))
-    with writer.as_default():
-        for step, values in metrics.items():
-            for name, value in values.items():
-                tf.summary.scalar(name, value, step=step)
-    writer.close()
 
 
 @pytest.fixture(scope="session")
@@ -50,18 +22,6 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train(model_dir=str(model_dir), steps=20, batch_size=32)
     write_eval_events(model_dir, EVAL_METRICS)
     return model_dir
-
-
-@dataclass(frozen=True)
-class ModelDir:
-    """A fresh copy of the trained model dir in one backend."""
-
-    backend: str
-    storage: Storage
-    uri: str
-
-    def join(self, *parts: str) -> str:
-        return self.storage.join(self.uri, *parts)
 
 
 @pytest.fixture(params=["local", "gcs"])
@@ -83,32 +43,3 @@ def model_dir(
     uri = f"gs://{bucket}/model"
     storage.upload_dir(trained_model_dir, uri)
     return ModelDir("gcs", storage, uri)
-
-
-def load_version(storage: Storage, version_uri: str, tags: str = "serve") -> Any:
-    """Copy a published version to local disk and load it with TensorFlow."""
-    import tensorflow as tf
-
-    local = Path(tempfile.mkdtemp(prefix="loaded-version-"))
-    storage.download_dir(version_uri, local)
-    return tf.saved_model.load(str(local), tags=[tags])
-
-
-def classify(loaded: Any, ages: list[int], languages: list[str]) -> Any:
-    """Run serving_default (a Classify signature on serialized tf.Examples)."""
-    import tensorflow as tf
-
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[age])),
-                    "language": tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[language.encode()])
-                    ),
-                }
-            )
-        ).SerializeToString()
-        for age, language in zip(ages, languages, strict=True)
-    ]
-    return loaded.signatures["serving_default"](inputs=tf.constant(examples))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GCS_CONNECTION, classify, load_version
+from operator_support import GCS_CONNECTION, classify, load_version
 
 from airflow_tf_export.storage import Storage
 from airflow_tf_export.storage.gcs import GcsStorage

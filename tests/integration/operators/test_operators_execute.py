@@ -19,7 +19,7 @@ import pytest
 from airflow.sdk import AssetAlias
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.execution_time.context import OutletEventAccessors
-from conftest import EVAL_METRICS, ModelDir, classify, load_version
+from operator_support import EVAL_METRICS, ModelDir, classify, load_version
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.operators.compare import CompareOperator

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_tf_export.savedmodel.writer import WrittenModel
+from airflow_tf_export.storage.base import WrittenModel
 
 STEPS_PER_CHECKPOINT = 10
 

@@ -2,6 +2,8 @@
 
 The files are what TensorFlow writes for a checkpoint (a prefix with `.index` and data
 shards) and for the state file; the integration tests use checkpoints written by TF itself.
+State-file cases (moved dirs, deleted or malformed entries) are tested once, on the shared
+resolver, in tests/unit/storage/test_checkpoints.py; here is what savedmodel adds to it.
 """
 
 from __future__ import annotations
@@ -38,17 +40,13 @@ def test_the_latest_checkpoint_of_the_state_file_is_chosen(tmp_path: Path) -> No
     assert resolve_checkpoint(str(tmp_path), None) == latest
 
 
-def test_an_absolute_recorded_path_is_used_as_written(tmp_path: Path) -> None:
-    elsewhere = _checkpoint(tmp_path / "elsewhere", "model.ckpt-7")
-    (tmp_path / "model").mkdir()
-    _state(tmp_path / "model", elsewhere)
-    assert resolve_checkpoint(str(tmp_path / "model"), None) == elsewhere
-
-
-def test_a_copied_state_file_finds_its_checkpoint_by_name(tmp_path: Path) -> None:
-    local = _checkpoint(tmp_path, "model.ckpt-1200")
-    _state(tmp_path, "gs://bucket/run/model.ckpt-1200")
-    assert resolve_checkpoint(str(tmp_path), None) == local
+def test_a_relative_model_dir_is_resolved_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latest = _checkpoint(tmp_path / "model", "ckpt-20")
+    _state(tmp_path / "model", "ckpt-20")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("model", None) == latest
 
 
 def test_an_explicit_checkpoint_path_wins(tmp_path: Path) -> None:
@@ -70,13 +68,6 @@ def test_a_deleted_latest_checkpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="names checkpoint 'ckpt-20'") as raised:
         resolve_checkpoint(str(tmp_path), None)
     assert str(tmp_path / "ckpt-20") in str(raised.value)
-
-
-def test_a_malformed_state_file_is_named(tmp_path: Path) -> None:
-    (tmp_path / "checkpoint").write_text("not a proto\n")
-    with pytest.raises(CheckpointError, match="checkpoint line 1") as raised:
-        resolve_checkpoint(str(tmp_path), None)
-    assert raised.value.path == str(tmp_path / "checkpoint")
 
 
 def test_a_missing_explicit_checkpoint_is_named(tmp_path: Path) -> None:

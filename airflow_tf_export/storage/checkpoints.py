@@ -1,0 +1,127 @@
+"""Which checkpoint of a model directory to export, found through the Storage protocol.
+
+The one checkpoint resolver of the product, for local disk and GCS alike: the operators call
+it with the model dir's backend and savedmodel with LocalStorage. The `checkpoint` state file
+is parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_tf_export.core.checkpoints import (
+    STATE_FILENAME,
+    CheckpointState,
+    CheckpointStateError,
+    checkpoint_step,
+    parse_checkpoint_state,
+)
+from airflow_tf_export.storage.base import Storage, StorageError, StorageNotFoundError
+
+INDEX_SUFFIX = ".index"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable (retrying cannot help); `path` names it."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A checkpoint prefix of the model dir (as a URI) and the global step in its name."""
+
+    path: str
+    step: int
+
+
+def resolve_checkpoint(
+    storage: Storage, model_dir: str, checkpoint_path: str | None, *, step: int | None = None
+) -> ResolvedCheckpoint:
+    """The checkpoint to export: `checkpoint_path` if given (relative to `model_dir` unless
+    absolute), else `recorded_checkpoint(storage, model_dir, step=step)`. Its name must end
+    with its global step, as tf.train.CheckpointManager names checkpoints."""
+    if checkpoint_path:
+        prefix = _absolute(storage, model_dir, checkpoint_path)
+        if not _is_checkpoint(storage, prefix):
+            raise CheckpointError(
+                f"checkpoint {prefix!r} not found: {prefix}{INDEX_SUFFIX} does not exist", prefix
+            )
+    else:
+        prefix = recorded_checkpoint(storage, model_dir, step=step)
+    found = checkpoint_step(prefix)
+    if found is None:
+        raise CheckpointError(
+            f"checkpoint {prefix!r} does not end with its global step (e.g. ckpt-1200): save "
+            "it with tf.train.CheckpointManager.save(checkpoint_number=<global step>)",
+            prefix,
+        )
+    return ResolvedCheckpoint(prefix, found)
+
+
+def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
+    """The checkpoint prefix the model dir's state file records: the kept checkpoint of
+    `step` when the file still lists one, else the latest.
+
+    A state file copied together with its directory (e.g. from local disk to GCS) records
+    paths of the old location; the checkpoint is then looked up by its name in `model_dir`.
+    """
+    state_uri = storage.join(model_dir, STATE_FILENAME)
+    state = _read_state(storage, model_dir, state_uri)
+    at_step = [
+        p
+        for p in state.all_model_checkpoint_paths
+        if step is not None and checkpoint_step(p) == step
+    ]
+    recorded = at_step[-1] if at_step else state.model_checkpoint_path
+    candidates = [_absolute(storage, model_dir, recorded)]
+    by_name = storage.join(model_dir, recorded.rstrip("/").rsplit("/", 1)[-1])
+    if by_name not in candidates:
+        candidates.append(by_name)
+    for candidate in candidates:
+        if _is_checkpoint(storage, candidate):
+            return candidate
+    raise CheckpointError(
+        f"{state_uri} names checkpoint {recorded!r}, but no checkpoint exists at "
+        f"{' or '.join(candidates)}",
+        recorded,
+    )
+
+
+def _read_state(storage: Storage, model_dir: str, state_uri: str) -> CheckpointState:
+    try:
+        text = storage.read_bytes(state_uri).decode("utf-8")
+    except StorageNotFoundError:
+        raise CheckpointError(
+            f"no checkpoint in {model_dir}: {state_uri} does not exist; pass checkpoint_path "
+            "or train first",
+            model_dir,
+        ) from None
+    except (StorageError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"cannot read the checkpoint state file {state_uri}: {err}", state_uri
+        ) from None
+    try:
+        return parse_checkpoint_state(text, source=state_uri)
+    except CheckpointStateError as err:
+        raise CheckpointError(
+            f"cannot read the checkpoint state file {state_uri}: {err}", state_uri
+        ) from None
+
+
+def _absolute(storage: Storage, model_dir: str, path: str) -> str:
+    """`path` when it is a URI or absolute path, else `model_dir/path`."""
+    if path.startswith("/") or "://" in path:
+        return path.rstrip("/")
+    return storage.join(model_dir, path)
+
+
+def _is_checkpoint(storage: Storage, prefix: str) -> bool:
+    """Whether `prefix.index` exists; a URI this backend cannot reach (a recorded path of
+    another backend) holds no checkpoint for it."""
+    try:
+        return storage.exists(prefix + INDEX_SUFFIX)
+    except ValueError:
+        return False

@@ -1,0 +1,77 @@
+"""Shared pieces of the operator integration tests: the trained model's eval metrics, the
+emulator connection, and loading published versions back with TensorFlow."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_tf_export.storage import Storage
+
+STEPS = (20, 40, 60)
+# Eval metrics per step, chosen so that Best exports 20, exports 40 (better) and skips 60.
+EVAL_METRICS: Mapping[int, Mapping[str, float]] = {
+    20: {"loss": 0.60, "accuracy": 0.61},
+    40: {"loss": 0.40, "accuracy": 0.72},
+    60: {"loss": 0.50, "accuracy": 0.70},
+}
+GCS_CONNECTION = (
+    '{"conn_type": "google_cloud_platform", '
+    '"extra": {"is_anonymous": true, "project": "test-project"}}'
+)
+
+
+def write_eval_events(model_dir: Path, metrics: Mapping[int, Mapping[str, float]]) -> None:
+    """Eval summaries, one event per evaluated step, written by TensorFlow itself."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(model_dir / "eval"))
+    with writer.as_default():
+        for step, values in metrics.items():
+            for name, value in values.items():
+                tf.summary.scalar(name, value, step=step)
+    writer.close()
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A fresh copy of the trained model dir in one backend."""
+
+    backend: str
+    storage: Storage
+    uri: str
+
+    def join(self, *parts: str) -> str:
+        return self.storage.join(self.uri, *parts)
+
+
+def load_version(storage: Storage, version_uri: str, tags: str = "serve") -> Any:
+    """Copy a published version to local disk and load it with TensorFlow."""
+    import tensorflow as tf
+
+    local = Path(tempfile.mkdtemp(prefix="loaded-version-"))
+    storage.download_dir(version_uri, local)
+    return tf.saved_model.load(str(local), tags=[tags])
+
+
+def classify(loaded: Any, ages: list[int], languages: list[str]) -> Any:
+    """Run serving_default (a Classify signature on serialized tf.Examples)."""
+    import tensorflow as tf
+
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[age])),
+                    "language": tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[language.encode()])
+                    ),
+                }
+            )
+        ).SerializeToString()
+        for age, language in zip(ages, languages, strict=True)
+    ]
+    return loaded.signatures["serving_default"](inputs=tf.constant(examples))
