@@ -41,6 +41,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_tf_export.core.checkpoints import checkpoint_prefix, checkpoint_step
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
+    eval_sensor_arguments,
     exporter_dir_uri,
     import_callable,
     parse_exporter_specs,
@@ -240,19 +241,16 @@ def backfill_dag(
             model_dir=model_dir, gcp_conn_id=gcp_conn_id
         )
         waited = EvalMetricsSensor.partial(
-            task_id="wait_for_eval",
-            model_dir=model_dir,
-            required_metrics=list(required_metrics),
-            event_file_pattern=event_file_pattern,
-            gcp_conn_id=gcp_conn_id,
-            deferrable=deferrable,
-            poke_interval=poke_interval,
-            timeout=eval_timeout.total_seconds(),
-            # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose
-            # trigger fired before the defer-exit event was processed; a retry finds the
-            # eval result at once.
-            retries=sensor_retries,
-            retry_delay=timedelta(seconds=5),
+            **eval_sensor_arguments(
+                model_dir=model_dir,
+                required_metrics=required_metrics,
+                event_file_pattern=event_file_pattern,
+                gcp_conn_id=gcp_conn_id,
+                deferrable=deferrable,
+                poke_interval=poke_interval,
+                eval_timeout=eval_timeout,
+                sensor_retries=sensor_retries,
+            ),
             map_index_template="{{ task.checkpoint_path }}",
         ).expand(checkpoint_path=selected)
         if evaluate is not None:

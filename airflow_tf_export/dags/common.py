@@ -144,3 +144,31 @@ def exporter_dir_uri(model_dir: str, spec: ExporterSpec) -> str:
     if isinstance(base, str) and base:
         return base
     return f"{parse_uri(model_dir)}/export/{spec.name}"
+
+
+def eval_sensor_arguments(
+    *,
+    model_dir: str,
+    required_metrics: Sequence[str],
+    event_file_pattern: str,
+    gcp_conn_id: str,
+    deferrable: bool,
+    poke_interval: float,
+    eval_timeout: timedelta,
+    sensor_retries: int,
+) -> dict[str, Any]:
+    """The `wait_for_eval` sensor arguments both templates share."""
+    return {
+        "task_id": "wait_for_eval",
+        "model_dir": model_dir,
+        "required_metrics": list(required_metrics),
+        "event_file_pattern": event_file_pattern,
+        "gcp_conn_id": gcp_conn_id,
+        "deferrable": deferrable,
+        "poke_interval": poke_interval,
+        "timeout": eval_timeout.total_seconds(),
+        # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose trigger
+        # fired before the defer-exit event was processed; a retry finds the eval result at once.
+        "retries": sensor_retries,
+        "retry_delay": timedelta(seconds=5),
+    }

@@ -29,6 +29,7 @@ from airflow.sdk import DAG, BaseOperator, TriggerRule, XComArg, task
 
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
+    eval_sensor_arguments,
     exporter_dir_uri,
     import_callable,
     parse_exporter_specs,
@@ -120,21 +121,18 @@ def retraining_dag(
     with DAG(dag_id=dag_id, schedule=schedule, start_date=start_date, **dag_kwargs) as dag:
         trained = _train_step(train, model_dir, dict(train_kwargs or {}))
         waited = EvalMetricsSensor(
-            task_id="wait_for_eval",
-            model_dir=model_dir,
             checkpoint_path=TRAINED_CHECKPOINT,
-            required_metrics=list(required_metrics),
             thresholds=thresholds,
-            event_file_pattern=event_file_pattern,
-            gcp_conn_id=gcp_conn_id,
-            deferrable=deferrable,
-            poke_interval=poke_interval,
-            timeout=eval_timeout.total_seconds(),
-            # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose
-            # trigger fired before the defer-exit event was processed; a retry finds the
-            # eval result at once.
-            retries=sensor_retries,
-            retry_delay=timedelta(seconds=5),
+            **eval_sensor_arguments(
+                model_dir=model_dir,
+                required_metrics=required_metrics,
+                event_file_pattern=event_file_pattern,
+                gcp_conn_id=gcp_conn_id,
+                deferrable=deferrable,
+                poke_interval=poke_interval,
+                eval_timeout=eval_timeout,
+                sensor_retries=sensor_retries,
+            ),
         )
         if evaluate is None:
             trained >> waited
