@@ -5,12 +5,14 @@ train  features + label -> loss; applies one optimizer step and increments `glob
 eval   features + label -> `loss`, `predictions/<key>`, `metrics/<name>/value` (one batch).
 
 The inference pass (the model with training=False, then `predictions`) is traced once per
-feature set and called by the serving and eval signatures, so the model graph is built and
-saved once for both.
+feature set when several signatures use it (eval and serve, or several export outputs), so
+the model graph is built and saved once for all of them. A pass that only one signature uses
+is inlined into it: a nested function would only add a trace and a saved function.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,7 @@ from airflow_tf_export.savedmodel.modes import (
 from airflow_tf_export.savedmodel.receivers import (
     Feature,
     ParsingServingInput,
+    ServingInput,
     SupervisedInput,
     label_spec,
     parse_examples,
@@ -57,7 +60,7 @@ def build_signatures(
     definition: ModelDefinition, restored: RestoredModel, modes: tuple[str, ...]
 ) -> dict[str, dict[str, Signature]]:
     """mode -> signature key -> traced signature, for each requested mode."""
-    inference = _Inference(definition, restored.model)
+    inference = _Inference(definition, restored.model, _inference_users(definition, modes))
     built: dict[str, dict[str, Signature]] = {}
     if TRAIN in modes:
         built[TRAIN] = {TRAIN: Signature(_train_function(definition, restored), TRAIN_METHOD_NAME)}
@@ -87,28 +90,55 @@ def _predictions(definition: ModelDefinition, outputs: Any) -> dict[str, Any]:
     return {"output": outputs}
 
 
-class _Inference:
-    """features -> {"outputs": model outputs, "predictions": named predictions}, traced
-    once per feature set."""
+FeatureSet = tuple[tuple[str, Feature], ...]
 
-    def __init__(self, definition: ModelDefinition, model: Any) -> None:
+
+def _feature_set(features: Mapping[str, Feature]) -> FeatureSet:
+    return tuple(sorted(features.items()))
+
+
+def _inference_users(definition: ModelDefinition, modes: tuple[str, ...]) -> Counter[FeatureSet]:
+    """How many signatures run the inference pass, per feature set."""
+    users: Counter[FeatureSet] = Counter()
+    if EVAL in modes and definition.supervised_input is not None:
+        users[_feature_set(definition.supervised_input.features)] += 1
+    if SERVE in modes:
+        outputs = serving_signatures(definition.export_outputs).values()
+        users[_feature_set(definition.serving_input.features)] += len({id(o) for o in outputs})
+    return users
+
+
+class _Inference:
+    """features -> {"outputs": model outputs, "predictions": named predictions}.
+
+    A traced function, once per feature set, where several signatures share the pass;
+    otherwise the plain Python function, traced inline by its one signature.
+    """
+
+    def __init__(self, definition: ModelDefinition, model: Any, users: Counter[FeatureSet]) -> None:
         self._definition = definition
         self._model = model
-        self._traced: dict[tuple[tuple[str, Feature], ...], Any] = {}
+        self._users = users
+        self._functions: dict[FeatureSet, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
-    def function(self, features: Mapping[str, Feature]) -> Any:
+    def function(
+        self, features: Mapping[str, Feature]
+    ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
         import tensorflow as tf
 
-        key = tuple(sorted(features.items()))
-        if key not in self._traced:
+        key = _feature_set(features)
+        if key not in self._functions:
 
             def infer(received: Mapping[str, Any]) -> dict[str, Any]:
                 outputs = _call_model(self._model, received, training=False)
                 return {"outputs": outputs, "predictions": _predictions(self._definition, outputs)}
 
-            traced = tf.function(infer, input_signature=[tensor_specs(features)])
-            self._traced[key] = traced.get_concrete_function()
-        return self._traced[key]
+            if self._users[key] > 1:
+                traced = tf.function(infer, input_signature=[tensor_specs(features)])
+                self._functions[key] = traced.get_concrete_function()
+            else:
+                self._functions[key] = infer
+        return self._functions[key]
 
 
 def _chosen_outputs(key: str, output: ExportOutput, available: Mapping[str, Any]) -> dict[str, str]:
@@ -137,37 +167,50 @@ def _chosen_outputs(key: str, output: ExportOutput, available: Mapping[str, Any]
 
 
 def _serving_functions(definition: ModelDefinition, inference: _Inference) -> dict[str, Signature]:
-    """One thin signature per export output over the shared inference pass."""
-    import tensorflow as tf
-
-    serving_input = definition.serving_input
-    infer = inference.function(serving_input.features)
-    available = infer.structured_outputs["predictions"]
+    """One thin signature per export output over the inference pass."""
+    infer = inference.function(definition.serving_input.features)
     traced: dict[int, Any] = {}
     signatures = {}
     for key, output in serving_signatures(definition.export_outputs).items():
         if id(output) not in traced:
-            chosen = _chosen_outputs(key, output, available)
-
-            def serve(received: Any, chosen: dict[str, str] = chosen) -> dict[str, Any]:
-                if isinstance(serving_input, ParsingServingInput):
-                    received = parse_examples(received, serving_input.features)
-                predictions = infer(received)["predictions"]
-                return {name: predictions[prediction] for name, prediction in chosen.items()}
-
-            if isinstance(serving_input, ParsingServingInput):
-                name = (
-                    EXAMPLES_INPUT_KEY
-                    if takes_serialized_examples(output)
-                    else serving_input.input_name
-                )
-                receiver = [tf.TensorSpec([None], tf.string, name)]
-            else:
-                receiver = [tensor_specs(serving_input.features)]
-            function = tf.function(serve, input_signature=receiver)
-            traced[id(output)] = function.get_concrete_function()
+            traced[id(output)] = _serving_function(definition.serving_input, infer, key, output)
         signatures[key] = Signature(traced[id(output)], output.method_name)
     return signatures
+
+
+def _serving_function(
+    serving_input: ServingInput,
+    infer: Callable[[Mapping[str, Any]], dict[str, Any]],
+    key: str,
+    output: ExportOutput,
+) -> Any:
+    """The traced signature of one export output: receiver -> chosen predictions."""
+    import tensorflow as tf
+
+    # The export output is checked against the predictions while tracing; raised there,
+    # autograph would turn the DefinitionError into a StagingError.
+    problems: list[DefinitionError] = []
+
+    def serve(received: Any) -> dict[str, Any]:
+        if isinstance(serving_input, ParsingServingInput):
+            received = parse_examples(received, serving_input.features)
+        predictions = infer(received)["predictions"]
+        try:
+            chosen = _chosen_outputs(key, output, predictions)
+        except DefinitionError as problem:
+            problems.append(problem)
+            return {}
+        return {name: predictions[prediction] for name, prediction in chosen.items()}
+
+    if isinstance(serving_input, ParsingServingInput):
+        name = EXAMPLES_INPUT_KEY if takes_serialized_examples(output) else serving_input.input_name
+        receiver = [tf.TensorSpec([None], tf.string, name)]
+    else:
+        receiver = [tensor_specs(serving_input.features)]
+    function = tf.function(serve, input_signature=receiver).get_concrete_function()
+    if problems:
+        raise problems[0]
+    return function
 
 
 def _supervised(definition: ModelDefinition) -> tuple[SupervisedInput, Callable[[Any, Any], Any]]:
