@@ -36,6 +36,8 @@ class EvalResult:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
         """Inverse of `to_dict`; also accepts an Estimator-style flat dict with `global_step`."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an eval result must be a mapping, got {data!r}")
         if "metrics" in data:
             step = data.get("step")
             metrics = data["metrics"]

@@ -111,13 +111,18 @@ class ExportMetadata:
             checkpoint_path=_typed(data, "checkpoint_path", str),
             global_step=_typed(data, "global_step", int),
             created_at=_typed(data, "created_at", str),
-            eval_result=None if eval_result is None else EvalResult.from_dict(eval_result),
+            eval_result=(
+                None
+                if eval_result is None
+                else EvalResult.from_dict(_mapping(eval_result, "eval_result"))
+            ),
             reason=str(data.get("reason", "")),
-            tags=tuple(str(t) for t in data.get("tags", ("serve",))),
+            tags=_strings(data.get("tags", ["serve"]), "tags"),
             signature_keys={
-                str(k): tuple(str(s) for s in v) for k, v in data.get("signature_keys", {}).items()
+                str(tag): _strings(keys, f"signature_keys.{tag}")
+                for tag, keys in _mapping(data.get("signature_keys", {}), "signature_keys").items()
             },
-            lineage=None if lineage is None else Lineage(**lineage),
+            lineage=None if lineage is None else Lineage(**_mapping(lineage, "lineage")),
             manifest=tuple(
                 ManifestEntry(
                     path=_typed(e, "path", str),
@@ -136,3 +141,15 @@ def _typed(data: Mapping[str, Any], key: str, kind: type) -> Any:
     if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise TypeError(f"field {key!r} must be {kind.__name__}, got {value!r}")
     return value
+
+
+def _mapping(value: object, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"field {key!r} must be an object, got {value!r}")
+    return value
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"field {key!r} must be a list of strings, got {value!r}")
+    return tuple(value)

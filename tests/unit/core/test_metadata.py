@@ -109,6 +109,19 @@ _DROP = object()
         ),
         (_payload(eval_result={"metrics": {}}), "eval result needs an integer 'step'"),
         (_payload(lineage={"dag_id": "d"}), "not valid export metadata"),
+        (_payload(lineage="d"), "field 'lineage' must be an object, got 'd'"),
+        (_payload(eval_result="0.3"), "field 'eval_result' must be an object, got '0.3'"),
+        (_payload(eval_result=[1]), "field 'eval_result' must be an object, got [1]"),
+        (_payload(signature_keys=[]), "field 'signature_keys' must be an object, got []"),
+        (
+            _payload(signature_keys={"serve": 5}),
+            "field 'signature_keys.serve' must be a list of strings, got 5",
+        ),
+        (
+            _payload(signature_keys={"serve": "serving_default"}),
+            "field 'signature_keys.serve' must be a list of strings",
+        ),
+        (_payload(tags="serve"), "field 'tags' must be a list of strings, got 'serve'"),
     ],
 )
 def test_bad_metadata_names_the_source_and_the_problem(text: str | bytes, message: str) -> None:
