@@ -109,6 +109,8 @@ class CompareFn(Comparator):
     argument), but keyword-only parameters, `**kwargs`, `functools.partial` and callable
     objects are accepted, and the function is always called by keyword (the seeds called it
     positionally when reading event files, swapping arguments declared in the other order).
+    A result with a NaN metric is never better: it is not exported and never becomes the
+    best, so a NaN evaluation cannot lock out every later candidate as it did in the seeds.
     """
 
     def __init__(self, compare_fn: Callable[..., Any] | None) -> None:
@@ -160,11 +162,18 @@ class CompareFn(Comparator):
             )
 
     def comparable(self, result: EvalResult) -> bool:
-        """Whether the result has any metric."""
-        return bool(result.metrics)
+        """Whether the result has metrics, none of them NaN."""
+        return bool(result.metrics) and not _nan_metrics(result)
 
     def admissible(self, candidate: EvalResult) -> Verdict:
-        """A compare_fn sets no absolute bounds: any candidate may be the first export."""
+        """No absolute bounds, but a candidate with a NaN metric is never better."""
+        nan = _nan_metrics(candidate)
+        if nan:
+            return Verdict(
+                False,
+                f"candidate step {candidate.step} has NaN {', '.join(nan)}; a NaN result is "
+                f"never better, so compare_fn {self.fn_name} was not asked",
+            )
         return Verdict(True, f"compare_fn {self.fn_name} sets no absolute bounds")
 
     def rank_key(self, result: EvalResult) -> Any:
@@ -181,6 +190,10 @@ class CompareFn(Comparator):
         if self.is_better(left, right):
             return -1
         return 0
+
+
+def _nan_metrics(result: EvalResult) -> list[str]:
+    return sorted(name for name, value in result.metrics.items() if math.isnan(value))
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:

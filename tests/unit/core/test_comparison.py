@@ -244,8 +244,20 @@ def test_compare_fn_check_needs_a_metric() -> None:
         comparator.check(result(1200))
 
 
-def test_compare_fn_sets_no_bounds() -> None:
-    assert CompareFn(my_fn).admissible(result(1, accuracy=math.nan)).better
+@given(st.floats(allow_nan=False))
+def test_compare_fn_sets_no_bounds(value: float) -> None:
+    assert CompareFn(my_fn).admissible(result(1, accuracy=value)).better
+
+
+def test_compare_fn_never_admits_or_ranks_a_nan_result() -> None:
+    comparator = CompareFn(my_fn)
+    nan_result = result(7, accuracy=math.nan, loss=0.1)
+    assert comparator.admissible(nan_result) == Verdict(
+        False,
+        "candidate step 7 has NaN accuracy; a NaN result is never better, so compare_fn "
+        "my_fn was not asked",
+    )
+    assert not comparator.comparable(nan_result)
 
 
 @given(st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=20))

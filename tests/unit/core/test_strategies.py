@@ -324,9 +324,6 @@ def test_best_thresholds_apply_to_the_first_export() -> None:
 
 
 def test_best_with_a_user_compare_fn_explains_with_its_name() -> None:
-    def higher_auc(best_eval_result: Any, current_eval_result: Any) -> bool:
-        return bool(current_eval_result["auc"] > best_eval_result["auc"])
-
     committed = [make_meta(BASE_VERSION, step=1000, metrics={"auc": 0.8})]
     decision = BestStrategy(compare_fn=higher_auc).decide(committed, candidate(2000, auc=0.9))
     assert decision == Decision(
@@ -334,6 +331,26 @@ def test_best_with_a_user_compare_fn_explains_with_its_name() -> None:
         f"compare_fn {higher_auc.__qualname__} says candidate step 2000 is better than best "
         f"step 1000 in version {BASE_VERSION}",
     )
+
+
+def higher_auc(best_eval_result: Any, current_eval_result: Any) -> bool:
+    return bool(current_eval_result["auc"] > best_eval_result["auc"])
+
+
+@given(st.lists(any_float, max_size=10), st.floats(allow_nan=False))
+def test_with_a_user_compare_fn_nan_is_never_exported_and_never_locks_out(
+    committed_values: list[float], value: float
+) -> None:
+    """The seeds' lock-out: a NaN first export made every later comparison False."""
+    committed = [
+        make_meta(BASE_VERSION + i, step=i, metrics={"auc": v})
+        for i, v in enumerate(committed_values)
+    ]
+    best = BestStrategy(compare_fn=higher_auc)
+    assert not best.decide(committed, candidate(100, auc=math.nan)).export
+    numbers = [v for v in committed_values if not math.isnan(v)]
+    decision = best.decide(committed, candidate(100, auc=value))
+    assert decision.export is all(value > v for v in numbers)
 
 
 comparisons = st.builds(
