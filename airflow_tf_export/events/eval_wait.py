@@ -168,6 +168,24 @@ def select_result(
     return None
 
 
+def why_not_found(newest_first: Iterable[EvalResult], wait: EvalWait) -> str:
+    """What the newest result lacks, for the log of a sensor that keeps waiting."""
+    newest = next(iter(newest_first), None)
+    if newest is None:
+        return f"no evaluation recorded yet; waiting for {wait.describe_target()}"
+    seen = f"the newest evaluation (step {newest.step})"
+    if wait.checkpoint_path is not None and newest.checkpoint_path is None:
+        return (
+            f"{seen} records no checkpoint_path: to wait for checkpoint {wait.checkpoint_path} "
+            "the evaluator must write it as the text summary 'checkpoint_path' (as Estimator "
+            "evaluations did), or the sensor must wait with min_step"
+        )
+    lacking = sorted(wait.wanted_metrics - set(newest.metrics))
+    if lacking:
+        return f"{seen} lacks {', '.join(lacking)}; waiting for {wait.describe_target()}"
+    return f"{seen} does not match; waiting for {wait.describe_target()}"
+
+
 def find_eval_result(reader: EvalDirReader, wait: EvalWait, model_dir: str) -> EvalResult | None:
     """Read what is new in the eval event files and select the awaited result."""
     reader.refresh()

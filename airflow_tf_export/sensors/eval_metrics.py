@@ -40,6 +40,7 @@ from airflow_tf_export.events.eval_wait import (
     find_eval_result,
     parse_eval_wait,
     threshold_misses,
+    why_not_found,
 )
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError, Storage
@@ -149,9 +150,9 @@ class EvalMetricsSensor(BaseSensorOperator):
         if result is not None:
             return PokeReturnValue(True, self._judge(result, wait))
         self.log.info(
-            "no eval result yet for %s in %d event files",
-            wait.describe_target(),
+            "%d event files: %s",
             len(reader.event_files()),
+            why_not_found(reader.newest_first(), wait),
         )
         if self.deferrable:
             self.defer(

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_tf_export.events.eval_dir import DEFAULT_EVENT_FILE_PATTERN, EvalDirReader
-from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait
+from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait, why_not_found
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError
 
@@ -139,7 +139,7 @@ class EvalMetricsTrigger(BaseTrigger):
                 )
                 yield TriggerEvent({"status": "success", "result": result.to_dict()})
                 return
-            self.log.debug("no eval result yet for %s", wait.describe_target())
+            self.log.debug(why_not_found(reader.newest_first(), wait))
 
     def _open_reader(self) -> EvalDirReader:
         storage = StorageHook(gcp_conn_id=self.gcp_conn_id).storage_for(self.model_dir)

@@ -20,6 +20,7 @@ from airflow_tf_export.events.eval_wait import (
     same_checkpoint,
     select_result,
     threshold_misses,
+    why_not_found,
 )
 from airflow_tf_export.storage.local import LocalStorage
 
@@ -144,3 +145,21 @@ def test_find_eval_result_reads_the_event_files(tmp_path: Path) -> None:
     found = find_eval_result(reader, wait, str(tmp_path))
     assert found is not None and found.step == 100
     assert isinstance(wait, EvalWait) and wait.describe_target() == "checkpoint /m/model.ckpt-100"
+
+
+def test_why_not_found_says_what_the_newest_result_lacks() -> None:
+    by_path = parse_eval_wait(checkpoint_path="/m/model.ckpt-400")
+    assert why_not_found([], by_path) == (
+        "no evaluation recorded yet; waiting for checkpoint /m/model.ckpt-400"
+    )
+    assert why_not_found(RESULTS, by_path).startswith(
+        "the newest evaluation (step 300) records no checkpoint_path: to wait for checkpoint "
+        "/m/model.ckpt-400 the evaluator must write it as the text summary 'checkpoint_path'"
+    )
+    with_auc = parse_eval_wait(min_step=400, required_metrics=["auc"])
+    assert why_not_found(RESULTS, with_auc) == (
+        "the newest evaluation (step 300) lacks auc; waiting for global step >= 400"
+    )
+    assert why_not_found(RESULTS[1:], with_auc) == (
+        "the newest evaluation (step 200) does not match; waiting for global step >= 400"
+    )
