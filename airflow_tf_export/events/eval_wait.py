@@ -7,7 +7,8 @@ A wait names exactly one target:
   model directory, and an evaluator may record the path under another mount point.
 - `min_step`: the newest result with step >= min_step.
 - `newer_than_exporter`: the newest result with a step above the global step of that
-  exporter's newest committed export (any result when the exporter has none yet).
+  exporter's newest committed export (any result when the exporter has none yet). Its
+  directory is `<model_dir>/export/<name>` unless `export_dir_base` names another.
 
 A result qualifies only when it has at least one metric and every required metric (the
 thresholded ones included): TF2 writes each scalar as its own event, so a step can be seen
@@ -60,6 +61,7 @@ class EvalWait:
     checkpoint_path: str | None = None
     min_step: int | None = None
     newer_than_exporter: str | None = None
+    export_dir_base: str | None = None
     required_metrics: tuple[str, ...] = ()
     thresholds: Mapping[str, MetricBounds] = field(default_factory=dict)
 
@@ -82,6 +84,7 @@ def parse_eval_wait(
     checkpoint_path: object = None,
     min_step: object = None,
     newer_than_exporter: object = None,
+    export_dir_base: object = None,
     required_metrics: object = (),
     thresholds: object = None,
 ) -> EvalWait:
@@ -104,12 +107,22 @@ def parse_eval_wait(
         not isinstance(checkpoint_path, str) or not checkpoint_path.strip()
     ):
         raise ValueError(f"checkpoint_path must be a non-empty string, got {checkpoint_path!r}")
+    if export_dir_base is not None and (
+        newer_than_exporter is None
+        or not isinstance(export_dir_base, str)
+        or not export_dir_base.strip()
+    ):
+        raise ValueError(
+            "export_dir_base must be a non-empty string naming the exporter directory of "
+            f"newer_than_exporter, and only goes with it; got {export_dir_base!r}"
+        )
     return EvalWait(
         checkpoint_path=checkpoint_path,
         min_step=None if min_step is None else _parse_step(min_step),
         newer_than_exporter=(
             None if newer_than_exporter is None else validate_exporter_name(newer_than_exporter)
         ),
+        export_dir_base=export_dir_base,
         required_metrics=_parse_metric_names(required_metrics),
         thresholds=parse_thresholds(thresholds),
     )
@@ -192,7 +205,9 @@ def find_eval_result(reader: EvalDirReader, wait: EvalWait, model_dir: str) -> E
     exported_step = None
     if wait.newer_than_exporter is not None:
         storage = reader.storage
-        exporter_uri = storage.join(model_dir, "export", wait.newer_than_exporter)
+        exporter_uri = wait.export_dir_base or storage.join(
+            model_dir, "export", wait.newer_than_exporter
+        )
         newest = ExporterDir(storage, exporter_uri).newest_committed()
         exported_step = None if newest is None else newest.global_step
     return select_result(reader.newest_first(), wait, exported_step)

@@ -70,6 +70,9 @@ class EvalMetricsSensor(BaseSensorOperator):
     :param min_step: Wait for a result at global step >= this (templated).
     :param newer_than_exporter: Wait for a result at a step above the global step of this
         exporter's newest committed export (templated).
+    :param export_dir_base: With ``newer_than_exporter``: that exporter's directory when it
+        is not ``<model_dir>/export/<name>``, as the export operator's ``export_dir_base``
+        (templated).
     :param required_metrics: Metrics the result must have; a step still missing one is
         waited on (templated).
     :param thresholds: Bounds to judge the result by, e.g.
@@ -87,6 +90,7 @@ class EvalMetricsSensor(BaseSensorOperator):
         "checkpoint_path",
         "min_step",
         "newer_than_exporter",
+        "export_dir_base",
         "required_metrics",
         "thresholds",
         "event_file_pattern",
@@ -101,6 +105,7 @@ class EvalMetricsSensor(BaseSensorOperator):
         checkpoint_path: str | None = None,
         min_step: int | str | None = None,
         newer_than_exporter: str | None = None,
+        export_dir_base: str | None = None,
         required_metrics: Sequence[str] = (),
         thresholds: Mapping[str, Mapping[str, float]] | str | None = None,
         on_threshold_miss: str = "fail",
@@ -118,6 +123,7 @@ class EvalMetricsSensor(BaseSensorOperator):
         self.checkpoint_path = checkpoint_path
         self.min_step = min_step
         self.newer_than_exporter = newer_than_exporter
+        self.export_dir_base = export_dir_base
         self.required_metrics = required_metrics
         self.thresholds = thresholds
         self.on_threshold_miss = on_threshold_miss
@@ -193,6 +199,7 @@ class EvalMetricsSensor(BaseSensorOperator):
                 checkpoint_path=self.checkpoint_path,
                 min_step=self.min_step,
                 newer_than_exporter=self.newer_than_exporter,
+                export_dir_base=self.export_dir_base,
                 required_metrics=self.required_metrics,
                 thresholds=_json_or_value(self.thresholds),
             )
@@ -209,6 +216,7 @@ class EvalMetricsSensor(BaseSensorOperator):
             checkpoint_path=wait.checkpoint_path,
             min_step=wait.min_step,
             newer_than_exporter=wait.newer_than_exporter,
+            export_dir_base=wait.export_dir_base,
             required_metrics=sorted(wait.wanted_metrics),
             gcp_conn_id=self.gcp_conn_id,
             poke_interval=self.poke_interval,

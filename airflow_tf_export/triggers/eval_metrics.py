@@ -59,6 +59,7 @@ class EvalMetricsTrigger(BaseTrigger):
         checkpoint_path: str | None = None,
         min_step: int | None = None,
         newer_than_exporter: str | None = None,
+        export_dir_base: str | None = None,
         required_metrics: Sequence[str] = (),
         gcp_conn_id: str = StorageHook.default_conn_name,
         poke_interval: float = 60.0,
@@ -72,6 +73,7 @@ class EvalMetricsTrigger(BaseTrigger):
         self.checkpoint_path = checkpoint_path
         self.min_step = min_step
         self.newer_than_exporter = newer_than_exporter
+        self.export_dir_base = export_dir_base
         self.required_metrics = list(required_metrics)
         self.gcp_conn_id = gcp_conn_id
         self.poke_interval = poke_interval
@@ -89,6 +91,7 @@ class EvalMetricsTrigger(BaseTrigger):
                 "checkpoint_path": self.checkpoint_path,
                 "min_step": self.min_step,
                 "newer_than_exporter": self.newer_than_exporter,
+                "export_dir_base": self.export_dir_base,
                 "required_metrics": list(self.required_metrics),
                 "gcp_conn_id": self.gcp_conn_id,
                 "poke_interval": self.poke_interval,
@@ -105,6 +108,7 @@ class EvalMetricsTrigger(BaseTrigger):
                 checkpoint_path=self.checkpoint_path,
                 min_step=self.min_step,
                 newer_than_exporter=self.newer_than_exporter,
+                export_dir_base=self.export_dir_base,
                 required_metrics=self.required_metrics,
             )
             reader = await asyncio.to_thread(self._open_reader)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.strategies import Candidate, LatestStrategy
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.events.eval_wait import (
     EvalWait,
@@ -22,6 +23,9 @@ from airflow_tf_export.events.eval_wait import (
     threshold_misses,
     why_not_found,
 )
+from airflow_tf_export.storage.base import WrittenModel
+from airflow_tf_export.storage.export_flow import export_with_strategy
+from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.local import LocalStorage
 
 from .event_builders import checkpoint_event, simple_value_event, write_events
@@ -79,6 +83,8 @@ def test_same_checkpoint() -> None:
         ({"checkpoint_path": " "}, "checkpoint_path must be a non-empty string"),
         ({"newer_than_exporter": "../x"}, "invalid exporter name '../x'"),
         ({"newer_than_exporter": "123"}, "invalid exporter name '123'"),
+        ({"min_step": 1, "export_dir_base": "/e/best"}, "only goes with it; got '/e/best'"),
+        ({"newer_than_exporter": "best", "export_dir_base": " "}, "non-empty string"),
         ({"min_step": 1, "required_metrics": "auc"}, "required_metrics must be a list"),
         ({"min_step": 1, "required_metrics": ["auc", ""]}, "non-empty strings"),
         ({"min_step": 1, "thresholds": [0.5]}, "thresholds must be a mapping"),
@@ -163,3 +169,29 @@ def test_why_not_found_says_what_the_newest_result_lacks() -> None:
     assert why_not_found(RESULTS[1:], with_auc) == (
         "the newest evaluation (step 200) does not match; waiting for global step >= 400"
     )
+
+
+def _export_step(exporter_uri: str, step: int) -> None:
+    """Publish a placeholder version of `step` (the wait reads only its metadata)."""
+
+    def write(staging: Path) -> WrittenModel:
+        (staging / "saved_model.pb").write_bytes(b"pb")
+        return WrittenModel()
+
+    candidate = Candidate(f"/m/model.ckpt-{step}", step)
+    exporter = ExporterDir(LocalStorage(), exporter_uri)
+    assert export_with_strategy(exporter, LatestStrategy(name="best"), candidate, write).exported
+
+
+def test_newer_than_exporter_reads_a_custom_export_dir_base(tmp_path: Path) -> None:
+    write_events(
+        tmp_path / "model/eval/events.out.tfevents.1.host",
+        [simple_value_event(step, {"loss": 1 / step}) for step in (100, 200)],
+    )
+    model_dir, custom = str(tmp_path / "model"), str(tmp_path / "exports/best")
+    _export_step(custom, 200)
+    reader = EvalDirReader(LocalStorage(), model_dir)
+    default_dir = parse_eval_wait(newer_than_exporter="best")
+    assert find_eval_result(reader, default_dir, model_dir).step == 200  # type: ignore[union-attr]
+    in_custom = parse_eval_wait(newer_than_exporter="best", export_dir_base=custom)
+    assert find_eval_result(reader, in_custom, model_dir) is None

@@ -181,6 +181,7 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
         "checkpoint_path": None,
         "min_step": 300,
         "newer_than_exporter": None,
+        "export_dir_base": None,
         "required_metrics": ["auc", "loss"],
         "gcp_conn_id": "google_cloud_default",
         "poke_interval": 7.0,
