@@ -114,8 +114,13 @@ class Storage(Protocol):
         ...
 
     def exporter_lock(self, exporter_uri: str) -> AbstractContextManager[None]:
-        """Serialise decide-and-publish between processes sharing the exporter directory
-        where the backend can (an fcntl lock on local disk; GCS has no lock: a no-op)."""
+        """Serialise decide-and-publish between processes sharing the exporter directory.
+
+        Local disk: an fcntl lock on `<exporter>/.airflow-tf-export.lock`. GCS: a renewed
+        lease on the create-only object of that name (an expired lease left by a dead
+        writer is taken over); StorageError if it cannot be acquired in time. The lock's
+        name is neither a version nor a staging entry, so scans and retention ignore it.
+        """
         ...
 
     def publish_version(

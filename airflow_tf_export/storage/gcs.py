@@ -16,6 +16,13 @@ Every upload is create-only too, so even a second writer on the same version (a 
 claim removed by retention while its writer still ran) gets HTTP 412 instead of mixing
 files. Listing uses prefix + delimiter (one request per page); deletes go in batch
 requests of up to 100 calls.
+
+Claims keep versions distinct, but the export flow also needs decide-and-publish to be
+exclusive (two Latest exports of one checkpoint must not both publish; a Best export must
+not publish a model that stopped being the best). `exporter_lock` is a lease on the
+create-only object `<exporter>/.airflow-tf-export.lock`, see `GcsStorage.exporter_lock`.
+All of this relies on GCS enforcing `ifGenerationMatch`; the gcp-storage-emulator used in
+tests does not, so tests that depend on it run through a proxy that enforces it.
 """
 
 from __future__ import annotations
@@ -24,8 +31,13 @@ import base64
 import contextlib
 import fnmatch
 import json
+import logging
+import os
 import posixpath
+import random
+import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -52,6 +64,14 @@ CLAIM_PREFIX = staging_name("claim-")
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
+# The local lock file's name: neither a version (all digits) nor a staging entry (`temp-`),
+# so scans and retention ignore it and TF Serving never sees it.
+LOCK_NAME = ".airflow-tf-export.lock"
+DEFAULT_LOCK_LEASE_SECONDS = 60.0
+DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
+_LOCK_MAX_BACKOFF_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
 def claim_version(name: str) -> int | None:
@@ -81,9 +101,23 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 class GcsStorage:
     """Storage on Google Cloud Storage; URIs are `gs://bucket/prefix`."""
 
-    def __init__(self, client: Any, *, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_workers: int = 8,
+        lock_lease_seconds: float = DEFAULT_LOCK_LEASE_SECONDS,
+        lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    ) -> None:
+        if not lock_lease_seconds > 0 or not lock_timeout_seconds >= 0:
+            raise ValueError(
+                f"lock_lease_seconds must be > 0 and lock_timeout_seconds >= 0, got "
+                f"{lock_lease_seconds!r} and {lock_timeout_seconds!r}"
+            )
         self._client = client
         self._max_workers = max_workers
+        self._lock_lease = lock_lease_seconds
+        self._lock_timeout = lock_timeout_seconds
 
     def join(self, base: str, *parts: str) -> str:
         """`gs://bucket/prefix/part/...`."""
@@ -233,9 +267,117 @@ class GcsStorage:
 
     @contextmanager
     def exporter_lock(self, exporter_uri: str) -> Iterator[None]:
-        """No lock on GCS: concurrent writers are kept apart by the create-only claims."""
-        self._parse(exporter_uri)
-        yield
+        """An exclusive lease on `<exporter>/.airflow-tf-export.lock` (waits for it).
+
+        Acquire: create the lock object with `ifGenerationMatch=0`; while another writer
+        holds it, retry with backoff, up to `lock_timeout_seconds` (then StorageError). The
+        object records its owner and `expires_at` (now + `lock_lease_seconds`); the holder
+        renews it every third of the lease, so a live holder keeps it however long its
+        publish takes. A holder that died leaves a lock that expires: a waiter then deletes
+        it with `ifGenerationMatch=<its generation>`, so of two waiters only one removes it,
+        and neither can remove a lock renewed or re-taken meanwhile. Release deletes the
+        lock with the holder's generation. Expiry compares wall clocks, which must agree to
+        well within a lease.
+        """
+        lock = self._child(self._parse(exporter_uri), LOCK_NAME)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        held = [self._acquire_lock(lock, owner)]
+        released = threading.Event()
+
+        def keep_renewing() -> None:
+            while not released.wait(self._lock_lease / 3):
+                try:
+                    renewed = self._write_lock(lock, owner, held[0])
+                except StorageError as err:
+                    log.warning("could not renew the exporter lock %s: %s", lock, err)
+                    continue
+                if renewed is None:
+                    log.error("the exporter lock %s expired and was taken by another writer", lock)
+                    return
+                held[0] = renewed
+
+        keeper = threading.Thread(target=keep_renewing, name=f"lease {lock}", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            released.set()
+            keeper.join()
+            self._release_lock(lock, held[0])
+
+    def _acquire_lock(self, lock: StorageUri, owner: str) -> int:
+        """Create the lock object, waiting for a live holder or removing an expired one;
+        return the generation we hold."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        started = time.monotonic()
+        backoff = 0.05
+        while True:
+            generation = self._write_lock(lock, owner, 0)
+            if generation is not None:
+                return generation
+            with self._errors(lock):
+                current = self._client.bucket(lock.bucket).get_blob(lock.path)
+            if current is None:
+                continue
+            expires_at = self._lock_expiry(current)
+            if expires_at < time.time():
+                log.warning("taking over the expired exporter lock %s (%s)", lock, current.metadata)
+                with self._errors(lock), contextlib.suppress(NotFound, PreconditionFailed):
+                    current.delete(if_generation_match=current.generation)
+                continue
+            waited = time.monotonic() - started
+            if waited >= self._lock_timeout:
+                holder = (current.metadata or {}).get("owner", "unknown")
+                raise StorageError(
+                    f"timed out after {waited:.1f}s waiting for the exporter lock {lock} "
+                    f"(held by {holder}, lease until {time.ctime(expires_at)})"
+                )
+            time.sleep(min(backoff * random.uniform(0.5, 1.0), self._lock_timeout - waited))
+            backoff = min(backoff * 2, _LOCK_MAX_BACKOFF_SECONDS)
+
+    def _write_lock(self, lock: StorageUri, owner: str, generation_match: int) -> int | None:
+        """Create (`generation_match=0`) or renew (our generation) the lock object with a
+        fresh expiry; its new generation, or None when another writer holds it."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        expires_at = time.time() + self._lock_lease
+        info = {"owner": owner, "expires_at": f"{expires_at:.3f}"}
+        blob = self._client.bucket(lock.bucket).blob(lock.path)
+        blob.metadata = info
+        with self._errors(lock):
+            try:
+                blob.upload_from_string(
+                    json.dumps(info).encode(),
+                    content_type="application/json",
+                    if_generation_match=generation_match,
+                )
+            except PreconditionFailed:
+                # A retried request whose first attempt succeeded also gets 412: then
+                # the object holds exactly what this call wrote.
+                current = self._client.bucket(lock.bucket).get_blob(lock.path)
+                mine = current is not None and current.metadata == info
+                return int(current.generation) if mine else None
+        return int(blob.generation)
+
+    def _lock_expiry(self, blob: Any) -> float:
+        """When a lock object's lease ends (its last update + lease if it records none)."""
+        try:
+            return float((blob.metadata or {})["expires_at"])
+        except (KeyError, ValueError):
+            return (_mtime(blob) or 0.0) + self._lock_lease
+
+    def _release_lock(self, lock: StorageUri, generation: int) -> None:
+        """Delete the lock if it is still the generation we hold. A failure only logs: an
+        exception may already be propagating, and the lease expires on its own."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            with self._errors(lock), contextlib.suppress(NotFound, PreconditionFailed):
+                blob = self._client.bucket(lock.bucket).blob(lock.path)
+                blob.delete(if_generation_match=generation)
+        except StorageError as err:
+            log.warning("could not release the exporter lock %s (it expires): %s", lock, err)
 
     def publish_version(
         self,
@@ -408,13 +550,18 @@ class GcsStorage:
 
     @contextmanager
     def _errors(self, parsed: StorageUri) -> Iterator[None]:
-        """Turn google-api-core errors into StorageError subclasses naming the URI."""
+        """Turn google-api-core and transport errors into StorageError subclasses naming
+        the URI. A transient failure the client's own retries did not outlast (RetryError,
+        no connection, timeouts) is a plain StorageError: the task may retry later."""
+        import requests
         from google.api_core.exceptions import (
             Forbidden,
             GoogleAPICallError,
             NotFound,
             PreconditionFailed,
+            RetryError,
         )
+        from google.auth.exceptions import TransportError
 
         try:
             yield
@@ -426,6 +573,15 @@ class GcsStorage:
             raise StorageError(f"{parsed} is not accessible: {err.message}") from None
         except GoogleAPICallError as err:
             raise StorageError(f"{parsed}: GCS request failed: {err}") from None
+        except (
+            RetryError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            TransportError,
+        ) as err:
+            raise StorageError(
+                f"{parsed}: GCS unreachable (transient, retry later): {err}"
+            ) from None
 
     @staticmethod
     def _child(parent: StorageUri, name: str) -> StorageUri:

@@ -1,0 +1,339 @@
+"""The GCS exporter lock: a lease on a create-only object, over real HTTP.
+
+The gcp-storage-emulator enforces no preconditions at all, so these tests run through a
+proxy that enforces `ifGenerationMatch` as real GCS does: `=0` on uploads (create-only, done
+by RecordingProxy) and `=<generation>` on uploads and deletes (added here), which is what
+makes taking over an expired lock safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from gcs_fixtures import (
+    RecordingProxy,
+    _precondition_failed,
+    _uploaded_object_name,
+    emulator_client,
+)
+from storage_test_models import write_model_files
+
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.strategies import BestStrategy, Candidate, LatestStrategy
+from airflow_tf_export.storage import StorageError
+from airflow_tf_export.storage.export_flow import export_with_strategy
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.gcs import LOCK_NAME, GcsStorage
+
+LOCK = f"m/export/e/{LOCK_NAME}"
+
+
+class GenerationEnforcingProxy(RecordingProxy):
+    """Also answers 412 to an upload or delete whose `ifGenerationMatch=<n>` (n != 0) is not
+    the object's current generation, checked and forwarded under one lock."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, enforce_create_only=True)
+        self._generation_lock = threading.Lock()
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        expected = query.get("ifGenerationMatch", ["0"])[0]
+        if expected == "0":
+            return super()._forward(method, path, headers, body)
+        bucket, _, rest = parts.path.split("/b/", 1)[1].partition("/o")
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        name = _uploaded_object_name(query, content_type, body)
+        name = name or unquote(rest.lstrip("/"))
+        meta_path = f"/storage/v1/b/{bucket}/o/{name.replace('/', '%2F')}"
+        with self._generation_lock:
+            status, _, meta = super()._forward("GET", meta_path, {}, b"")
+            if status != 200 or json.loads(meta)["generation"] != expected:
+                return _precondition_failed()
+            return super()._forward(method, path, headers, body)
+
+
+@pytest.fixture
+def proxy(gcs_emulator: str) -> Iterator[GenerationEnforcingProxy]:
+    with GenerationEnforcingProxy(gcs_emulator) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(proxy: GenerationEnforcingProxy) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    emulator_client(proxy.url).create_bucket(name)
+    return name
+
+
+def _storage(proxy: RecordingProxy, **kwargs: float) -> GcsStorage:
+    return GcsStorage(emulator_client(proxy.url), **kwargs)
+
+
+def _lock_blob(proxy: RecordingProxy, bucket: str) -> Any:
+    return emulator_client(proxy.url).bucket(bucket).get_blob(LOCK)
+
+
+def _plant_lock(proxy: RecordingProxy, bucket: str, expires_at: float) -> int:
+    """A lock left by a writer that died, expiring at `expires_at`; its generation."""
+    blob = emulator_client(proxy.url).bucket(bucket).blob(LOCK)
+    blob.metadata = {"owner": "dead-host:1:x", "expires_at": str(expires_at)}
+    blob.upload_from_string(b"{}", if_generation_match=0)
+    return int(blob.generation)
+
+
+def test_the_proxy_enforces_generation_preconditions_the_emulator_ignores(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    from google.api_core.exceptions import PreconditionFailed
+
+    generation = _plant_lock(proxy, bucket, time.time())
+    blob = emulator_client(proxy.url).bucket(bucket).blob(LOCK)
+    with pytest.raises(PreconditionFailed):
+        blob.delete(if_generation_match=generation + 1)
+    blob.delete(if_generation_match=generation)
+    assert _lock_blob(proxy, bucket) is None
+
+
+def test_the_lock_is_held_inside_and_released_after(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    storage = _storage(proxy)
+    with storage.exporter_lock(f"gs://{bucket}/m/export/e"):
+        held = _lock_blob(proxy, bucket)
+        assert held is not None
+        assert held.metadata["owner"].count(":") == 2
+        assert float(held.metadata["expires_at"]) > time.time() + 50
+        state = ExporterDir(storage, f"gs://{bucket}/m/export/e").scan()
+        assert (state.committed, state.staging, state.invalid) == ([], [], [])
+    assert _lock_blob(proxy, bucket) is None
+
+
+def test_an_exception_inside_releases_the_lock(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    storage = _storage(proxy, lock_timeout_seconds=0)
+    with pytest.raises(RuntimeError), storage.exporter_lock(f"gs://{bucket}/m/export/e"):
+        raise RuntimeError("the export failed")
+    assert _lock_blob(proxy, bucket) is None
+    with storage.exporter_lock(f"gs://{bucket}/m/export/e"):
+        pass
+
+
+def test_a_live_lock_is_waited_for_and_renewed_past_its_lease(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    """The holder keeps the lock for 4 leases (renewing it); the waiter enters only after
+    the holder left, never by taking the lock over."""
+    uri = f"gs://{bucket}/m/export/e"
+    holder, waiter = _storage(proxy, lock_lease_seconds=0.5), _storage(proxy)
+    inside = threading.Event()
+    times: dict[str, float] = {}
+
+    def hold() -> None:
+        with holder.exporter_lock(uri):
+            inside.set()
+            time.sleep(2.0)
+            times["holder_left"] = time.monotonic()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(10)
+    with waiter.exporter_lock(uri):
+        times["waiter_entered"] = time.monotonic()
+    thread.join()
+    assert times["waiter_entered"] >= times["holder_left"]
+
+
+def test_waiting_times_out_naming_the_lock_and_the_wait(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    _plant_lock(proxy, bucket, time.time() + 600)
+    storage = _storage(proxy, lock_timeout_seconds=0.5)
+    started = time.monotonic()
+    with (
+        pytest.raises(
+            StorageError, match=r"timed out after \d+\.\ds waiting for the exporter lock"
+        ) as raised,
+        storage.exporter_lock(f"gs://{bucket}/m/export/e"),
+    ):
+        pass
+    assert time.monotonic() - started < 5
+    assert f"gs://{bucket}/{LOCK}" in str(raised.value)
+    assert "dead-host:1:x" in str(raised.value)
+
+
+def test_an_expired_lock_is_taken_over(proxy: GenerationEnforcingProxy, bucket: str) -> None:
+    stale = _plant_lock(proxy, bucket, time.time() - 1)
+    storage = _storage(proxy, lock_timeout_seconds=0)
+    with storage.exporter_lock(f"gs://{bucket}/m/export/e"):
+        held = _lock_blob(proxy, bucket)
+        assert int(held.generation) != stale
+        assert held.metadata["owner"] != "dead-host:1:x"
+    assert _lock_blob(proxy, bucket) is None
+
+
+def test_of_two_writers_taking_over_one_expired_lock_only_one_wins(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    """Writer B saw the expired lock; before its delete arrives, writer A deletes it and
+    takes the lock. B's delete carries the expired lock's generation, so it gets 412 and
+    B waits (here: times out) instead of deleting A's live lock."""
+    uri = f"gs://{bucket}/m/export/e"
+    _plant_lock(proxy, bucket, time.time() - 1)
+    a, b = _storage(proxy), _storage(proxy, lock_timeout_seconds=0.5)
+    a_holds, a_may_leave = threading.Event(), threading.Event()
+
+    def a_takes_over() -> None:
+        with a.exporter_lock(uri):
+            a_holds.set()
+            a_may_leave.wait(30)
+
+    a_thread = threading.Thread(target=a_takes_over)
+
+    def a_first(method: str, name: str | None) -> None:
+        if method == "DELETE" and not a_thread.is_alive() and not a_holds.is_set():
+            a_thread.start()
+            assert a_holds.wait(10)
+
+    proxy.before_forward = a_first
+    try:
+        with pytest.raises(StorageError, match="timed out"), b.exporter_lock(uri):
+            pass
+        assert a_holds.is_set()
+        refused = [r for r in proxy.requests if r.method == "DELETE" and r.status == 412]
+        assert len(refused) == 1
+        assert _lock_blob(proxy, bucket).metadata["owner"] != "dead-host:1:x"
+    finally:
+        proxy.before_forward = None
+        a_may_leave.set()
+        if a_thread.is_alive():
+            a_thread.join()
+    assert _lock_blob(proxy, bucket) is None
+
+
+_HOLDER = """
+import sys, time
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from airflow_tf_export.storage.gcs import GcsStorage
+client = storage.Client(project="test-project", credentials=AnonymousCredentials(),
+                        client_options={"api_endpoint": sys.argv[1]})
+with GcsStorage(client, lock_lease_seconds=1.5).exporter_lock(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_lock_of_a_killed_holder_is_taken_over_after_its_lease(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    uri = f"gs://{bucket}/m/export/e"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, proxy.url, uri], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    time.sleep(0.7)  # let it renew once
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    left = _lock_blob(proxy, bucket)
+    assert left is not None
+    remaining = float(left.metadata["expires_at"]) - time.time()
+    started = time.monotonic()
+    with _storage(proxy, lock_timeout_seconds=10).exporter_lock(uri):
+        waited = time.monotonic() - started
+    assert waited >= remaining - 0.2
+    assert waited < remaining + 3
+
+
+def _latest_race(storage: GcsStorage, uri: str) -> list[str | None]:
+    barrier = threading.Barrier(2)
+    errors: list[Exception] = []
+
+    def run() -> None:
+        def write(directory: Any) -> Any:
+            written = write_model_files(directory, 10, shards=2)
+            barrier.wait(timeout=30)
+            return written
+
+        try:
+            export_with_strategy(
+                ExporterDir(storage, uri),
+                LatestStrategy(name="latest"),
+                Candidate("/m/ckpt-10", 10),
+                write,
+            )
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return [m.checkpoint_path for m in ExporterDir(storage, uri).committed()]
+
+
+def test_concurrent_latest_exports_of_one_checkpoint_publish_one_version(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    storage = _storage(proxy)
+    for run in range(5):
+        assert _latest_race(storage, f"gs://{bucket}/m{run}/export/latest") == ["/m/ckpt-10"]
+
+
+def _best_race(storage: GcsStorage, uri: str) -> list[float]:
+    losses = {1: 0.3, 2: 0.4}  # step 1 is better
+    barrier = threading.Barrier(2)
+    errors: list[Exception] = []
+
+    def run(step: int) -> None:
+        def write(directory: Any) -> Any:
+            written = write_model_files(directory, step, shards=2)
+            barrier.wait(timeout=30)
+            return written
+
+        try:
+            export_with_strategy(
+                ExporterDir(storage, uri),
+                BestStrategy(name="best"),
+                Candidate(f"/m/ckpt-{step}", step, EvalResult(step, {"loss": losses[step]})),
+                write,
+            )
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(step,)) for step in losses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    committed = ExporterDir(storage, uri).committed()
+    return [m.eval_result.metrics["loss"] for m in committed if m.eval_result is not None]
+
+
+def test_concurrent_best_exports_never_publish_a_worse_model_as_newest(
+    proxy: GenerationEnforcingProxy, bucket: str
+) -> None:
+    storage = _storage(proxy)
+    for run in range(10):
+        losses = _best_race(storage, f"gs://{bucket}/m{run}/export/best")
+        assert losses in ([0.3], [0.4, 0.3]), losses
+        assert all(a > b for a, b in itertools.pairwise(losses))
