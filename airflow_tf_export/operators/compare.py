@@ -107,9 +107,7 @@ class CompareOperator(BaseOperator):
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
         storage = hook.storage_for(self.model_dir)
         with failing_on_bad_input(f"compare for best exporter {self.name!r}"):
-            base = self.export_dir_base or default_export_dir_base(
-                storage, self.model_dir, self.name
-            )
+            base = self.export_dir_base or default_export_dir_base(self.model_dir, self.name)
             exporter = ExporterDir(hook.storage_for(base), base)
             check_event_file_pattern(self.event_file_pattern)
             given = parse_eval_result(self.eval_result)

@@ -38,10 +38,11 @@ from airflow_tf_export.core.strategies import (
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators._args import parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
-from airflow_tf_export.storage.base import Storage, StorageError, WrittenModel
+from airflow_tf_export.storage.base import BucketNotFoundError, Storage, WrittenModel
 from airflow_tf_export.storage.checkpoints import ResolvedCheckpoint, resolve_checkpoint
 from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.uris import parse_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -59,9 +60,9 @@ def failing_on_bad_input(what: str) -> Iterator[None]:
         raise AirflowFailException(f"{what}: {err}") from err
 
 
-def default_export_dir_base(storage: Storage, model_dir: str, name: str) -> str:
+def default_export_dir_base(model_dir: str, name: str) -> str:
     """`<model_dir>/export/<name>`, where train_and_evaluate put each exporter's versions."""
-    return storage.join(model_dir, "export", name)
+    return str(parse_uri(f"{model_dir.rstrip('/')}/export/{name}"))
 
 
 def lineage_from(context: Context) -> Lineage | None:
@@ -161,6 +162,12 @@ class SavedModelExportOperator(BaseOperator):
         self.strategy = self.build_strategy()
         normalize_modes(modes)
         self.add_outlets([AssetAlias(self.asset_alias)])
+        exporter_uri = _static_exporter_uri(model_dir, export_dir_base, name)
+        if exporter_uri is not None:
+            # Parsing the DAG registers the asset, so two tasks announcing the first version
+            # of a new exporter dir at once do not both create it (one would fail on
+            # idx_asset_name_uri_unique). An inlet emits no events.
+            self.add_inlets([Asset(uri=exporter_uri, name=exporter_uri)])
 
     def build_strategy(self) -> ExportStrategy:
         """The core strategy for the non-templated arguments (validated at parse time)."""
@@ -171,9 +178,7 @@ class SavedModelExportOperator(BaseOperator):
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
         model_storage = hook.storage_for(self.model_dir)
         with failing_on_bad_input(f"{self.strategy_kind} export {self.name!r}"):
-            base = self.export_dir_base or default_export_dir_base(
-                model_storage, self.model_dir, self.name
-            )
+            base = self.export_dir_base or default_export_dir_base(self.model_dir, self.name)
             exporter = ExporterDir(hook.storage_for(base), base)
             write = self._writer(model_storage)
             eval_result = self.given_eval_result()
@@ -277,6 +282,19 @@ class SavedModelExportOperator(BaseOperator):
         }
         asset = Asset(uri=exporter.uri, name=exporter.uri)
         context["outlet_events"][AssetAlias(self.asset_alias)].add(asset, extra=extra)
+
+
+def _static_exporter_uri(model_dir: object, export_dir_base: object, name: str) -> str | None:
+    """The exporter dir's URI when no template decides it (else None: known only at run time)."""
+    base = model_dir if export_dir_base is None else export_dir_base
+    if not isinstance(base, str) or "{{" in base or "{%" in base:
+        return None
+    try:
+        if export_dir_base is None:
+            return default_export_dir_base(base, name)
+        return str(parse_uri(base))
+    except ValueError:
+        return None  # execute() reports the bad URI
 
 
 def _new_version(outcome: ExportOutcome, lineage: Lineage | None) -> ExportMetadata | None:
@@ -460,7 +478,8 @@ def eval_result_from_events(
     reader = EvalDirReader(storage, model_dir, event_file_pattern)
     try:
         reader.refresh()
-    except StorageError as err:
+    except BucketNotFoundError as err:
+        # Bad input; any other StorageError (an outage) stays retryable.
         raise ValueError(f"cannot read eval event files {reader.pattern_uri}: {err}") from None
     try:
         return reader.result(step)

@@ -16,7 +16,7 @@ from airflow_tf_export.core.checkpoints import (
     checkpoint_step,
     parse_checkpoint_state,
 )
-from airflow_tf_export.storage.base import Storage, StorageError, StorageNotFoundError
+from airflow_tf_export.storage.base import BucketNotFoundError, Storage, StorageNotFoundError
 
 INDEX_SUFFIX = ".index"
 
@@ -99,7 +99,8 @@ def _read_state(storage: Storage, model_dir: str, state_uri: str) -> CheckpointS
             "or train first",
             model_dir,
         ) from None
-    except (StorageError, UnicodeDecodeError) as err:
+    except (BucketNotFoundError, UnicodeDecodeError) as err:
+        # Bad input; any other StorageError (an outage) stays retryable.
         raise CheckpointError(
             f"cannot read the checkpoint state file {state_uri}: {err}", state_uri
         ) from None
