@@ -5,6 +5,11 @@ keeps it; the newest committed version and the current best are always kept, wha
 rules say (a restart can resume from them, and TF Serving serves the newest). Staging
 directories are deleted only after a grace period, since a young one may be a publish in
 flight.
+
+Only what this product created is ever deleted: committed versions (by the rules), `temp-*`
+staging entries and abandoned GCS publishes (an integer dir without metadata whose claim
+`temp-claim-<version>` still exists). Anything else without metadata, e.g. a tf.estimator
+export, is "foreign": reported and kept, whatever the rules, `delete` and the clock say.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from airflow_tf_export.core.comparison import Comparator, ranked_versions
-from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
+from airflow_tf_export.core.versions import is_staging_name, parse_version
 
 NEWEST_COMMITTED = "newest-committed"
 CURRENT_BEST = "current-best"
@@ -203,10 +209,26 @@ class KeepPinned:
 
 @dataclass(frozen=True)
 class StagingDir:
-    """A `temp-*` dir or an integer dir without valid metadata: a failed or in-flight publish."""
+    """An uncommitted entry of an exporter dir: a `temp-*` dir or object, or an integer dir
+    without metadata. `claim` names the `temp-claim-<version>` object of the GCS publish that
+    is writing (or wrote) that integer dir, if it exists; an integer dir without a claim was
+    not written by us and is never deleted. `age_seconds` counts from the newest file (of the
+    dir and its claim)."""
 
     name: str
     age_seconds: float
+    claim: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.claim is not None and not is_staging_name(self.claim):
+            raise ValueError(
+                f"the claim of {self.name!r} must be a staging name, got {self.claim!r}"
+            )
+
+    @property
+    def ours(self) -> bool:
+        """Whether we created it, so that it may be cleaned up after the grace period."""
+        return self.claim is not None or is_staging_name(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +249,11 @@ class RetentionPlan:
     staging_delete: tuple[str, ...]
     staging_keep: tuple[str, ...]
     staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS
+    #: Claims of the abandoned publishes in `staging_delete`, deleted after them: a version
+    #: dir whose claim is gone would look foreign and be kept forever.
+    claim_delete: tuple[str, ...] = ()
+    #: Uncommitted entries we did not create (integer dirs without metadata or claim): kept.
+    foreign: tuple[str, ...] = ()
 
     @property
     def keep_versions(self) -> tuple[int, ...]:
@@ -248,13 +275,30 @@ class RetentionPlan:
         ]
         grace = f"{self.staging_grace_seconds:g}s"
         lines += [
-            f"{n} delete: staging dir older than the {grace} grace period"
+            f"{n} delete: {_what(n)} older than the {grace} grace period"
             for n in self.staging_delete
         ]
         lines += [
-            f"{n} keep: staging dir within the {grace} grace period" for n in self.staging_keep
+            f"{n} delete: claim of an abandoned publish, deleted after it"
+            for n in self.claim_delete
+        ]
+        lines += [
+            f"{n} keep: {_what(n)} within the {grace} grace period" for n in self.staging_keep
+        ]
+        lines += [
+            f"{n} keep foreign: no {METADATA_FILENAME} and no publish claim, so not written by "
+            "this product (e.g. a tf.estimator export); never deleted automatically and not a "
+            "committed version"
+            for n in self.foreign
         ]
         return "\n".join(lines)
+
+
+def _what(name: str) -> str:
+    """How an uncommitted entry of ours is called in a plan."""
+    if parse_version(name) is not None:
+        return f"abandoned publish (claimed, no {METADATA_FILENAME})"
+    return "staging dir"
 
 
 def plan_retention(
@@ -269,7 +313,9 @@ def plan_retention(
     """Keep what any rule keeps, plus the newest committed version and `best`; delete the rest.
 
     `delete=False` (exports_to_keep=None) keeps every version; it does not stop the cleanup
-    of staging dirs older than the grace period, which are never versions.
+    of our staging entries older than the grace period, which are never committed versions.
+    Foreign entries (`not StagingDir.ours`) are always kept; the claim of a kept abandoned
+    publish is kept with it, and the claim of a deleted one goes to `claim_delete`.
     """
     if (
         isinstance(staging_grace_seconds, bool)
@@ -283,10 +329,20 @@ def plan_retention(
     _check_unique(ordered)
     if best is not None and not any(m.version == best for m in ordered):
         raise ValueError(f"best version {best!r} is not among the committed versions")
-    staging_delete = tuple(s.name for s in staging if s.age_seconds > staging_grace_seconds)
-    staging_keep = tuple(s.name for s in staging if not s.age_seconds > staging_grace_seconds)
     items = _plan_items(ordered, rules, best) if delete else _keep_all(ordered)
-    return RetentionPlan(items, staging_delete, staging_keep, float(staging_grace_seconds))
+    ours = [s for s in staging if s.ours]
+    claims = {s.claim: s.name for s in ours if s.claim is not None}
+    # A claim follows the publish it claims: deleted after it, or kept with it.
+    expired = [s for s in ours if s.age_seconds > staging_grace_seconds and s.name not in claims]
+    claim_delete = [claim for claim, name in claims.items() if name in {s.name for s in expired}]
+    return RetentionPlan(
+        items,
+        staging_delete=tuple(s.name for s in expired),
+        staging_keep=tuple(s.name for s in ours if s not in expired and s.name not in claim_delete),
+        staging_grace_seconds=float(staging_grace_seconds),
+        claim_delete=tuple(claim_delete),
+        foreign=tuple(s.name for s in staging if not s.ours),
+    )
 
 
 def _check_unique(ordered: Sequence[ExportMetadata]) -> None:

@@ -2,10 +2,11 @@
 
 Keep rules for versions are a JSON-able dict combined with OR (see `parse_keep_rules`); the
 newest committed version and the current best are always kept, and staging leftovers are
-deleted only after a grace period. Checkpoints keep the newest N plus every protected one
-(the state file's latest, unevaluated ones, and optionally those a version was exported
-from). `dry_run=True` only reports. The XCom holds every plan with the rule that decided
-each keep or delete.
+deleted only after a grace period. Integer dirs without metadata that we did not write (e.g.
+tf.estimator exports) are reported under "foreign" and never deleted. Checkpoints keep the
+newest N plus every protected one (the state file's latest, unevaluated ones, and optionally
+those a version was exported from). `dry_run=True` only reports. The XCom holds every plan
+with the rule that decided each keep or delete.
 """
 
 from __future__ import annotations
@@ -241,9 +242,10 @@ def _exporter_dict(
             {"version": i.version, "rule": i.rule, "reason": i.reason} for i in plan.items if i.keep
         ],
         "delete": [{"version": i.version, "reason": i.reason} for i in plan.items if not i.keep],
-        "staging_delete": list(plan.staging_delete),
+        "staging_delete": [*plan.staging_delete, *plan.claim_delete],
         "staging_keep": list(plan.staging_keep),
         "invalid": [{"version": v, "error": e} for v, e in state.invalid],
+        "foreign": state.foreign,
         "explain": plan.explain(),
     }
 

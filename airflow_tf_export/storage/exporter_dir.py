@@ -3,6 +3,11 @@ leftovers, verification and applying retention plans.
 
 Only committed versions count: an integer directory whose `export_metadata.json` parses and
 whose files match the manifest by name and size. `verify` also compares every CRC32C.
+
+An integer directory without `export_metadata.json` is uncommitted. It is ours only while the
+GCS claim `temp-claim-<version>` of its publish exists (a local publish renames a complete
+directory, so a crash of ours never leaves one); otherwise it is foreign, e.g. a tf.estimator
+export, and retention keeps it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from airflow_tf_export.storage.base import (
     StorageNotFoundError,
     VersionIntegrityError,
 )
+from airflow_tf_export.storage.gcs import claim_version
 from airflow_tf_export.storage.manifest import CHUNK_BYTES, manifest_mismatch, verify_files
 from airflow_tf_export.storage.uris import parse_uri
 
@@ -29,12 +35,18 @@ _METADATA_READERS = 8
 
 @dataclass(frozen=True)
 class ExporterDirState:
-    """What one scan found. `invalid` holds (version, error) for version directories that
-    have metadata but cannot be trusted; they are reported, never deleted automatically."""
+    """What one scan found. `staging` holds every uncommitted entry, ours and foreign (see
+    `StagingDir.ours`). `invalid` holds (version, error) for version directories that have
+    metadata but cannot be trusted; they are reported, never deleted automatically."""
 
     committed: list[ExportMetadata] = field(default_factory=list)
     staging: list[StagingDir] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def foreign(self) -> list[int]:
+        """Integer directories without metadata that we did not write (no publish claim)."""
+        return sorted(v for s in self.staging if not s.ours and (v := parse_version(s.name)))
 
 
 @dataclass
@@ -63,9 +75,10 @@ class ExporterDir:
         return self.storage.join(self.uri, str(version))
 
     def scan(self, *, now_seconds: float | None = None) -> ExporterDirState:
-        """Classify every child: committed versions (sorted), staging dirs (`temp-*` and
-        integer dirs without metadata, aged by their newest file) and invalid versions.
-        A missing exporter directory is an empty one (nothing exported yet)."""
+        """Classify every child: committed versions (sorted), uncommitted entries (`temp-*`
+        and integer dirs without metadata, with the claim of their publish if there is one,
+        aged by their newest file) and invalid versions. A missing exporter directory is an
+        empty one (nothing exported yet)."""
         try:
             top = self.storage.list_dir(self.uri)
         except StorageNotFoundError:
@@ -76,6 +89,7 @@ class ExporterDir:
             if rest and head in children:
                 children[head].files[rest] = entry
         now = time.time() if now_seconds is None else now_seconds
+        claims = {v: c for c in children.values() if (v := claim_version(c.name)) is not None}
         state = ExporterDirState()
         candidates: list[tuple[int, _Child]] = []
         for child in children.values():
@@ -87,7 +101,7 @@ class ExporterDir:
             elif not child.is_dir:
                 state.invalid.append((version, f"{self._at(child.name)} is a file, not a version"))
             elif METADATA_FILENAME not in child.files:
-                state.staging.append(_staging(child, now))
+                state.staging.append(_staging(child, now, claims.get(version)))
             else:
                 candidates.append((version, child))
         with ThreadPoolExecutor(_METADATA_READERS) as pool:
@@ -139,16 +153,18 @@ class ExporterDir:
         return meta
 
     def apply(self, plan: RetentionPlan) -> None:
-        """Delete the plan's `delete_versions` and `staging_delete`, nothing else."""
+        """Delete the plan's `delete_versions` and `staging_delete`, then its `claim_delete`
+        (a version whose claim went first would look foreign if the delete were cut short)."""
         names = [str(v) for v in plan.delete_versions] + list(plan.staging_delete)
-        for name in names:
+        for name in [*names, *plan.claim_delete]:
             if parse_version(name) is None and not is_staging_name(name):
                 raise ValueError(
                     f"retention plan names {name!r}, which is neither a version nor a staging "
                     f"directory of {self.uri}; nothing was deleted"
                 )
-        if names:
-            self.storage.delete_trees([self.storage.join(self.uri, n) for n in names])
+        for batch in (names, plan.claim_delete):
+            if batch:
+                self.storage.delete_trees([self.storage.join(self.uri, n) for n in batch])
 
     def _check(self, version: int, child: _Child) -> ExportMetadata | str | None:
         """The committed metadata, why the version is invalid, or None if it vanished.
@@ -192,6 +208,8 @@ class ExporterDir:
         return self.storage.join(self.uri, name)
 
 
-def _staging(child: _Child, now: float) -> StagingDir:
-    newest = child.newest_mtime()
-    return StagingDir(child.name, 0.0 if newest is None else max(0.0, now - newest))
+def _staging(child: _Child, now: float, claim: _Child | None = None) -> StagingDir:
+    """An uncommitted entry aged by its newest file, or its claim's if that is newer."""
+    times = [t for c in (child, claim) if c is not None and (t := c.newest_mtime())]
+    age = max(0.0, now - max(times)) if times else 0.0
+    return StagingDir(child.name, age, None if claim is None else claim.name)

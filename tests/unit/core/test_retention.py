@@ -174,13 +174,15 @@ def test_plan_explains_every_decision() -> None:
         staging=[
             StagingDir("temp-old", 7200.0),
             StagingDir("temp-new", 60.0),
-            StagingDir("9", 3600),
+            StagingDir("9", 3600, claim="temp-claim-9"),
+            StagingDir("8", 1e9),
         ],
     )
     assert plan.keep_versions == (BASE_VERSION, BASE_VERSION + 2, BASE_VERSION + 3)
     assert plan.delete_versions == (BASE_VERSION + 1,)
     assert plan.staging_delete == ("temp-old",)
     assert plan.staging_keep == ("temp-new", "9")
+    assert plan.foreign == ("8",)
     assert plan.explain().splitlines() == [
         f"{BASE_VERSION} keep current-best: the current best version",
         f"{BASE_VERSION + 1} delete: matched no keep rule",
@@ -189,7 +191,11 @@ def test_plan_explains_every_decision() -> None:
         "among the 2 newest",
         "temp-old delete: staging dir older than the 3600s grace period",
         "temp-new keep: staging dir within the 3600s grace period",
-        "9 keep: staging dir within the 3600s grace period",
+        "9 keep: abandoned publish (claimed, no export_metadata.json) within the 3600s grace "
+        "period",
+        "8 keep foreign: no export_metadata.json and no publish claim, so not written by this "
+        "product (e.g. a tf.estimator export); never deleted automatically and not a committed "
+        "version",
     ]
 
 
@@ -306,10 +312,13 @@ def test_kept_set_is_the_union_of_the_rules_plus_newest_and_best(
 def test_staging_dirs_are_deleted_only_after_the_grace_period(
     rows: list[tuple[str, float]], grace: float
 ) -> None:
+    """Our `temp-*` entries age out; any other name without a claim is foreign and kept."""
     staging = [StagingDir(name, age) for name, age in rows]
     plan = plan_retention([], [], staging=staging, staging_grace_seconds=grace)
-    assert list(plan.staging_delete) == [s.name for s in staging if s.age_seconds > grace]
-    assert list(plan.staging_keep) == [s.name for s in staging if s.age_seconds <= grace]
+    ours = [s for s in staging if s.name.startswith("temp-")]
+    assert list(plan.staging_delete) == [s.name for s in ours if s.age_seconds > grace]
+    assert list(plan.staging_keep) == [s.name for s in ours if s.age_seconds <= grace]
+    assert list(plan.foreign) == [s.name for s in staging if not s.name.startswith("temp-")]
 
 
 @given(committed_strategy, st.integers(1, 6))
