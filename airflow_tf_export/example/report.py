@@ -57,6 +57,7 @@ def exporter_report(
     lines = [f"{exporter_uri}  ({len(rows)} committed versions)"]
     lines += _table(header, rows) if rows else ["  (no committed version)"]
     lines += [f"  invalid version {v}: {error}" for v, error in state.invalid]
+    lines += [f"  foreign version {v}: no export metadata, not ours, kept" for v in state.foreign]
     return "\n".join(lines)
 
 
