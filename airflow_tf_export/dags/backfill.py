@@ -28,8 +28,6 @@ from typing import Any
 
 from airflow.sdk import (
     DAG,
-    CronDataIntervalTimetable,
-    DeltaDataIntervalTimetable,
     Param,
     TriggerRule,
     conf,
@@ -41,10 +39,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_tf_export.core.checkpoints import checkpoint_prefix, checkpoint_step
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
+    RETENTION_OWNED,
+    data_interval_timetable,
     eval_sensor_arguments,
     exporter_dir_uri,
     import_callable,
     parse_exporter_specs,
+    positive_int,
+    template_arguments,
     validate_import_string,
     validate_model_dir,
 )
@@ -58,6 +60,9 @@ from airflow_tf_export.sensors.eval_metrics import EvalMetricsSensor
 # Deleting checkpoints while other intervals of the same backfill still read them would
 # make the outcome depend on the order the runs happen to finish in.
 _CHECKPOINT_RETENTION_KEYS = ("model_dir", "checkpoints_to_keep", "keep_exported_checkpoints")
+# DAG arguments the template sets: catchup stays off (past intervals are run with
+# `airflow backfill create`), params are the step range.
+_DAG_OWNED = ("catchup", "params")
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ def backfill_dag(
     required_metrics: Sequence[str] = ("loss",),
     event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
     deferrable: bool = True,
-    eval_timeout: timedelta = timedelta(hours=1),
+    eval_timeout: timedelta | float = timedelta(hours=1),
     poke_interval: float = 5.0,
     sensor_retries: int = 2,
     max_active_tis_per_dag: int = 2,
@@ -199,30 +204,52 @@ def backfill_dag(
     :param model_definition: import string of the ModelDefinition used for export.
     :param exporters: exporter specs, e.g. ``[{"strategy": "best", "name": "best"}]``.
     :param schedule: a cron expression or preset, or a timedelta: the data intervals.
+    :param timezone: IANA time zone name of a cron schedule.
     :param evaluate: import string of ``evaluate(*, model_dir, checkpoint_path, **kwargs)``
         writing the eval event files; None when another job evaluates the checkpoints.
+    :param required_metrics: metrics an eval result must have to count (for the sensor and
+        for "already evaluated"); every metric a best exporter compares (its ``comparison``
+        metric, ``loss`` for the default compare_fn) is added. A list of names.
+    :param eval_timeout: how long each sensor waits: a timedelta or a number of seconds.
     :param max_active_tis_per_dag: cap on concurrent evaluations and exports, across runs.
     :param retention: RetentionOperator arguments for the exporter dirs (``keep``,
         ``staging_grace_seconds``); checkpoints are never deleted by a backfill.
     :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
-    :param dag_kwargs: other ``DAG`` arguments (tags, default_args, max_active_runs, ...).
+    :param dag_kwargs: other ``DAG`` arguments (tags, default_args, max_active_runs, ...);
+        not ``catchup`` or ``params``, which the template sets.
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
     validate_import_string(model_definition, argument="model_definition")
     if evaluate is not None:
         validate_import_string(evaluate, argument="evaluate")
+    evaluate_arguments = template_arguments(
+        {} if evaluate_kwargs is None else evaluate_kwargs,
+        argument="evaluate_kwargs",
+        owned=["model_dir", "checkpoint_path"],
+    )
     if retention is not None:
+        retention = template_arguments(retention, argument="retention", owned=RETENTION_OWNED)
         refused = [key for key in _CHECKPOINT_RETENTION_KEYS if key in retention]
         if refused:
             raise ValueError(
                 f"backfill retention must not delete checkpoints other intervals still read; "
                 f"remove {refused} from {dict(retention)!r}"
             )
-    timetable = (
-        DeltaDataIntervalTimetable(schedule)
-        if isinstance(schedule, timedelta)
-        else CronDataIntervalTimetable(schedule, timezone=timezone)
+    template_arguments(dag_kwargs, argument="DAG arguments", owned=_DAG_OWNED)
+    positive_int(max_active_tis_per_dag, argument="max_active_tis_per_dag")
+    timetable = data_interval_timetable(schedule, timezone)
+    sensor_arguments = eval_sensor_arguments(
+        model_dir=model_dir,
+        specs=specs,
+        required_metrics=required_metrics,
+        thresholds=None,
+        event_file_pattern=event_file_pattern,
+        gcp_conn_id=gcp_conn_id,
+        deferrable=deferrable,
+        poke_interval=poke_interval,
+        eval_timeout=eval_timeout,
+        sensor_retries=sensor_retries,
     )
     params = {
         "min_step": Param(None, type=["null", "integer"], description="lowest step to take"),
@@ -241,16 +268,7 @@ def backfill_dag(
             model_dir=model_dir, gcp_conn_id=gcp_conn_id
         )
         waited = EvalMetricsSensor.partial(
-            **eval_sensor_arguments(
-                model_dir=model_dir,
-                required_metrics=required_metrics,
-                event_file_pattern=event_file_pattern,
-                gcp_conn_id=gcp_conn_id,
-                deferrable=deferrable,
-                poke_interval=poke_interval,
-                eval_timeout=eval_timeout,
-                sensor_retries=sensor_retries,
-            ),
+            **sensor_arguments,
             map_index_template="{{ task.checkpoint_path }}",
         ).expand(checkpoint_path=selected)
         if evaluate is not None:
@@ -261,8 +279,8 @@ def backfill_dag(
                 .partial(
                     model_dir=model_dir,
                     evaluate=evaluate,
-                    evaluate_kwargs=dict(evaluate_kwargs or {}),
-                    required_metrics=list(required_metrics),
+                    evaluate_kwargs=evaluate_arguments,
+                    required_metrics=sensor_arguments["required_metrics"],
                     event_file_pattern=event_file_pattern,
                     gcp_conn_id=gcp_conn_id,
                 )

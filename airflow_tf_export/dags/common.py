@@ -11,18 +11,27 @@ other keys are arguments of the strategy's export operator, e.g. `exports_to_kee
 from __future__ import annotations
 
 import importlib
+import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+from airflow.sdk.exceptions import AirflowTimetableInvalid
+
+from airflow_tf_export.core.comparison import MetricComparison, loss_smaller
 from airflow_tf_export.core.names import validate_exporter_name
+from airflow_tf_export.events.eval_dir import validate_event_file_pattern
+from airflow_tf_export.events.eval_wait import parse_metric_names, parse_thresholds
 from airflow_tf_export.operators.export import (
     BestExportOperator,
     FinalExportOperator,
     LatestExportOperator,
     SavedModelExportOperator,
+    best_strategy,
 )
 from airflow_tf_export.storage.uris import parse_uri
 
@@ -40,6 +49,8 @@ EXPORT_RETRY_DELAY = timedelta(seconds=10)
 _TEMPLATE_OWNED = frozenset(
     {"task_id", "model_dir", "model_definition", "checkpoint_path", "eval_result", "gcp_conn_id"}
 )
+# RetentionOperator arguments the templates set themselves.
+RETENTION_OWNED = ("exporter_dirs", "task_id", "gcp_conn_id", "trigger_rule")
 
 
 def validate_import_string(reference: object, *, argument: str) -> str:
@@ -146,27 +157,145 @@ def exporter_dir_uri(model_dir: str, spec: ExporterSpec) -> str:
     return f"{parse_uri(model_dir)}/export/{spec.name}"
 
 
+def template_arguments(
+    arguments: object, *, argument: str, owned: Iterable[str] = ()
+) -> dict[str, Any]:
+    """`arguments` as a dict; ValueError unless it is a mapping without the `owned` keys,
+    which the template sets itself (giving them would clash when the task is built or run)."""
+    if not isinstance(arguments, Mapping):
+        raise ValueError(f"{argument} must be a dict, got {arguments!r}")
+    clashing = sorted(set(owned) & set(arguments))
+    if clashing:
+        raise ValueError(
+            f"{argument} {dict(arguments)!r} sets {clashing}, which the DAG template sets "
+            "itself; remove them"
+        )
+    return dict(arguments)
+
+
+def positive_int(value: object, *, argument: str) -> int:
+    """`value` when it is an int >= 1; ValueError naming it otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+    return value
+
+
+def data_interval_timetable(
+    schedule: object, timezone: object
+) -> CronDataIntervalTimetable | DeltaDataIntervalTimetable:
+    """The data-interval timetable of a cron expression or preset (in `timezone`, an IANA
+    name) or of a timedelta. Checked now: a bad one would fail the parse of the DAG folder."""
+    valid_timezone = isinstance(timezone, pendulum.Timezone | pendulum.FixedTimezone)
+    if isinstance(timezone, str):
+        try:
+            pendulum.timezone(timezone)
+            valid_timezone = True
+        except ValueError:
+            pass
+    if not valid_timezone:
+        raise ValueError(
+            f"timezone must be an IANA time zone name such as 'UTC' or 'Europe/Paris', "
+            f"got {timezone!r}"
+        )
+    timetable: CronDataIntervalTimetable | DeltaDataIntervalTimetable | None = None
+    if isinstance(schedule, timedelta):
+        timetable = DeltaDataIntervalTimetable(schedule)
+    elif isinstance(schedule, str):
+        timetable = CronDataIntervalTimetable(schedule, timezone=timezone)  # type: ignore[arg-type]
+    reason = ""
+    try:
+        if timetable is not None:
+            timetable.validate()
+            return timetable
+    except AirflowTimetableInvalid as error:
+        reason = f" ({error})"
+    raise ValueError(
+        "schedule must be a cron expression or preset such as '@daily' or '0 */6 * * *', "
+        f"or a positive timedelta, got {schedule!r}{reason}"
+    )
+
+
+def comparison_metrics(specs: Iterable[ExporterSpec]) -> list[str]:
+    """The metrics the best exporters compare: each declared comparison's metric, and
+    `loss` for the default compare_fn (a custom compare_fn's metrics are not known here:
+    list them in `required_metrics`)."""
+    metrics: list[str] = []
+    for spec in specs:
+        if spec.strategy != "best":
+            continue
+        strategy = best_strategy(
+            spec.name,
+            spec.options.get("compare_fn", loss_smaller),
+            spec.options.get("comparison"),
+            None,
+        )
+        comparator = strategy.comparator
+        if isinstance(comparator, MetricComparison) and comparator.metric not in metrics:
+            metrics.append(comparator.metric)
+    return metrics
+
+
+def eval_timeout_seconds(eval_timeout: object) -> float:
+    """`eval_timeout` (a timedelta or a number of seconds) in seconds; ValueError unless
+    positive and finite."""
+    seconds = None
+    if isinstance(eval_timeout, timedelta):
+        seconds = eval_timeout.total_seconds()
+    elif isinstance(eval_timeout, int | float) and not isinstance(eval_timeout, bool):
+        seconds = float(eval_timeout)
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            "eval_timeout must be a positive number of seconds or a timedelta, "
+            f"got {eval_timeout!r}"
+        )
+    return seconds
+
+
+def _has_template(value: object) -> bool:
+    """Whether a Jinja template is in `value` (rendered, and so checked, only at run time)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(_has_template(item) for pair in value.items() for item in pair)
+    return False
+
+
 def eval_sensor_arguments(
     *,
     model_dir: str,
-    required_metrics: Sequence[str],
-    event_file_pattern: str,
+    specs: Iterable[ExporterSpec],
+    required_metrics: object,
+    thresholds: object,
+    event_file_pattern: object,
     gcp_conn_id: str,
-    deferrable: bool,
+    deferrable: object,
     poke_interval: float,
-    eval_timeout: timedelta,
+    eval_timeout: object,
     sensor_retries: int,
 ) -> dict[str, Any]:
-    """The `wait_for_eval` sensor arguments both templates share."""
+    """The `wait_for_eval` sensor arguments both templates share, checked now with the
+    sensor's own parsers (ValueError names a bad one).
+
+    The required metrics are the given ones plus every metric a best exporter compares: TF2
+    writes each scalar as its own event, so without it the sensor could pass a half-written
+    result that the comparison then rejects.
+    """
+    validate_event_file_pattern(event_file_pattern)
+    required = parse_metric_names(required_metrics)
+    if not _has_template(thresholds):
+        parse_thresholds(thresholds)
+    if not isinstance(deferrable, bool):
+        raise ValueError(f"deferrable must be True or False, got {deferrable!r}")
     return {
         "task_id": "wait_for_eval",
         "model_dir": model_dir,
-        "required_metrics": list(required_metrics),
+        "required_metrics": list(dict.fromkeys([*required, *comparison_metrics(specs)])),
+        "thresholds": thresholds,
         "event_file_pattern": event_file_pattern,
         "gcp_conn_id": gcp_conn_id,
         "deferrable": deferrable,
         "poke_interval": poke_interval,
-        "timeout": eval_timeout.total_seconds(),
+        "timeout": eval_timeout_seconds(eval_timeout),
         # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose trigger
         # fired before the defer-exit event was processed; a retry finds the eval result at once.
         "retries": sensor_retries,

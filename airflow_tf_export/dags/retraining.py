@@ -25,14 +25,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, BaseOperator, TriggerRule, XComArg, task
+from airflow.sdk import DAG, BaseOperator, TriggerRule, XComArg, conf, task
 
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
+    RETENTION_OWNED,
+    ExporterSpec,
     eval_sensor_arguments,
     exporter_dir_uri,
     import_callable,
     parse_exporter_specs,
+    template_arguments,
     validate_import_string,
     validate_model_dir,
 )
@@ -89,8 +92,8 @@ def retraining_dag(
     required_metrics: Sequence[str] = ("loss",),
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
     event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
-    deferrable: bool = False,
-    eval_timeout: timedelta = timedelta(hours=1),
+    deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+    eval_timeout: timedelta | float = timedelta(hours=1),
     poke_interval: float = 5.0,
     sensor_retries: int = 2,
     retention: Mapping[str, Any] | None = None,
@@ -108,36 +111,57 @@ def retraining_dag(
         None when another job writes the eval results.
     :param exporters: exporter specs, e.g. ``[{"strategy": "best", "name": "best",
         "modes": ["train", "eval", "serve"]}, {"strategy": "latest", "name": "latest"}]``.
+    :param required_metrics: metrics the eval result must have before the sensor passes it
+        on; every metric a best exporter compares (its ``comparison`` metric, ``loss`` for
+        the default compare_fn) is added. A list of names, not a string.
     :param thresholds: bounds the eval result must meet before anything is exported, e.g.
         ``{"auc": {"min": 0.7}}`` (a miss fails the run without retry).
+    :param event_file_pattern: glob of the eval event files, relative to ``model_dir``.
+    :param deferrable: wait for the eval result in the triggerer; default: ``[operators]
+        default_deferrable``.
+    :param eval_timeout: how long the sensor waits: a timedelta or a number of seconds.
     :param retention: RetentionOperator arguments: ``keep`` rules for every exporter dir and
         optionally ``checkpoints_to_keep`` (the model dir's checkpoints), ``dry_run``, ...
+        (not ``exporter_dirs``, ``task_id``, ``gcp_conn_id`` or ``trigger_rule``, which the
+        template sets).
     :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, catchup, ...).
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
     validate_import_string(model_definition, argument="model_definition")
+    train_arguments = template_arguments(
+        {} if train_kwargs is None else train_kwargs, argument="train_kwargs", owned=["model_dir"]
+    )
+    evaluate_arguments = template_arguments(
+        {} if evaluate_kwargs is None else evaluate_kwargs,
+        argument="evaluate_kwargs",
+        owned=["model_dir", "checkpoint_path"],
+    )
+    sensor_arguments = eval_sensor_arguments(
+        model_dir=model_dir,
+        specs=specs,
+        required_metrics=required_metrics,
+        thresholds=thresholds,
+        event_file_pattern=event_file_pattern,
+        gcp_conn_id=gcp_conn_id,
+        deferrable=deferrable,
+        poke_interval=poke_interval,
+        eval_timeout=eval_timeout,
+        sensor_retries=sensor_retries,
+    )
+    retention_arguments = (
+        None
+        if retention is None
+        else template_arguments(retention, argument="retention", owned=RETENTION_OWNED)
+    )
     with DAG(dag_id=dag_id, schedule=schedule, start_date=start_date, **dag_kwargs) as dag:
-        trained = _train_step(train, model_dir, dict(train_kwargs or {}))
-        waited = EvalMetricsSensor(
-            checkpoint_path=TRAINED_CHECKPOINT,
-            thresholds=thresholds,
-            **eval_sensor_arguments(
-                model_dir=model_dir,
-                required_metrics=required_metrics,
-                event_file_pattern=event_file_pattern,
-                gcp_conn_id=gcp_conn_id,
-                deferrable=deferrable,
-                poke_interval=poke_interval,
-                eval_timeout=eval_timeout,
-                sensor_retries=sensor_retries,
-            ),
-        )
+        trained = _train_step(train, model_dir, train_arguments)
+        waited = EvalMetricsSensor(checkpoint_path=TRAINED_CHECKPOINT, **sensor_arguments)
         if evaluate is None:
             trained >> waited
         else:
-            evaluated = _evaluate_step(evaluate, model_dir, dict(evaluate_kwargs or {}), trained)
+            evaluated = _evaluate_step(evaluate, model_dir, evaluate_arguments, trained)
             trained >> evaluated >> waited
         exports: list[BaseOperator] = []
         for spec in specs:
@@ -165,8 +189,8 @@ def retraining_dag(
                 export = spec.operator_class(checkpoint_path=TRAINED_CHECKPOINT, **common)
                 waited >> export
             exports.append(export)
-        if retention is not None:
-            exports >> _retention_step(retention, model_dir, specs, gcp_conn_id)
+        if retention_arguments is not None:
+            exports >> _retention_step(retention_arguments, model_dir, specs, gcp_conn_id)
     return dag
 
 
@@ -216,9 +240,8 @@ def _checked_operator(operator: object, task_id: str) -> BaseOperator:
 
 
 def _retention_step(
-    retention: Mapping[str, Any], model_dir: str, specs: Sequence[Any], gcp_conn_id: str
+    arguments: dict[str, Any], model_dir: str, specs: Sequence[ExporterSpec], gcp_conn_id: str
 ) -> RetentionOperator:
-    arguments = dict(retention)
     if "checkpoints_to_keep" in arguments:
         arguments.setdefault("model_dir", model_dir)
     return RetentionOperator(

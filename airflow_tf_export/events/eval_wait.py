@@ -123,7 +123,7 @@ def parse_eval_wait(
             None if newer_than_exporter is None else validate_exporter_name(newer_than_exporter)
         ),
         export_dir_base=export_dir_base,
-        required_metrics=_parse_metric_names(required_metrics),
+        required_metrics=parse_metric_names(required_metrics),
         thresholds=parse_thresholds(thresholds),
     )
 
@@ -242,7 +242,8 @@ def _parse_step(value: object) -> int:
     raise ValueError(f"min_step must be a non-negative integer, got {value!r}")
 
 
-def _parse_metric_names(names: object) -> tuple[str, ...]:
+def parse_metric_names(names: object) -> tuple[str, ...]:
+    """A list of non-empty metric names; ValueError on a string or anything else."""
     if isinstance(names, str) or not isinstance(names, Iterable):
         raise ValueError(f"required_metrics must be a list of metric names, got {names!r}")
     parsed = tuple(names)
