@@ -17,6 +17,9 @@ Contracts:
   the eval event files; an evaluate factory is called with `task_id`, `model_dir` and
   `checkpoint_path` (a template rendering to the trained checkpoint). With `evaluate=None`
   another job evaluates and the sensor waits for it.
+- the evaluation records the checkpoint it read as the text summary `checkpoint_path`, as
+  Estimator evaluations did (`airflow_tf_export.example.evaluate` shows how): the sensor
+  finds the trained checkpoint's result by it, and says so in its log while waiting.
 """
 
 from __future__ import annotations
