@@ -37,6 +37,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_tf_export.core.checkpoints import checkpoint_prefix, checkpoint_step
+from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
     RETENTION_OWNED,
@@ -51,7 +52,7 @@ from airflow_tf_export.dags.common import (
     validate_model_dir,
 )
 from airflow_tf_export.events.eval_dir import EvalDirReader
-from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait
+from airflow_tf_export.events.eval_search import find_eval_result
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators.export import DEFAULT_CONN_ID
 from airflow_tf_export.operators.retention import RetentionOperator

@@ -23,9 +23,9 @@ from airflow.sdk import CronDataIntervalTimetable, DeltaDataIntervalTimetable
 from airflow.sdk.exceptions import AirflowTimetableInvalid
 
 from airflow_tf_export.core.comparison import MetricComparison, loss_smaller
+from airflow_tf_export.core.eval_wait import parse_metric_names, parse_thresholds
 from airflow_tf_export.core.names import validate_exporter_name
 from airflow_tf_export.events.eval_dir import validate_event_file_pattern
-from airflow_tf_export.events.eval_wait import parse_metric_names, parse_thresholds
 from airflow_tf_export.operators.export import (
     BestExportOperator,
     FinalExportOperator,

@@ -30,18 +30,18 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.eval_wait import (
+    EvalWait,
+    parse_eval_wait,
+    threshold_misses,
+    why_not_found,
+)
 from airflow_tf_export.events.eval_dir import (
     DEFAULT_EVENT_FILE_PATTERN,
     EvalDirReader,
     validate_event_file_pattern,
 )
-from airflow_tf_export.events.eval_wait import (
-    EvalWait,
-    find_eval_result,
-    parse_eval_wait,
-    threshold_misses,
-    why_not_found,
-)
+from airflow_tf_export.events.eval_search import find_eval_result
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError, Storage
 from airflow_tf_export.triggers.eval_metrics import (

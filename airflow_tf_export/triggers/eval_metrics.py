@@ -16,8 +16,9 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_tf_export.core.eval_wait import parse_eval_wait, why_not_found
 from airflow_tf_export.events.eval_dir import DEFAULT_EVENT_FILE_PATTERN, EvalDirReader
-from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait, why_not_found
+from airflow_tf_export.events.eval_search import find_eval_result
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from tf_event_writer import estimator_event_file, read_with_tensorflow, tf2_event_file
 
+from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.events.eval_dir import EvalDirReader
-from airflow_tf_export.events.eval_wait import find_eval_result, parse_eval_wait
+from airflow_tf_export.events.eval_search import find_eval_result
 from airflow_tf_export.events.tfrecord import scan_records
 from airflow_tf_export.storage.gcs import GcsStorage
 from airflow_tf_export.storage.local import LocalStorage

@@ -12,7 +12,7 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 from events.event_builders import append_events, simple_value_event, write_events
 
-from airflow_tf_export.events import eval_wait
+from airflow_tf_export.events import eval_search
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.base import StorageError
@@ -71,7 +71,7 @@ async def test_fires_with_the_result_once_it_is_written(
     bytes_read: list[int] = []
 
     def counting_find(reader: EvalDirReader, *args: Any) -> Any:
-        found = eval_wait.find_eval_result(reader, *args)
+        found = eval_search.find_eval_result(reader, *args)
         bytes_read.append(reader.totals.bytes_read)
         return found
 

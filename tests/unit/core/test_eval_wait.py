@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_tf_export.core.eval_result import EvalResult
-from airflow_tf_export.core.strategies import Candidate, LatestStrategy
-from airflow_tf_export.events.eval_dir import EvalDirReader
-from airflow_tf_export.events.eval_wait import (
-    EvalWait,
+from airflow_tf_export.core.eval_wait import (
     MetricBounds,
-    find_eval_result,
     parse_eval_wait,
     parse_thresholds,
     same_checkpoint,
@@ -23,12 +18,6 @@ from airflow_tf_export.events.eval_wait import (
     threshold_misses,
     why_not_found,
 )
-from airflow_tf_export.storage.base import WrittenModel
-from airflow_tf_export.storage.export_flow import export_with_strategy
-from airflow_tf_export.storage.exporter_dir import ExporterDir
-from airflow_tf_export.storage.local import LocalStorage
-
-from .event_builders import checkpoint_event, simple_value_event, write_events
 
 RESULTS = [  # newest first, as EvalDirReader.newest_first gives them
     EvalResult(300, {"loss": 0.25}),  # half-written: auc not there yet
@@ -141,18 +130,6 @@ def test_bounds_are_inclusive_and_nan_never_passes(
     assert bounds.admits(value) == expected
 
 
-def test_find_eval_result_reads_the_event_files(tmp_path: Path) -> None:
-    write_events(
-        tmp_path / "eval/events.out.tfevents.1.host",
-        [simple_value_event(100, {"loss": 0.5}), checkpoint_event(100, "/m/model.ckpt-100")],
-    )
-    reader = EvalDirReader(LocalStorage(), str(tmp_path))
-    wait = parse_eval_wait(checkpoint_path="/m/model.ckpt-100")
-    found = find_eval_result(reader, wait, str(tmp_path))
-    assert found is not None and found.step == 100
-    assert isinstance(wait, EvalWait) and wait.describe_target() == "checkpoint /m/model.ckpt-100"
-
-
 def test_why_not_found_says_what_the_newest_result_lacks() -> None:
     by_path = parse_eval_wait(checkpoint_path="/m/model.ckpt-400")
     assert why_not_found([], by_path) == (
@@ -171,27 +148,22 @@ def test_why_not_found_says_what_the_newest_result_lacks() -> None:
     )
 
 
-def _export_step(exporter_uri: str, step: int) -> None:
-    """Publish a placeholder version of `step` (the wait reads only its metadata)."""
-
-    def write(staging: Path) -> WrittenModel:
-        (staging / "saved_model.pb").write_bytes(b"pb")
-        return WrittenModel()
-
-    candidate = Candidate(f"/m/model.ckpt-{step}", step)
-    exporter = ExporterDir(LocalStorage(), exporter_uri)
-    assert export_with_strategy(exporter, LatestStrategy(name="best"), candidate, write).exported
-
-
-def test_newer_than_exporter_reads_a_custom_export_dir_base(tmp_path: Path) -> None:
-    write_events(
-        tmp_path / "model/eval/events.out.tfevents.1.host",
-        [simple_value_event(step, {"loss": 1 / step}) for step in (100, 200)],
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.sets(st.sampled_from(["loss", "auc", "acc"]))),
+        max_size=12,
+    ),
+    st.integers(0, 50),
+    st.sets(st.sampled_from(["loss", "auc"])),
+)
+def test_min_step_selects_the_newest_complete_result_at_or_above_it(
+    seen: list[tuple[int, set[str]]], min_step: int, required: set[str]
+) -> None:
+    results = sorted(
+        (EvalResult(step, dict.fromkeys(metrics, 0.5)) for step, metrics in seen),
+        key=lambda r: -r.step,
     )
-    model_dir, custom = str(tmp_path / "model"), str(tmp_path / "exports/best")
-    _export_step(custom, 200)
-    reader = EvalDirReader(LocalStorage(), model_dir)
-    default_dir = parse_eval_wait(newer_than_exporter="best")
-    assert find_eval_result(reader, default_dir, model_dir).step == 200  # type: ignore[union-attr]
-    in_custom = parse_eval_wait(newer_than_exporter="best", export_dir_base=custom)
-    assert find_eval_result(reader, in_custom, model_dir) is None
+    wait = parse_eval_wait(min_step=min_step, required_metrics=sorted(required))
+    complete = [r for r in results if r.metrics and required <= set(r.metrics)]
+    qualifying = [r for r in complete if r.step >= min_step]
+    assert select_result(results, wait) == (qualifying[0] if qualifying else None)

@@ -1,4 +1,5 @@
-"""What the eval-metrics sensor waits for, and the one check its poke and trigger both run.
+"""What the eval-metrics sensor waits for, and which result ends the wait (pure decisions;
+`events.eval_search` reads the event files and the exporter dir for them).
 
 A wait names exactly one target:
 - `checkpoint_path`: the result whose recorded `checkpoint_path` summary names that
@@ -24,8 +25,6 @@ from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.names import validate_exporter_name
-from airflow_tf_export.events.eval_dir import EvalDirReader
-from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 _BOUND_KEYS = ("min", "max")
 
@@ -197,20 +196,6 @@ def why_not_found(newest_first: Iterable[EvalResult], wait: EvalWait) -> str:
     if lacking:
         return f"{seen} lacks {', '.join(lacking)}; waiting for {wait.describe_target()}"
     return f"{seen} does not match; waiting for {wait.describe_target()}"
-
-
-def find_eval_result(reader: EvalDirReader, wait: EvalWait, model_dir: str) -> EvalResult | None:
-    """Read what is new in the eval event files and select the awaited result."""
-    reader.refresh()
-    exported_step = None
-    if wait.newer_than_exporter is not None:
-        storage = reader.storage
-        exporter_uri = wait.export_dir_base or storage.join(
-            model_dir, "export", wait.newer_than_exporter
-        )
-        newest = ExporterDir(storage, exporter_uri).newest_committed()
-        exported_step = None if newest is None else newest.global_step
-    return select_result(reader.newest_first(), wait, exported_step)
 
 
 def same_checkpoint(recorded: str, wanted: str) -> bool:

@@ -1,0 +1,55 @@
+"""Finding the awaited eval result in real event files (and the exporter dir it may compare
+with); the decision itself is tested in tests/unit/core/test_eval_wait.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow_tf_export.core.eval_wait import EvalWait, parse_eval_wait
+from airflow_tf_export.core.strategies import Candidate, LatestStrategy
+from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.events.eval_search import find_eval_result
+from airflow_tf_export.storage.base import WrittenModel
+from airflow_tf_export.storage.export_flow import export_with_strategy
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.local import LocalStorage
+
+from .event_builders import checkpoint_event, simple_value_event, write_events
+
+
+def test_find_eval_result_reads_the_event_files(tmp_path: Path) -> None:
+    write_events(
+        tmp_path / "eval/events.out.tfevents.1.host",
+        [simple_value_event(100, {"loss": 0.5}), checkpoint_event(100, "/m/model.ckpt-100")],
+    )
+    reader = EvalDirReader(LocalStorage(), str(tmp_path))
+    wait = parse_eval_wait(checkpoint_path="/m/model.ckpt-100")
+    found = find_eval_result(reader, wait, str(tmp_path))
+    assert found is not None and found.step == 100
+    assert isinstance(wait, EvalWait) and wait.describe_target() == "checkpoint /m/model.ckpt-100"
+
+
+def _export_step(exporter_uri: str, step: int) -> None:
+    """Publish a placeholder version of `step` (the wait reads only its metadata)."""
+
+    def write(staging: Path) -> WrittenModel:
+        (staging / "saved_model.pb").write_bytes(b"pb")
+        return WrittenModel()
+
+    candidate = Candidate(f"/m/model.ckpt-{step}", step)
+    exporter = ExporterDir(LocalStorage(), exporter_uri)
+    assert export_with_strategy(exporter, LatestStrategy(name="best"), candidate, write).exported
+
+
+def test_newer_than_exporter_reads_a_custom_export_dir_base(tmp_path: Path) -> None:
+    write_events(
+        tmp_path / "model/eval/events.out.tfevents.1.host",
+        [simple_value_event(step, {"loss": 1 / step}) for step in (100, 200)],
+    )
+    model_dir, custom = str(tmp_path / "model"), str(tmp_path / "exports/best")
+    _export_step(custom, 200)
+    reader = EvalDirReader(LocalStorage(), model_dir)
+    default_dir = parse_eval_wait(newer_than_exporter="best")
+    assert find_eval_result(reader, default_dir, model_dir).step == 200  # type: ignore[union-attr]
+    in_custom = parse_eval_wait(newer_than_exporter="best", export_dir_base=custom)
+    assert find_eval_result(reader, in_custom, model_dir) is None
