@@ -38,10 +38,15 @@ def plan_assets_extra(assets_extra: Mapping[str, str] | None) -> tuple[ExtraAsse
             raise ValueError(
                 f"assets_extra destination {destination!r} names the same file as another entry"
             )
+        if not isinstance(source, str | Path) or not str(source):
+            raise ValueError(
+                f"assets_extra source for {destination!r} must be a local file path, got {source!r}"
+            )
         source_path = Path(source)
         if not source_path.is_file():
             raise ValueError(
-                f"assets_extra source {source!r} for {destination!r} is not an existing file"
+                f"assets_extra source {source!r} for {destination!r} is not an existing local "
+                "file (copy gs:// files to local disk first)"
             )
         planned[relative] = ExtraAsset(relative, source_path)
     for relative in planned:
@@ -63,7 +68,12 @@ def copy_assets_extra(assets: tuple[ExtraAsset, ...], export_dir: Path) -> None:
 
 
 def _destination(destination: object) -> PurePosixPath:
-    if not isinstance(destination, str) or not destination.strip():
+    if not isinstance(destination, str):
+        raise ValueError(
+            f"assets_extra destination {destination!r} must be a path string relative to "
+            f"{ASSETS_EXTRA_DIRECTORY}/"
+        )
+    if not destination.strip():
         raise ValueError(f"assets_extra destination {destination!r} is empty")
     path = PurePosixPath(destination)
     if path.is_absolute() or PureWindowsPath(destination).is_absolute():

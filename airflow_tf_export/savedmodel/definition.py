@@ -54,8 +54,9 @@ class TrackableCheckpoint:
 class KerasWeights:
     """Keras weights files (`model.save_weights("ckpt-<step>.weights.h5")`).
 
-    They hold no optimizer state and no step: the `train` mode starts from a new optimizer,
-    and the global step is the number in the file name.
+    They hold no step: the global step is the number in the file name. Optimizer state, which
+    a compiled model's file also holds, is not restored: the `train` mode starts from a new
+    optimizer.
     """
 
 

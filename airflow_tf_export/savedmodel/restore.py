@@ -34,6 +34,9 @@ _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # TF1 name-based checkpoints call it `global_step`; object-based ones use the training code's key.
 _TF1_STEP_NAME = "global_step"
+# A compiled Keras model tracks its optimizer as this attribute, so checkpoints and weights
+# files of a compiled model hold optimizer state under it: not model state, not a mismatch.
+_KERAS_OPTIMIZER = "optimizer"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,11 @@ def _restore_keras_weights(model: Any, path: str) -> int:
         model.save_weights(own_file)
         expected = _h5_arrays(own_file)
     missing = tuple(name for name in expected if name not in saved)
-    unexpected = tuple(f"{name} {list(saved[name])}" for name in saved if name not in expected)
+    unexpected = tuple(
+        f"{name} {list(saved[name])}"
+        for name in saved
+        if name not in expected and not name.startswith(f"{_KERAS_OPTIMIZER}/")
+    )
     mismatched = tuple(
         f"{name}: checkpoint {list(saved[name])}, model {list(shape)}"
         for name, shape in expected.items()
@@ -156,13 +163,15 @@ def _restore_trackable(
     import tensorflow as tf
     from tensorflow.core.protobuf.trackable_object_graph_pb2 import TrackableObjectGraph
 
+    # The checkpoint reader raises IndexError on a truncated data file.
+    read_errors = (tf.errors.OpError, ValueError, IndexError)
     try:
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
         serialized_graph = (
             reader.get_tensor(_OBJECT_GRAPH_KEY) if reader.has_tensor(_OBJECT_GRAPH_KEY) else None
         )
-    except (tf.errors.OpError, ValueError) as error:
+    except read_errors as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}", path) from error
     if serialized_graph is None:
         raise CheckpointError(
@@ -180,12 +189,14 @@ def _restore_trackable(
         raise CheckpointMismatchError(
             path, missing=missing, unexpected=unexpected, mismatched=mismatched
         )
-    status = tf.train.Checkpoint(**roots).read(path)
     try:
+        status = tf.train.Checkpoint(**roots).read(path)
         status.expect_partial().assert_existing_objects_matched()
+        return _global_step(reader, layout, path)
     except AssertionError as error:
         raise CheckpointError(f"restoring {path} left variables unset: {error}", path) from error
-    return _global_step(reader, layout, path)
+    except read_errors as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}", path) from error
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:
@@ -234,6 +245,8 @@ def find_mismatches(
         if root_node is None:
             continue
         for path, node in _saved_variables(graph, root_node):
+            if path[:1] == (_KERAS_OPTIMIZER,) and is_keras_model(root):
+                continue
             if _follow_python(root, path) is None:
                 key = graph.nodes[node].attributes[0].checkpoint_key
                 unexpected.append(f"{'/'.join((root_name, *path))} {list(shapes.get(key, []))}")

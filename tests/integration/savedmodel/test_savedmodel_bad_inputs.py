@@ -74,6 +74,40 @@ def test_an_unreadable_checkpoint_is_named(trained_example: TrainedExample, tmp_
     assert not (tmp_path / "export").exists()
 
 
+def test_a_truncated_data_file_is_named(trained_example: TrainedExample, tmp_path: Path) -> None:
+    """The checkpoint reader raises IndexError here; it must still be a CheckpointError (bad
+    input: the operators fail without retrying a checkpoint that can never be read)."""
+    source = Path(trained_example.latest)
+    for path in source.parent.glob(source.name + ".*"):
+        shutil.copy(path, tmp_path / path.name)
+    (data,) = tmp_path.glob(source.name + ".data-*")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    broken = str(tmp_path / source.name)
+    with pytest.raises(CheckpointError, match=f"cannot read checkpoint {broken}"):
+        write_saved_model(example.definition, broken, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize(
+    ("assets_extra", "expected"),
+    [
+        ({"x.txt": None}, "assets_extra source for 'x.txt' must be a local file path, got None"),
+        ({1: "/etc/hostname"}, "assets_extra destination 1 must be a path string"),
+    ],
+)
+def test_assets_extra_of_the_wrong_type_are_named(
+    trained_example: TrainedExample, tmp_path: Path, assets_extra: Any, expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        write_saved_model(
+            example.definition,
+            trained_example.latest,
+            tmp_path / "export",
+            assets_extra=assets_extra,
+        )
+    assert not (tmp_path / "export").exists()
+
+
 @pytest.mark.parametrize(
     ("variant", "error_part", "names"),
     [
@@ -158,7 +192,7 @@ def test_an_unreadable_keras_weights_file_is_named(tmp_path: Path) -> None:
         ("/abs/file.txt", "present.txt", "is absolute"),
         ("../escape.txt", "present.txt", "contains '..'"),
         ("", "present.txt", "is empty"),
-        ("fine.txt", "missing.txt", "is not an existing file"),
+        ("fine.txt", "missing.txt", "is not an existing local file"),
     ],
 )
 def test_bad_assets_extra_are_rejected_before_anything_is_written(

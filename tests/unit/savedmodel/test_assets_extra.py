@@ -59,9 +59,9 @@ def test_bad_destinations_are_rejected(source: Path, destination: str, expected:
 
 
 def test_missing_sources_and_directories_are_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="is not an existing file"):
+    with pytest.raises(ValueError, match="is not an existing local file"):
         plan_assets_extra({"x.txt": str(tmp_path / "missing.txt")})
-    with pytest.raises(ValueError, match="is not an existing file"):
+    with pytest.raises(ValueError, match="is not an existing local file"):
         plan_assets_extra({"x.txt": str(tmp_path)})
 
 
