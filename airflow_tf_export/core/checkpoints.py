@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 
 STATE_FILENAME = "checkpoint"
+# Keras weights files (`model.save_weights("ckpt-<step>.weights.h5")`) are single files.
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
 _FIELD = re.compile(r'^\s*(\w+)\s*:\s*(?:"((?:[^"\\]|\\.)*)"|([-+0-9.eE]+))\s*$')
 _STEP_SUFFIX = re.compile(r"-(\d+)$")
@@ -53,6 +55,19 @@ def checkpoint_step(prefix: str) -> int | None:
     """The number a checkpoint prefix ends with (`ckpt-1200`, `model.ckpt-1200`), or None."""
     match = _STEP_SUFFIX.search(prefix.rstrip("/").rsplit("/", 1)[-1])
     return int(match.group(1)) if match else None
+
+
+def is_keras_weights(path: str) -> bool:
+    """Whether `path` names a Keras weights file (`<name>.weights.h5`), not a TF prefix."""
+    return path.rstrip("/").endswith(KERAS_WEIGHTS_SUFFIX)
+
+
+def keras_weights_step(path: str) -> int | None:
+    """The number before `.weights.h5` (`ckpt-1200.weights.h5` -> 1200), or None when the
+    name is not `<name>-<step>.weights.h5`."""
+    if not is_keras_weights(path):
+        return None
+    return checkpoint_step(path.rstrip("/")[: -len(KERAS_WEIGHTS_SUFFIX)])
 
 
 def checkpoint_prefix(filename: str) -> str | None:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_tf_export.core.checkpoints import checkpoint_prefix
 from airflow_tf_export.core.comparison import loss_smaller
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.metadata import ExportMetadata, Lineage
@@ -39,7 +38,11 @@ from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators._args import parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
 from airflow_tf_export.storage.base import BucketNotFoundError, Storage, WrittenModel
-from airflow_tf_export.storage.checkpoints import ResolvedCheckpoint, resolve_checkpoint
+from airflow_tf_export.storage.checkpoints import (
+    ResolvedCheckpoint,
+    checkpoint_files,
+    resolve_checkpoint,
+)
 from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import parse_uri
@@ -80,18 +83,14 @@ def lineage_from(context: Context) -> Lineage | None:
 
 
 @contextmanager
-def local_checkpoint(storage: Storage, prefix: str) -> Iterator[str]:
-    """The checkpoint's files (`.index`, `.data-*`) copied into a local temporary directory
-    through Storage (GCS and local alike); yields the local checkpoint prefix."""
-    parent, _, base = prefix.rpartition("/")
-    names = [
-        e.name
-        for e in storage.list_dir(parent)
-        if not e.is_dir and checkpoint_prefix(e.name) == base
-    ]
+def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
+    """The checkpoint's files (a TF prefix's `.index` and `.data-*`, or a Keras
+    `.weights.h5` file) copied into a local temporary directory through Storage (GCS and
+    local alike); yields the local checkpoint path, named as the original."""
+    parent, names = checkpoint_files(storage, checkpoint)
     with tempfile.TemporaryDirectory(prefix="tf-export-ckpt-") as local:
         storage.download_dir(parent, Path(local), names)
-        yield str(Path(local) / base)
+        yield str(Path(local) / checkpoint.rstrip("/").rpartition("/")[2])
 
 
 class SavedModelExportOperator(BaseOperator):
@@ -103,8 +102,8 @@ class SavedModelExportOperator(BaseOperator):
     :param model_dir: local path or `gs://bucket/prefix` holding the checkpoints. (templated)
     :param export_dir_base: where versions are published; default `<model_dir>/export/<name>`.
         (templated)
-    :param checkpoint_path: checkpoint prefix to export; default: the latest in the
-        `checkpoint` state file. (templated)
+    :param checkpoint_path: checkpoint prefix to export, or a Keras `<name>-<step>.weights.h5`
+        file; default: the latest in the `checkpoint` state file. (templated)
     :param modes: SavedModel modes to write into one SavedModel sharing one set of variables:
         `("serve",)`, or `("train", "eval", "serve")` as export_all_saved_models did.
     :param assets_extra: `{destination inside assets.extra: source file}`. (templated)

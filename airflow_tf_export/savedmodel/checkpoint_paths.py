@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 
-from airflow_tf_export.core.checkpoints import checkpoint_step
+from airflow_tf_export.core.checkpoints import (
+    KERAS_WEIGHTS_SUFFIX,
+    checkpoint_step,
+    is_keras_weights,
+    keras_weights_step,
+)
 from airflow_tf_export.savedmodel.errors import CheckpointError
-from airflow_tf_export.storage.checkpoints import INDEX_SUFFIX, recorded_checkpoint
+from airflow_tf_export.storage.checkpoints import (
+    INDEX_SUFFIX,
+    checkpoint_file,
+    recorded_checkpoint,
+)
 from airflow_tf_export.storage.local import LocalStorage
-
-KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 
 
 def resolve_checkpoint(model_dir: str, checkpoint_path: str | None) -> str:
@@ -28,9 +35,7 @@ def resolve_checkpoint(model_dir: str, checkpoint_path: str | None) -> str:
 
 def checkpoint_exists(path: str) -> bool:
     """A TF checkpoint prefix with its `.index` file, or a Keras `.weights.h5` file."""
-    if path.endswith(KERAS_WEIGHTS_SUFFIX):
-        return os.path.isfile(path)
-    return os.path.isfile(path + INDEX_SUFFIX)
+    return os.path.isfile(checkpoint_file(path))
 
 
 def require_checkpoint(path: str) -> None:
@@ -45,6 +50,4 @@ def require_checkpoint(path: str) -> None:
 
 def step_from_name(path: str) -> int | None:
     """The step a checkpoint's name ends with (`ckpt-1200`, `ckpt-1200.weights.h5`), or None."""
-    if path.endswith(KERAS_WEIGHTS_SUFFIX):
-        path = path[: -len(KERAS_WEIGHTS_SUFFIX)]
-    return checkpoint_step(path)
+    return keras_weights_step(path) if is_keras_weights(path) else checkpoint_step(path)

@@ -3,6 +3,8 @@
 The one checkpoint resolver of the product, for local disk and GCS alike: the operators call
 it with the model dir's backend and savedmodel with LocalStorage. The `checkpoint` state file
 is parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does.
+A Keras weights file (`<name>-<step>.weights.h5`) is a checkpoint of its own: it exists when
+that one file does. Keras writes no state file, so it is only used when named explicitly.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow_tf_export.core.checkpoints import (
+    KERAS_WEIGHTS_SUFFIX,
     STATE_FILENAME,
     CheckpointState,
     CheckpointStateError,
+    checkpoint_prefix,
     checkpoint_step,
+    is_keras_weights,
+    keras_weights_step,
     parse_checkpoint_state,
 )
 from airflow_tf_export.storage.base import BucketNotFoundError, Storage, StorageNotFoundError
@@ -31,7 +37,8 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class ResolvedCheckpoint:
-    """A checkpoint prefix of the model dir (as a URI) and the global step in its name."""
+    """A checkpoint of the model dir (as a URI: a TF checkpoint prefix or a Keras weights
+    file) and the global step in its name."""
 
     path: str
     step: int
@@ -41,16 +48,29 @@ def resolve_checkpoint(
     storage: Storage, model_dir: str, checkpoint_path: str | None, *, step: int | None = None
 ) -> ResolvedCheckpoint:
     """The checkpoint to export: `checkpoint_path` if given (relative to `model_dir` unless
-    absolute), else `recorded_checkpoint(storage, model_dir, step=step)`. Its name must end
-    with its global step, as tf.train.CheckpointManager names checkpoints."""
+    absolute; a TF checkpoint prefix or a Keras `.weights.h5` file), else
+    `recorded_checkpoint(storage, model_dir, step=step)`. Its name must end with its global
+    step, as tf.train.CheckpointManager names checkpoints (`ckpt-1200`), or as
+    `ckpt-1200.weights.h5` for a Keras weights file."""
     if checkpoint_path:
         prefix = _absolute(storage, model_dir, checkpoint_path)
         if not _is_checkpoint(storage, prefix):
             raise CheckpointError(
-                f"checkpoint {prefix!r} not found: {prefix}{INDEX_SUFFIX} does not exist", prefix
+                f"checkpoint {prefix!r} not found: {checkpoint_file(prefix)} does not exist",
+                prefix,
             )
     else:
         prefix = recorded_checkpoint(storage, model_dir, step=step)
+    if is_keras_weights(prefix):
+        found = keras_weights_step(prefix)
+        if found is None:
+            raise CheckpointError(
+                f"Keras weights file {prefix!r} is not named for its global step: save it "
+                f"as '<name>-<global step>{KERAS_WEIGHTS_SUFFIX}' (e.g. "
+                f"model.save_weights('ckpt-1200{KERAS_WEIGHTS_SUFFIX}'))",
+                prefix,
+            )
+        return ResolvedCheckpoint(prefix, found)
     found = checkpoint_step(prefix)
     if found is None:
         raise CheckpointError(
@@ -59,6 +79,26 @@ def resolve_checkpoint(
             prefix,
         )
     return ResolvedCheckpoint(prefix, found)
+
+
+def checkpoint_file(checkpoint: str) -> str:
+    """The file whose existence makes `checkpoint` a checkpoint: a Keras weights file itself,
+    else the TF checkpoint prefix's `.index` file."""
+    return checkpoint if is_keras_weights(checkpoint) else checkpoint + INDEX_SUFFIX
+
+
+def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]:
+    """The directory of `checkpoint` and the names of the files in it that make it up: the
+    Keras weights file itself, or the TF checkpoint prefix's `.index` and `.data-*` files."""
+    parent, _, base = checkpoint.rstrip("/").rpartition("/")
+    if is_keras_weights(base):
+        return parent, [base]
+    names = [
+        e.name
+        for e in storage.list_dir(parent)
+        if not e.is_dir and checkpoint_prefix(e.name) == base
+    ]
+    return parent, names
 
 
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
@@ -96,7 +136,8 @@ def _read_state(storage: Storage, model_dir: str, state_uri: str) -> CheckpointS
     except StorageNotFoundError:
         raise CheckpointError(
             f"no checkpoint in {model_dir}: {state_uri} does not exist; pass checkpoint_path "
-            "or train first",
+            "or train first (Keras weights files, `<name>-<step>.weights.h5`, always need an "
+            "explicit checkpoint_path: Keras writes no checkpoint state file)",
             model_dir,
         ) from None
     except (BucketNotFoundError, UnicodeDecodeError) as err:
@@ -120,9 +161,9 @@ def _absolute(storage: Storage, model_dir: str, path: str) -> str:
 
 
 def _is_checkpoint(storage: Storage, prefix: str) -> bool:
-    """Whether `prefix.index` exists; a URI this backend cannot reach (a recorded path of
-    another backend) holds no checkpoint for it."""
+    """Whether `checkpoint_file(prefix)` exists; a URI this backend cannot reach (a recorded
+    path of another backend) holds no checkpoint for it."""
     try:
-        return storage.exists(prefix + INDEX_SUFFIX)
+        return storage.exists(checkpoint_file(prefix))
     except ValueError:
         return False

@@ -1,0 +1,109 @@
+"""Keras weights files (`<name>-<step>.weights.h5`) through the one checkpoint resolver, on
+local disk: an explicit checkpoint_path resolves when that one file exists, the step comes
+from its name, and only that file is downloaded. The GCS side runs through the operators in
+tests/integration/operators/test_operators_keras_weights.py.
+
+The weights files here are empty stand-ins: resolution reads only file names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_tf_export.storage.checkpoints import (
+    CheckpointError,
+    ResolvedCheckpoint,
+    checkpoint_files,
+    resolve_checkpoint,
+)
+from airflow_tf_export.storage.local import LocalStorage
+
+
+def weights_dir(root: Path, *names: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (root / name).write_bytes(b"")
+    return root
+
+
+@pytest.mark.parametrize("given", ["absolute", "relative"])
+def test_an_explicit_weights_file_resolves_with_the_step_of_its_name(
+    tmp_path: Path, given: str
+) -> None:
+    model = weights_dir(tmp_path / "model", "ckpt-7.weights.h5", "ckpt-14.weights.h5")
+    path = str(model / "ckpt-7.weights.h5") if given == "absolute" else "ckpt-7.weights.h5"
+    assert resolve_checkpoint(LocalStorage(), str(model), path) == ResolvedCheckpoint(
+        str(model / "ckpt-7.weights.h5"), 7
+    )
+
+
+def test_a_weights_file_needs_no_index_file_and_no_state_file(tmp_path: Path) -> None:
+    model = weights_dir(tmp_path, "ckpt-3.weights.h5")
+    resolved = resolve_checkpoint(LocalStorage(), str(model), "ckpt-3.weights.h5")
+    assert resolved.step == 3
+    assert not (model / "checkpoint").exists()
+    assert not (model / "ckpt-3.weights.h5.index").exists()
+
+
+def test_a_missing_weights_file_names_the_file_itself(tmp_path: Path) -> None:
+    missing = str(tmp_path / "ckpt-7.weights.h5")
+    with pytest.raises(CheckpointError, match="not found") as raised:
+        resolve_checkpoint(LocalStorage(), str(tmp_path), missing)
+    assert str(raised.value) == f"checkpoint {missing!r} not found: {missing} does not exist"
+    assert ".index" not in str(raised.value)
+    assert raised.value.path == missing
+
+
+@pytest.mark.parametrize("name", ["model.weights.h5", "ckpt-7-final.weights.h5"])
+def test_a_weights_file_not_named_for_its_step_is_rejected_with_the_expected_form(
+    tmp_path: Path, name: str
+) -> None:
+    model = weights_dir(tmp_path, name)
+    with pytest.raises(CheckpointError, match="is not named for its global step") as raised:
+        resolve_checkpoint(LocalStorage(), str(model), name)
+    message = str(raised.value)
+    assert repr(str(model / name)) in message
+    assert "'<name>-<global step>.weights.h5'" in message
+    assert "ckpt-1200.weights.h5" in message
+    assert raised.value.path == str(model / name)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_without_a_state_file_the_error_says_weights_files_need_checkpoint_path(
+    tmp_path: Path,
+) -> None:
+    model = weights_dir(tmp_path, "ckpt-7.weights.h5")
+    with pytest.raises(CheckpointError, match=f"no checkpoint in {model}") as raised:
+        resolve_checkpoint(LocalStorage(), str(model), None)
+    message = str(raised.value)
+    assert "Keras weights files" in message
+    assert "explicit checkpoint_path" in message
+    assert "Keras writes no checkpoint state file" in message
+
+
+def test_a_state_file_may_name_a_weights_file(tmp_path: Path) -> None:
+    """Keras writes none, but a hand-written one is honoured like any recorded path."""
+    model = weights_dir(tmp_path, "ckpt-7.weights.h5")
+    (model / "checkpoint").write_text('model_checkpoint_path: "ckpt-7.weights.h5"\n')
+    assert resolve_checkpoint(LocalStorage(), str(model), None) == ResolvedCheckpoint(
+        str(model / "ckpt-7.weights.h5"), 7
+    )
+
+
+def test_checkpoint_files_of_a_weights_file_is_that_one_file(tmp_path: Path) -> None:
+    model = weights_dir(
+        tmp_path,
+        "ckpt-7.weights.h5",
+        "ckpt-70.weights.h5",
+        "ckpt-7.index",
+        "ckpt-7.data-00000-of-00001",
+    )
+    storage = LocalStorage()
+    assert checkpoint_files(storage, str(model / "ckpt-7.weights.h5")) == (
+        str(model),
+        ["ckpt-7.weights.h5"],
+    )
+    parent, names = checkpoint_files(storage, str(model / "ckpt-7"))
+    assert (parent, sorted(names)) == (str(model), ["ckpt-7.data-00000-of-00001", "ckpt-7.index"])
