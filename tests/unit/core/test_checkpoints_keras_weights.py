@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_tf_export.core.checkpoints import (
     checkpoint_prefix,
@@ -36,3 +38,15 @@ def test_keras_weights_files_are_told_apart_from_tf_checkpoint_prefixes() -> Non
     # The TF helpers are unchanged: a weights file is neither a prefix nor a prefix's file.
     assert checkpoint_step("ckpt-7.weights.h5") is None
     assert checkpoint_prefix("ckpt-7.weights.h5") is None
+
+
+@given(
+    st.from_regex(r"(gs://[a-z]{3,8}/|/)?([a-z0-9_]{1,6}/){0,3}", fullmatch=True),
+    st.from_regex(r"[a-z][a-z0-9_.]{0,10}", fullmatch=True),
+    st.integers(0, 10**12),
+)
+def test_the_step_round_trips_through_the_name(directory: str, name: str, step: int) -> None:
+    path = f"{directory}{name}-{step}.weights.h5"
+    assert is_keras_weights(path)
+    assert keras_weights_step(path) == step
+    assert keras_weights_step(f"{directory}{name}-{step}") is None
