@@ -35,7 +35,9 @@ _VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # TF1 name-based checkpoints call it `global_step`; object-based ones use the training code's key.
 _TF1_STEP_NAME = "global_step"
 # A compiled Keras model tracks its optimizer as this attribute, so checkpoints and weights
-# files of a compiled model hold optimizer state under it: not model state, not a mismatch.
+# files of a compiled model hold optimizer state under it. Extra state there is not a
+# mismatch (build_model may return the model uncompiled); a build_model that compiles needs
+# a checkpoint holding that state (its variables are missing otherwise).
 _KERAS_OPTIMIZER = "optimizer"
 
 
