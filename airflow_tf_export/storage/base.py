@@ -14,6 +14,11 @@ from typing import Protocol
 
 from airflow_tf_export.core.metadata import ExportMetadata
 
+# The exporter lock's name in the exporter dir (a file on local disk, an object on GCS):
+# neither a version (all digits) nor a staging entry (`temp-`), so scans and retention
+# ignore it and TF Serving never sees it.
+EXPORTER_LOCK_NAME = ".airflow-tf-export.lock"
+
 
 class StorageError(Exception):
     """A storage operation failed; the message names the URI."""

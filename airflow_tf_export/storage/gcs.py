@@ -48,6 +48,7 @@ from typing import Any
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
 from airflow_tf_export.core.versions import next_version, parse_version, staging_name
 from airflow_tf_export.storage.base import (
+    EXPORTER_LOCK_NAME,
     BucketNotFoundError,
     Entry,
     StorageError,
@@ -64,9 +65,6 @@ CLAIM_PREFIX = staging_name("claim-")
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
-# The local lock file's name: neither a version (all digits) nor a staging entry (`temp-`),
-# so scans and retention ignore it and TF Serving never sees it.
-LOCK_NAME = ".airflow-tf-export.lock"
 DEFAULT_LOCK_LEASE_SECONDS = 60.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
 _LOCK_MAX_BACKOFF_SECONDS = 2.0
@@ -118,6 +116,8 @@ class GcsStorage:
         self._max_workers = max_workers
         self._lock_lease = lock_lease_seconds
         self._lock_timeout = lock_timeout_seconds
+        # Exporter dirs whose lock this storage held and lost (see exporter_lock).
+        self._lost_locks: set[str] = set()
 
     def join(self, base: str, *parts: str) -> str:
         """`gs://bucket/prefix/part/...`."""
@@ -273,15 +273,20 @@ class GcsStorage:
         holds it, retry with backoff, up to `lock_timeout_seconds` (then StorageError). The
         object records its owner and `expires_at` (now + `lock_lease_seconds`); the holder
         renews it every third of the lease, so a live holder keeps it however long its
-        publish takes. A holder that died leaves a lock that expires: a waiter then deletes
+        publish takes. If renewing fails until the lease expires (a GCS outage), the lock
+        counts as lost: `publish_version` into that exporter dir then raises a (retryable)
+        StorageError instead of publishing. A holder that died leaves a lock that expires: a
+        waiter then deletes
         it with `ifGenerationMatch=<its generation>`, so of two waiters only one removes it,
         and neither can remove a lock renewed or re-taken meanwhile. Release deletes the
         lock with the holder's generation. Expiry compares wall clocks, which must agree to
         well within a lease.
         """
-        lock = self._child(self._parse(exporter_uri), LOCK_NAME)
+        exporter = self._parse(exporter_uri)
+        lock = self._child(exporter, EXPORTER_LOCK_NAME)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         held = [self._acquire_lock(lock, owner)]
+        expires_at = [time.time() + self._lock_lease]
         released = threading.Event()
 
         def keep_renewing() -> None:
@@ -290,11 +295,15 @@ class GcsStorage:
                     renewed = self._write_lock(lock, owner, held[0])
                 except StorageError as err:
                     log.warning("could not renew the exporter lock %s: %s", lock, err)
-                    continue
+                    if time.time() < expires_at[0]:
+                        continue
+                    renewed = None  # expired: another writer may take it over now
                 if renewed is None:
-                    log.error("the exporter lock %s expired and was taken by another writer", lock)
+                    log.error("lost the exporter lock %s: its lease expired", lock)
+                    self._lost_locks.add(str(exporter))
                     return
                 held[0] = renewed
+                expires_at[0] = time.time() + self._lock_lease
 
         keeper = threading.Thread(target=keep_renewing, name=f"lease {lock}", daemon=True)
         keeper.start()
@@ -303,6 +312,7 @@ class GcsStorage:
         finally:
             released.set()
             keeper.join()
+            self._lost_locks.discard(str(exporter))
             self._release_lock(lock, held[0])
 
     def _acquire_lock(self, lock: StorageUri, owner: str) -> int:
@@ -343,6 +353,8 @@ class GcsStorage:
 
         expires_at = time.time() + self._lock_lease
         info = {"owner": owner, "expires_at": f"{expires_at:.3f}"}
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         blob = self._client.bucket(lock.bucket).blob(lock.path)
         blob.metadata = info
         with self._errors(lock):
@@ -351,6 +363,12 @@ class GcsStorage:
                     json.dumps(info).encode(),
                     content_type="application/json",
                     if_generation_match=generation_match,
+                    # A renewal retried past a third of the lease would be too late anyway.
+                    retry=(
+                        DEFAULT_RETRY.with_timeout(self._lock_lease / 3)
+                        if generation_match
+                        else DEFAULT_RETRY
+                    ),
                 )
             except PreconditionFailed:
                 # A retried request whose first attempt succeeded also gets 412: then
@@ -387,9 +405,15 @@ class GcsStorage:
         *,
         now_seconds: int | None = None,
     ) -> ExportMetadata:
-        """Claim a version, upload the SavedModel (`saved_model.pb` last), then the metadata."""
+        """Claim a version, upload the SavedModel (`saved_model.pb` last), then the metadata.
+        Refused when this storage held the exporter lock of `exporter_uri` and lost it."""
         check_publishable(source_dir)
         exporter = self._parse(exporter_uri)
+        if str(exporter) in self._lost_locks:
+            raise StorageError(
+                f"lost the exporter lock of {exporter} (its lease expired while renewing "
+                "failed), so another writer may be deciding: not publishing; retry the export"
+            )
         manifest = build_manifest(source_dir)
         token = uuid.uuid4().hex
         version, claim = self._claim_next_version(exporter, token, now_seconds)

@@ -20,13 +20,15 @@ from airflow_tf_export.core.versions import (
     parse_version,
     staging_name,
 )
-from airflow_tf_export.storage.base import Entry, StorageError, StorageNotFoundError
+from airflow_tf_export.storage.base import (
+    EXPORTER_LOCK_NAME,
+    Entry,
+    StorageError,
+    StorageNotFoundError,
+)
 from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
 from airflow_tf_export.storage.uris import parse_uri
 
-# TF Serving ignores names that are not integers, and retention ignores names that are
-# neither versions nor staging directories, so the lock file is left alone by both.
-LOCK_FILENAME = ".airflow-tf-export.lock"
 _RENAME_CONFLICTS = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
 _MAX_PUBLISH_ATTEMPTS = 1000
 
@@ -203,7 +205,7 @@ class LocalStorage:
     @contextmanager
     def exporter_lock(self, exporter_uri: str) -> Iterator[None]:
         """An exclusive fcntl lock on `<exporter>/.airflow-tf-export.lock` (blocks)."""
-        lock_path = self._ensure_dir(exporter_uri) / LOCK_FILENAME
+        lock_path = self._ensure_dir(exporter_uri) / EXPORTER_LOCK_NAME
         with _os_errors(lock_path):
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

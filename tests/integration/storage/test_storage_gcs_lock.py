@@ -27,16 +27,17 @@ from gcs_fixtures import (
     _uploaded_object_name,
     emulator_client,
 )
-from storage_test_models import write_model_files
+from storage_test_models import template, write_model_files
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.strategies import BestStrategy, Candidate, LatestStrategy
 from airflow_tf_export.storage import StorageError
+from airflow_tf_export.storage.base import EXPORTER_LOCK_NAME
 from airflow_tf_export.storage.export_flow import export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
-from airflow_tf_export.storage.gcs import LOCK_NAME, GcsStorage
+from airflow_tf_export.storage.gcs import GcsStorage
 
-LOCK = f"m/export/e/{LOCK_NAME}"
+LOCK = f"m/export/e/{EXPORTER_LOCK_NAME}"
 
 
 class GenerationEnforcingProxy(RecordingProxy):
@@ -338,3 +339,45 @@ def test_concurrent_best_exports_never_publish_a_worse_model_as_newest(
         losses = _best_race(storage, f"gs://{bucket}/m{run}/export/best")
         assert losses in ([0.3], [0.4, 0.3]), losses
         assert all(a > b for a, b in itertools.pairwise(losses))
+
+
+def test_a_holder_that_lost_its_lease_does_not_publish(
+    proxy: GenerationEnforcingProxy, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals fail until the lease expires (a GCS outage for this holder only, which
+    cannot be produced here for one client: the failure is injected into its renewals);
+    a waiter takes the lock over, and the holder's publish is refused, retryably."""
+    uri = f"gs://{bucket}/m/export/e"
+    holder, waiter = _storage(proxy, lock_lease_seconds=1.5), _storage(proxy)
+    renew = holder._write_lock
+
+    def failing_renewal(lock: Any, owner: str, generation_match: int) -> int | None:
+        if generation_match != 0:
+            raise StorageError(f"{lock}: GCS unreachable (transient, retry later)")
+        return renew(lock, owner, generation_match)
+
+    monkeypatch.setattr(holder, "_write_lock", failing_renewal)
+    inside, taken_over = threading.Event(), threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def hold() -> None:
+        with holder.exporter_lock(uri), holder.staging_dir(uri) as staging:
+            inside.set()
+            write_model_files(staging, 10)
+            assert taken_over.wait(30)
+            try:
+                holder.publish_version(staging, uri, template(10))
+                outcome.append(None)
+            except StorageError as error:
+                outcome.append(error)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(10)
+    with waiter.exporter_lock(uri):
+        taken_over.set()
+        thread.join(60)
+    (error,) = outcome
+    assert error is not None and "lost the exporter lock" in str(error)
+    assert not isinstance(error, ValueError)
+    assert ExporterDir(waiter, uri).committed() == []

@@ -12,8 +12,9 @@ import pytest
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
 from airflow_tf_export.storage import StorageError, StorageNotFoundError
+from airflow_tf_export.storage.base import EXPORTER_LOCK_NAME
 from airflow_tf_export.storage.exporter_dir import ExporterDir
-from airflow_tf_export.storage.local import LOCK_FILENAME, LocalStorage
+from airflow_tf_export.storage.local import LocalStorage
 
 NOW = 1_800_000_000
 TEMPLATE = ExportMetadata(
@@ -74,7 +75,7 @@ def test_the_exporter_lock_excludes_other_processes(tmp_path: Path) -> None:
         "import fcntl, sys; fd = open(sys.argv[1], 'a');"
         "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
     )
-    lock_path = str(Path(exporter) / LOCK_FILENAME)
+    lock_path = str(Path(exporter) / EXPORTER_LOCK_NAME)
     with storage.exporter_lock(exporter):
         held = subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True)
         assert held.returncode != 0 and b"BlockingIOError" in held.stderr
