@@ -33,7 +33,7 @@ from airflow_tf_export.operators.export import (
     SavedModelExportOperator,
     best_strategy,
 )
-from airflow_tf_export.storage.uris import parse_uri
+from airflow_tf_export.storage.uris import exporter_uri, parse_uri
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _IMPORT_STRING = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
@@ -152,9 +152,7 @@ def exporter_dir_uri(model_dir: str, spec: ExporterSpec) -> str:
     """Where the exporter publishes: its `export_dir_base`, else `<model_dir>/export/<name>`
     (the export operators' default), computed without touching storage."""
     base = spec.options.get("export_dir_base")
-    if isinstance(base, str) and base:
-        return base
-    return f"{parse_uri(model_dir)}/export/{spec.name}"
+    return exporter_uri(model_dir, spec.name, base if isinstance(base, str) and base else None)
 
 
 def template_arguments(

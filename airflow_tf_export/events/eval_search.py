@@ -4,21 +4,32 @@ sensor's poke and the trigger both run exactly this."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.eval_wait import EvalWait, select_result
 from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.uris import exporter_uri
 
 
-def find_eval_result(reader: EvalDirReader, wait: EvalWait, model_dir: str) -> EvalResult | None:
-    """Read what is new in the eval event files and select the awaited result."""
+def find_eval_result(
+    reader: EvalDirReader,
+    wait: EvalWait,
+    model_dir: str,
+    storage_for: Callable[[str], Storage] | None = None,
+) -> EvalResult | None:
+    """Read what is new in the eval event files and select the awaited result.
+
+    `storage_for` opens the exporter dir of a `newer_than_exporter` wait, which may live on
+    another backend than the event files (default: the event files' storage).
+    """
     reader.refresh()
     exported_step = None
     if wait.newer_than_exporter is not None:
-        storage = reader.storage
-        exporter_uri = wait.export_dir_base or storage.join(
-            model_dir, "export", wait.newer_than_exporter
-        )
-        newest = ExporterDir(storage, exporter_uri).newest_committed()
+        uri = exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
+        storage = reader.storage if storage_for is None else storage_for(uri)
+        newest = ExporterDir(storage, uri).newest_committed()
         exported_step = None if newest is None else newest.global_step
     return select_result(reader.newest_first(), wait, exported_step)

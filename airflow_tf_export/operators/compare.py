@@ -28,12 +28,12 @@ from airflow_tf_export.operators.export import (
     DEFAULT_CONN_ID,
     best_strategy,
     check_event_file_pattern,
-    default_export_dir_base,
     eval_result_from_events,
     failing_on_bad_input,
 )
 from airflow_tf_export.storage.checkpoints import resolve_checkpoint
 from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.uris import exporter_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -107,7 +107,7 @@ class CompareOperator(BaseOperator):
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
         storage = hook.storage_for(self.model_dir)
         with failing_on_bad_input(f"compare for best exporter {self.name!r}"):
-            base = self.export_dir_base or default_export_dir_base(self.model_dir, self.name)
+            base = exporter_uri(self.model_dir, self.name, self.export_dir_base)
             exporter = ExporterDir(hook.storage_for(base), base)
             check_event_file_pattern(self.event_file_pattern)
             given = parse_eval_result(self.eval_result)

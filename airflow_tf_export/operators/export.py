@@ -45,7 +45,7 @@ from airflow_tf_export.storage.checkpoints import (
 )
 from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
-from airflow_tf_export.storage.uris import parse_uri
+from airflow_tf_export.storage.uris import exporter_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,11 +61,6 @@ def failing_on_bad_input(what: str) -> Iterator[None]:
         yield
     except ValueError as err:
         raise AirflowFailException(f"{what}: {err}") from err
-
-
-def default_export_dir_base(model_dir: str, name: str) -> str:
-    """`<model_dir>/export/<name>`, where train_and_evaluate put each exporter's versions."""
-    return str(parse_uri(f"{model_dir.rstrip('/')}/export/{name}"))
 
 
 def lineage_from(context: Context) -> Lineage | None:
@@ -177,7 +172,7 @@ class SavedModelExportOperator(BaseOperator):
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
         model_storage = hook.storage_for(self.model_dir)
         with failing_on_bad_input(f"{self.strategy_kind} export {self.name!r}"):
-            base = self.export_dir_base or default_export_dir_base(self.model_dir, self.name)
+            base = exporter_uri(self.model_dir, self.name, self.export_dir_base)
             exporter = ExporterDir(hook.storage_for(base), base)
             write = self._writer(model_storage)
             eval_result = self.given_eval_result()
@@ -285,13 +280,13 @@ class SavedModelExportOperator(BaseOperator):
 
 def _static_exporter_uri(model_dir: object, export_dir_base: object, name: str) -> str | None:
     """The exporter dir's URI when no template decides it (else None: known only at run time)."""
-    base = model_dir if export_dir_base is None else export_dir_base
-    if not isinstance(base, str) or "{{" in base or "{%" in base:
+    deciding = model_dir if export_dir_base is None else export_dir_base
+    if not isinstance(deciding, str) or "{{" in deciding or "{%" in deciding:
         return None
     try:
         if export_dir_base is None:
-            return default_export_dir_base(base, name)
-        return str(parse_uri(base))
+            return exporter_uri(deciding, name)
+        return exporter_uri(str(model_dir), name, deciding)
     except ValueError:
         return None  # execute() reports the bad URI
 

@@ -142,7 +142,7 @@ class EvalMetricsSensor(BaseSensorOperator):
         wait = self._wait()
         reader = EvalDirReader(self._storage(), self.model_dir, self.event_file_pattern)
         try:
-            result = find_eval_result(reader, wait, self.model_dir)
+            result = find_eval_result(reader, wait, self.model_dir, self._hook().storage_for)
         except BucketNotFoundError as error:
             raise AirflowFailException(str(error)) from None
         stats = reader.totals
@@ -206,8 +206,11 @@ class EvalMetricsSensor(BaseSensorOperator):
         except ValueError as error:
             raise AirflowFailException(f"{self.task_id}: {error}") from None
 
+    def _hook(self) -> StorageHook:
+        return StorageHook(gcp_conn_id=self.gcp_conn_id)
+
     def _storage(self) -> Storage:
-        return StorageHook(gcp_conn_id=self.gcp_conn_id).storage_for(self.model_dir)
+        return self._hook().storage_for(self.model_dir)
 
     def _trigger(self, wait: EvalWait) -> EvalMetricsTrigger:
         return EvalMetricsTrigger(

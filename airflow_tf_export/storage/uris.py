@@ -72,3 +72,9 @@ def _parse_gcs(uri: str, bucket: str, path: str) -> StorageUri:
     if any(s in (".", "..") for s in segments):
         raise ValueError(f"GCS URI {uri!r} must not contain '.' or '..' segments")
     return StorageUri(GCS_SCHEME, bucket, "/".join(segments))
+
+
+def exporter_uri(model_dir: str, name: str, export_dir_base: str | None = None) -> str:
+    """Where an exporter publishes: `export_dir_base` if given, else `<model_dir>/export/<name>`
+    (where train_and_evaluate put each exporter's versions); normalised, without I/O."""
+    return str(parse_uri(export_dir_base or f"{model_dir.rstrip('/')}/export/{name}"))

@@ -128,7 +128,9 @@ class EvalMetricsTrigger(BaseTrigger):
                 )
             )
             try:
-                result = await asyncio.to_thread(find_eval_result, reader, wait, self.model_dir)
+                result = await asyncio.to_thread(
+                    find_eval_result, reader, wait, self.model_dir, self._hook.storage_for
+                )
             except CONFIGURATION_ERRORS as error:
                 yield _error(ERROR_KIND_CONFIGURATION, error)
                 return
@@ -146,8 +148,12 @@ class EvalMetricsTrigger(BaseTrigger):
                 return
             self.log.debug(why_not_found(reader.newest_first(), wait))
 
+    @property
+    def _hook(self) -> StorageHook:
+        return StorageHook(gcp_conn_id=self.gcp_conn_id)
+
     def _open_reader(self) -> EvalDirReader:
-        storage = StorageHook(gcp_conn_id=self.gcp_conn_id).storage_for(self.model_dir)
+        storage = self._hook.storage_for(self.model_dir)
         return EvalDirReader(storage, self.model_dir, self.event_file_pattern)
 
 

@@ -111,3 +111,39 @@ async def test_the_trigger_reports_a_missing_bucket_as_configuration(
     event = await asyncio.wait_for(anext(trigger.run()), 30)  # type: ignore[arg-type]
     assert (event.payload["status"], event.payload["kind"]) == ("error", "configuration")
     assert "no-such-bucket-x" in event.payload["message"]
+
+
+def test_newer_than_an_exporter_on_gcs_with_a_local_model_dir(
+    gcs_model: tuple[Any, str], event_file: Path, tmp_path: Path
+) -> None:
+    """The export operators open export_dir_base with its own backend; so does the sensor."""
+    from airflow_tf_export.core.strategies import Candidate, LatestStrategy
+    from airflow_tf_export.storage.base import WrittenModel
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+    from airflow_tf_export.storage.exporter_dir import ExporterDir
+    from airflow_tf_export.storage.gcs import GcsStorage
+
+    def write(staging: Path) -> WrittenModel:
+        (staging / "saved_model.pb").write_bytes(b"pb")
+        return WrittenModel()
+
+    client, bucket_name = gcs_model
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / event_file.name).write_bytes(event_file.read_bytes())
+    exports = f"gs://{bucket_name}/exports/latest"
+    export_with_strategy(
+        ExporterDir(GcsStorage(client), exports),
+        LatestStrategy(name="latest"),
+        Candidate("/m/model.ckpt-200", 200),
+        write,
+    )
+    sensor = EvalMetricsSensor(
+        task_id="wait_newer",
+        model_dir=str(tmp_path),
+        newer_than_exporter="latest",
+        export_dir_base=exports,
+        gcp_conn_id=CONN_ID,
+        poke_interval=0,
+        timeout=5,
+    )
+    assert not sensor.poke({}).is_done  # type: ignore[arg-type]  # step 200 is exported
