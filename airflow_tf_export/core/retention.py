@@ -210,14 +210,17 @@ class KeepPinned:
 @dataclass(frozen=True)
 class StagingDir:
     """An uncommitted entry of an exporter dir: a `temp-*` dir or object, or an integer dir
-    without metadata. `claim` names the `temp-claim-<version>` object of the GCS publish that
-    is writing (or wrote) that integer dir, if it exists; an integer dir without a claim was
-    not written by us and is never deleted. `age_seconds` counts from the newest file (of the
-    dir and its claim)."""
+    without a SavedModel or without metadata. `claim` names the `temp-claim-<version>` object
+    of the GCS publish that is writing (or wrote) that integer dir, if it exists.
+    `deleting`: the dir still has our metadata but no saved_model file, which only a delete
+    of ours leaves (it removes saved_model first and the metadata last). Any other integer
+    dir was not written by us and is never deleted. `age_seconds` counts from the newest file
+    (of the dir and its claim)."""
 
     name: str
     age_seconds: float
     claim: str | None = None
+    deleting: bool = False
 
     def __post_init__(self) -> None:
         if self.claim is not None and not is_staging_name(self.claim):
@@ -228,7 +231,7 @@ class StagingDir:
     @property
     def ours(self) -> bool:
         """Whether we created it, so that it may be cleaned up after the grace period."""
-        return self.claim is not None or is_staging_name(self.name)
+        return self.claim is not None or self.deleting or is_staging_name(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +300,7 @@ class RetentionPlan:
 def _what(name: str) -> str:
     """How an uncommitted entry of ours is called in a plan."""
     if parse_version(name) is not None:
-        return f"abandoned publish (claimed, no {METADATA_FILENAME})"
+        return "unfinished publish or delete of ours"
     return "staging dir"
 
 

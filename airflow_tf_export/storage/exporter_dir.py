@@ -7,7 +7,8 @@ whose files match the manifest by name and size. `verify` also compares every CR
 An integer directory without `export_metadata.json` is uncommitted. It is ours only while the
 GCS claim `temp-claim-<version>` of its publish exists (a local publish renames a complete
 directory, so a crash of ours never leaves one); otherwise it is foreign, e.g. a tf.estimator
-export, and retention keeps it.
+export, and retention keeps it. One with our metadata but no saved_model file is a delete of
+ours cut short (GCS deletes saved_model first and the metadata last): cleaned up too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from airflow_tf_export.storage.base import (
     VersionIntegrityError,
 )
 from airflow_tf_export.storage.gcs import claim_version
-from airflow_tf_export.storage.manifest import CHUNK_BYTES, manifest_mismatch, verify_files
+from airflow_tf_export.storage.manifest import (
+    CHUNK_BYTES,
+    SAVED_MODEL_FILENAMES,
+    manifest_mismatch,
+    verify_files,
+)
 from airflow_tf_export.storage.uris import parse_uri
 
 _METADATA_READERS = 8
@@ -102,6 +108,8 @@ class ExporterDir:
                 state.invalid.append((version, f"{self._at(child.name)} is a file, not a version"))
             elif METADATA_FILENAME not in child.files:
                 state.staging.append(_staging(child, now, claims.get(version)))
+            elif not any(name in child.files for name in SAVED_MODEL_FILENAMES):
+                state.staging.append(_staging(child, now, deleting=True))
             else:
                 candidates.append((version, child))
         with ThreadPoolExecutor(_METADATA_READERS) as pool:
@@ -208,8 +216,10 @@ class ExporterDir:
         return self.storage.join(self.uri, name)
 
 
-def _staging(child: _Child, now: float, claim: _Child | None = None) -> StagingDir:
+def _staging(
+    child: _Child, now: float, claim: _Child | None = None, *, deleting: bool = False
+) -> StagingDir:
     """An uncommitted entry aged by its newest file, or its claim's if that is newer."""
     times = [t for c in (child, claim) if c is not None and (t := c.newest_mtime())]
     age = max(0.0, now - max(times)) if times else 0.0
-    return StagingDir(child.name, age, None if claim is None else claim.name)
+    return StagingDir(child.name, age, None if claim is None else claim.name, deleting)

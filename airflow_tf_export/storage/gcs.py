@@ -91,6 +91,20 @@ def _is_within(name: str, roots: set[str]) -> bool:
     return any("/".join(parts[:depth]) in roots for depth in range(1, len(parts) + 1))
 
 
+def _deletion_order(names: Sequence[str]) -> Iterator[Sequence[str]]:
+    """Batches of object names: every saved_model file first, every export_metadata.json
+    last. A delete cut short then leaves a version either intact, or with our metadata and
+    no saved_model (recognised as ours and cleaned up), never a metadata-less dir that
+    retention would have to keep as foreign. Batches are not ordered inside."""
+    phases: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for name in names:
+        base = posixpath.basename(name)
+        phase = 0 if base in SAVED_MODEL_FILENAMES else 2 if base == METADATA_FILENAME else 1
+        phases[phase].append(name)
+    for phase_names in phases:
+        yield from _chunks(phase_names, BATCH_LIMIT)
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -531,7 +545,7 @@ class GcsStorage:
         ]
         bucket = self._client.bucket(common.bucket)
         some_were_gone = False
-        for chunk in _chunks(doomed, BATCH_LIMIT):
+        for chunk in _deletion_order(doomed):
             with self._errors(common):
                 try:
                     with self._client.batch(raise_exception=True):

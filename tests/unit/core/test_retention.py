@@ -191,8 +191,7 @@ def test_plan_explains_every_decision() -> None:
         "among the 2 newest",
         "temp-old delete: staging dir older than the 3600s grace period",
         "temp-new keep: staging dir within the 3600s grace period",
-        "9 keep: abandoned publish (claimed, no export_metadata.json) within the 3600s grace "
-        "period",
+        "9 keep: unfinished publish or delete of ours within the 3600s grace period",
         "8 keep foreign: no export_metadata.json and no publish claim, so not written by this "
         "product (e.g. a tf.estimator export); never deleted automatically and not a committed "
         "version",

@@ -40,8 +40,7 @@ def test_an_abandoned_publish_goes_with_its_claim_after_the_grace_period() -> No
     plan = plan_retention([], [], staging=old, delete=False)
     assert (plan.staging_delete, plan.claim_delete, plan.staging_keep) == ((version,), (claim,), ())
     assert plan.explain().splitlines() == [
-        f"{version} delete: abandoned publish (claimed, no export_metadata.json) older than the "
-        "3600s grace period",
+        f"{version} delete: unfinished publish or delete of ours older than the 3600s grace period",
         f"{claim} delete: claim of an abandoned publish, deleted after it",
     ]
 
@@ -49,6 +48,15 @@ def test_an_abandoned_publish_goes_with_its_claim_after_the_grace_period() -> No
     young = [StagingDir(version, 60, claim=claim), StagingDir(claim, 7300)]
     plan = plan_retention([], [], staging=young)
     assert (plan.staging_delete, plan.claim_delete, plan.staging_keep) == ((), (), (version, claim))
+
+
+def test_an_interrupted_delete_of_ours_is_cleaned_up_after_the_grace_period() -> None:
+    """A version with our metadata but no saved_model: a GCS delete cut short."""
+    version = str(BASE_VERSION)
+    old = plan_retention([], [], staging=[StagingDir(version, 7200, deleting=True)])
+    assert (old.staging_delete, old.foreign) == ((version,), ())
+    young = plan_retention([], [], staging=[StagingDir(version, 60, deleting=True)])
+    assert (young.staging_keep, young.foreign) == ((version,), ())
 
 
 def test_a_claim_must_be_a_staging_name() -> None:
