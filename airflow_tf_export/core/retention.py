@@ -268,6 +268,16 @@ class RetentionPlan:
         """Versions to delete, ascending."""
         return tuple(i.version for i in self.items if not i.keep)
 
+    @property
+    def uncommitted_delete(self) -> tuple[str, ...]:
+        """Every uncommitted entry to delete: staging entries, then the claims that follow."""
+        return (*self.staging_delete, *self.claim_delete)
+
+    @property
+    def foreign_versions(self) -> tuple[int, ...]:
+        """The foreign entries as version numbers (every foreign entry is an integer dir)."""
+        return tuple(int(name) for name in self.foreign)
+
     def explain(self) -> str:
         """One line per version, then per staging dir: "<name> keep|delete <rule>: <reason>"."""
         lines = [

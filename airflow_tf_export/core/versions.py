@@ -36,3 +36,13 @@ def staging_name(token: str) -> str:
 def is_staging_name(name: str) -> bool:
     """Whether a directory name is one of our staging directories."""
     return name.rstrip("/").startswith(STAGING_PREFIX)
+
+
+# A version being published (or deleted) on GCS, where a directory cannot appear atomically,
+# is reserved by an object of this name prefix followed by the version number.
+CLAIM_PREFIX = staging_name("claim-")
+
+
+def claim_version(name: str) -> int | None:
+    """The version a claim name (`temp-claim-<version>`) reserves, or None."""
+    return parse_version(name[len(CLAIM_PREFIX) :]) if name.startswith(CLAIM_PREFIX) else None

@@ -242,10 +242,10 @@ def _exporter_dict(
             {"version": i.version, "rule": i.rule, "reason": i.reason} for i in plan.items if i.keep
         ],
         "delete": [{"version": i.version, "reason": i.reason} for i in plan.items if not i.keep],
-        "staging_delete": [*plan.staging_delete, *plan.claim_delete],
+        "staging_delete": list(plan.uncommitted_delete),
         "staging_keep": list(plan.staging_keep),
         "invalid": [{"version": v, "error": e} for v, e in state.invalid],
-        "foreign": state.foreign,
+        "foreign": list(plan.foreign_versions),
         "explain": plan.explain(),
     }
 

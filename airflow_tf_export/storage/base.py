@@ -123,8 +123,9 @@ class Storage(Protocol):
 
         Local disk: an fcntl lock on `<exporter>/.airflow-tf-export.lock`. GCS: a renewed
         lease on the create-only object of that name (an expired lease left by a dead
-        writer is taken over); StorageError if it cannot be acquired in time. The lock's
-        name is neither a version nor a staging entry, so scans and retention ignore it.
+        writer is taken over); StorageError if it cannot be acquired in time (30 minutes by
+        default; local disk waits as long as the holder runs). The lock's name is neither a
+        version nor a staging entry, so scans and retention ignore it.
         """
         ...
 

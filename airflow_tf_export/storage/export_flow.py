@@ -58,8 +58,8 @@ class ExportOutcome:
             "retention": {
                 "keep": list(self.retention.keep_versions),
                 "delete": list(self.retention.delete_versions),
-                "staging_delete": [*self.retention.staging_delete, *self.retention.claim_delete],
-                "foreign": [int(name) for name in self.retention.foreign],
+                "staging_delete": list(self.retention.uncommitted_delete),
+                "foreign": list(self.retention.foreign_versions),
                 "explain": self.retention.explain(),
             },
         }

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
 from airflow_tf_export.core.retention import RetentionPlan, StagingDir
-from airflow_tf_export.core.versions import is_staging_name, parse_version
+from airflow_tf_export.core.versions import claim_version, is_staging_name, parse_version
 from airflow_tf_export.storage.base import (
     Entry,
     Storage,
     StorageNotFoundError,
     VersionIntegrityError,
 )
-from airflow_tf_export.storage.gcs import claim_version
 from airflow_tf_export.storage.manifest import (
     CHUNK_BYTES,
     SAVED_MODEL_FILENAMES,

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
-from airflow_tf_export.core.versions import next_version, parse_version, staging_name
+from airflow_tf_export.core.versions import CLAIM_PREFIX, claim_version, next_version, parse_version
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     BucketNotFoundError,
@@ -61,7 +61,6 @@ from airflow_tf_export.storage.manifest import (
 )
 from airflow_tf_export.storage.uris import StorageUri, parse_uri
 
-CLAIM_PREFIX = staging_name("claim-")
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
@@ -70,11 +69,6 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
 _LOCK_MAX_BACKOFF_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
-
-
-def claim_version(name: str) -> int | None:
-    """The version a claim object name (`temp-claim-<version>`) reserves, or None."""
-    return parse_version(name[len(CLAIM_PREFIX) :]) if name.startswith(CLAIM_PREFIX) else None
 
 
 def _crc32c_hex(blob: Any) -> str | None:
