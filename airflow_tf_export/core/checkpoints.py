@@ -70,6 +70,11 @@ def keras_weights_step(path: str) -> int | None:
     return checkpoint_step(path.rstrip("/")[: -len(KERAS_WEIGHTS_SUFFIX)])
 
 
+def step_in_name(path: str) -> int | None:
+    """The global step a checkpoint is named for: `ckpt-1200` or `ckpt-1200.weights.h5`."""
+    return keras_weights_step(path) if is_keras_weights(path) else checkpoint_step(path)
+
+
 def checkpoint_prefix(filename: str) -> str | None:
     """The checkpoint prefix a checkpoint data or index file belongs to, or None."""
     for suffix in (".index", ".data-"):

@@ -26,6 +26,7 @@ from airflow_tf_export.core.comparison import MetricComparison, loss_smaller
 from airflow_tf_export.core.eval_wait import parse_metric_names, parse_thresholds
 from airflow_tf_export.core.names import validate_exporter_name
 from airflow_tf_export.events.eval_dir import validate_event_file_pattern
+from airflow_tf_export.operators._args import has_template
 from airflow_tf_export.operators.export import (
     BestExportOperator,
     FinalExportOperator,
@@ -249,15 +250,6 @@ def eval_timeout_seconds(eval_timeout: object) -> float:
     return seconds
 
 
-def _has_template(value: object) -> bool:
-    """Whether a Jinja template is in `value` (rendered, and so checked, only at run time)."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_has_template(item) for pair in value.items() for item in pair)
-    return False
-
-
 def eval_sensor_arguments(
     *,
     model_dir: str,
@@ -280,7 +272,7 @@ def eval_sensor_arguments(
     """
     validate_event_file_pattern(event_file_pattern)
     required = parse_metric_names(required_metrics)
-    if not _has_template(thresholds):
+    if not has_template(thresholds):
         parse_thresholds(thresholds)
     if not isinstance(deferrable, bool):
         raise ValueError(f"deferrable must be True or False, got {deferrable!r}")

@@ -119,3 +119,12 @@ def _keep_pinned(value: object) -> KeepRule:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ValueError(f"keep 'pinned' must be a list of versions, got {value!r}")
     return KeepPinned(tuple(value))
+
+
+def has_template(value: object) -> bool:
+    """Whether a Jinja template is in `value` (so it is known, and checked, only at run time)."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(has_template(item) for pair in value.items() for item in pair)
+    return False

@@ -35,7 +35,7 @@ from airflow_tf_export.core.strategies import (
     LatestStrategy,
 )
 from airflow_tf_export.hooks.storage import StorageHook
-from airflow_tf_export.operators._args import parse_comparison, parse_eval_result
+from airflow_tf_export.operators._args import has_template, parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
 from airflow_tf_export.storage.base import BucketNotFoundError, Storage, WrittenModel
 from airflow_tf_export.storage.checkpoints import (
@@ -281,7 +281,7 @@ class SavedModelExportOperator(BaseOperator):
 def _static_exporter_uri(model_dir: object, export_dir_base: object, name: str) -> str | None:
     """The exporter dir's URI when no template decides it (else None: known only at run time)."""
     deciding = model_dir if export_dir_base is None else export_dir_base
-    if not isinstance(deciding, str) or "{{" in deciding or "{%" in deciding:
+    if not isinstance(deciding, str) or has_template(deciding):
         return None
     try:
         if export_dir_base is None:

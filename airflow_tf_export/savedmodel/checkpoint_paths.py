@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import os
 
-from airflow_tf_export.core.checkpoints import (
-    KERAS_WEIGHTS_SUFFIX,
-    checkpoint_step,
-    is_keras_weights,
-    keras_weights_step,
-)
+from airflow_tf_export.core.checkpoints import KERAS_WEIGHTS_SUFFIX
 from airflow_tf_export.savedmodel.errors import CheckpointError
 from airflow_tf_export.storage.checkpoints import (
     INDEX_SUFFIX,
@@ -46,8 +41,3 @@ def require_checkpoint(path: str) -> None:
             f"prefix) or a file ending in {KERAS_WEIGHTS_SUFFIX}",
             path,
         )
-
-
-def step_from_name(path: str) -> int | None:
-    """The step a checkpoint's name ends with (`ckpt-1200`, `ckpt-1200.weights.h5`), or None."""
-    return keras_weights_step(path) if is_keras_weights(path) else checkpoint_step(path)

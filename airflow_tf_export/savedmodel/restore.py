@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_tf_export.savedmodel.checkpoint_paths import require_checkpoint, step_from_name
+from airflow_tf_export.core.checkpoints import step_in_name
+from airflow_tf_export.savedmodel.checkpoint_paths import require_checkpoint
 from airflow_tf_export.savedmodel.definition import (
     KerasWeights,
     ModelDefinition,
@@ -131,7 +132,7 @@ def _restore_keras_weights(model: Any, path: str) -> int:
         model.load_weights(path)
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"cannot restore {path} into the model: {error}", path) from error
-    step = step_from_name(path)
+    step = step_in_name(path)
     if step is None:
         raise CheckpointError(
             f"cannot tell the global step of {path}: name Keras weights files "
@@ -208,7 +209,7 @@ def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:
         for key in (name + _VARIABLE_SUFFIX, name):
             if reader.has_tensor(key):
                 return int(reader.get_tensor(key))
-    step = step_from_name(path)
+    step = step_in_name(path)
     if step is None:
         raise CheckpointError(
             f"cannot tell the global step of {path}: it has no {layout.step or _TF1_STEP_NAME!r} "

@@ -19,8 +19,8 @@ from airflow_tf_export.core.checkpoints import (
     checkpoint_prefix,
     checkpoint_step,
     is_keras_weights,
-    keras_weights_step,
     parse_checkpoint_state,
+    step_in_name,
 )
 from airflow_tf_export.storage.base import BucketNotFoundError, Storage, StorageNotFoundError
 
@@ -61,17 +61,14 @@ def resolve_checkpoint(
             )
     else:
         prefix = recorded_checkpoint(storage, model_dir, step=step)
-    if is_keras_weights(prefix):
-        found = keras_weights_step(prefix)
-        if found is None:
-            raise CheckpointError(
-                f"Keras weights file {prefix!r} is not named for its global step: save it "
-                f"as '<name>-<global step>{KERAS_WEIGHTS_SUFFIX}' (e.g. "
-                f"model.save_weights('ckpt-1200{KERAS_WEIGHTS_SUFFIX}'))",
-                prefix,
-            )
-        return ResolvedCheckpoint(prefix, found)
-    found = checkpoint_step(prefix)
+    found = step_in_name(prefix)
+    if found is None and is_keras_weights(prefix):
+        raise CheckpointError(
+            f"Keras weights file {prefix!r} is not named for its global step: save it "
+            f"as '<name>-<global step>{KERAS_WEIGHTS_SUFFIX}' (e.g. "
+            f"model.save_weights('ckpt-1200{KERAS_WEIGHTS_SUFFIX}'))",
+            prefix,
+        )
     if found is None:
         raise CheckpointError(
             f"checkpoint {prefix!r} does not end with its global step (e.g. ckpt-1200): save "

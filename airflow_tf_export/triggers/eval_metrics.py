@@ -129,7 +129,7 @@ class EvalMetricsTrigger(BaseTrigger):
             )
             try:
                 result = await asyncio.to_thread(
-                    find_eval_result, reader, wait, self.model_dir, self._hook.storage_for
+                    find_eval_result, reader, wait, self.model_dir, self._hook().storage_for
                 )
             except CONFIGURATION_ERRORS as error:
                 yield _error(ERROR_KIND_CONFIGURATION, error)
@@ -148,12 +148,11 @@ class EvalMetricsTrigger(BaseTrigger):
                 return
             self.log.debug(why_not_found(reader.newest_first(), wait))
 
-    @property
     def _hook(self) -> StorageHook:
         return StorageHook(gcp_conn_id=self.gcp_conn_id)
 
     def _open_reader(self) -> EvalDirReader:
-        storage = self._hook.storage_for(self.model_dir)
+        storage = self._hook().storage_for(self.model_dir)
         return EvalDirReader(storage, self.model_dir, self.event_file_pattern)
 
 

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_tf_export.savedmodel.checkpoint_paths import (
-    checkpoint_exists,
-    resolve_checkpoint,
-    step_from_name,
-)
+from airflow_tf_export.core.checkpoints import step_in_name as step_from_name
+from airflow_tf_export.savedmodel.checkpoint_paths import checkpoint_exists, resolve_checkpoint
 from airflow_tf_export.savedmodel.errors import CheckpointError
 
 

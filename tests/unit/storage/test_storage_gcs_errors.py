@@ -12,6 +12,7 @@ import requests
 from google.api_core.exceptions import RetryError
 
 from airflow_tf_export.storage import StorageError
+from airflow_tf_export.storage.checkpoints import CheckpointError, resolve_checkpoint
 from airflow_tf_export.storage.gcs import GcsStorage
 
 URI = "gs://bucket/model/checkpoint"
@@ -57,11 +58,10 @@ def test_a_transient_failure_is_a_storage_error_naming_the_uri(error: Exception)
     assert URI in str(raised.value)
 
 
-def test_an_unreachable_endpoint_fails_fast_with_a_storage_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def unreachable_client(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A real client against a port nobody listens on, its retry deadline cut to 0.5 s (the
-    library default is 120 s): StorageError, not RetryError."""
+    library default is 120 s)."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
     from google.cloud.storage.retry import DEFAULT_RETRY
@@ -71,13 +71,27 @@ def test_an_unreachable_endpoint_fails_fast_with_a_storage_error(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed when the block ends: connections are refused
-    client = storage.Client(
+    return storage.Client(
         project="test-project",
         credentials=AnonymousCredentials(),
         client_options={"api_endpoint": f"http://127.0.0.1:{port}"},
     )
+
+
+def test_an_unreachable_endpoint_fails_fast_with_a_storage_error(unreachable_client: Any) -> None:
+    """StorageError, not RetryError."""
     started = time.monotonic()
     with pytest.raises(StorageError, match="GCS unreachable") as raised:
-        GcsStorage(client).read_bytes(URI)
+        GcsStorage(unreachable_client).read_bytes(URI)
     assert time.monotonic() - started < 10
     assert URI in str(raised.value)
+
+
+def test_an_outage_while_resolving_the_checkpoint_is_not_bad_input(
+    unreachable_client: Any,
+) -> None:
+    """Bad input (CheckpointError, a ValueError) makes operators fail without retrying; an
+    outage must stay a retryable StorageError."""
+    with pytest.raises(StorageError, match=URI) as raised:
+        resolve_checkpoint(GcsStorage(unreachable_client), "gs://bucket/model", None)
+    assert not isinstance(raised.value, CheckpointError | ValueError)
