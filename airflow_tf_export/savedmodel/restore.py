@@ -80,6 +80,7 @@ def restore_model(
         optimizer = _built_optimizer(definition, model, with_optimizer)
         step = _restore_trackable(model, optimizer, definition.checkpoint, checkpoint_path)
         deferred.initialize_unrestored()
+        _finalize_normalization(model)
     step_variable = None
     if with_optimizer:
         step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name="global_step")
@@ -117,6 +118,21 @@ def _built_model(model: Any) -> Any:
             "tf.Module"
         )
     return model
+
+
+def _finalize_normalization(model: Any) -> None:
+    """Recompute what adapted Normalization layers derive from their restored variables.
+
+    They keep the mean and variance they normalize with as constants taken from the
+    variables at build time; Keras' own weights loading refreshes them, a tf.train.Checkpoint
+    restore does not, and the export would normalize with the build-time values.
+    """
+    import keras
+    import tensorflow as tf
+
+    for trackable in tf.train.TrackableView(model).descendants():
+        if isinstance(trackable, keras.layers.Normalization):
+            trackable.finalize_state()
 
 
 def _restore_keras_weights(model: Any, path: str) -> int:
