@@ -1,7 +1,8 @@
 """DAG template: evaluate and export historical checkpoints, one data interval per DAG run.
 
-Each run selects the checkpoints of `model_dir` whose time (the modification time of their
-`.index` file, as `tf.train.get_checkpoint_mtimes` reports it) falls in the run's data
+Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes and Keras
+`<name>-<step>.weights.h5` files) whose time (the modification time of their `.index` file,
+as `tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
 interval, or whose global step is in the run's `min_step`..`max_step` params when either is
 given. Then, with dynamic task mapping, one task instance per checkpoint:
 
@@ -36,7 +37,6 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_tf_export.core.checkpoints import checkpoint_prefix, checkpoint_step
 from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
@@ -57,6 +57,7 @@ from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators.export import DEFAULT_CONN_ID
 from airflow_tf_export.operators.retention import RetentionOperator
 from airflow_tf_export.sensors.eval_metrics import EvalMetricsSensor
+from airflow_tf_export.storage.checkpoints import list_checkpoints
 
 # Deleting checkpoints while other intervals of the same backfill still read them would
 # make the outcome depend on the order the runs happen to finish in.
@@ -68,7 +69,7 @@ _DAG_OWNED = ("catchup", "params")
 
 @dataclass(frozen=True)
 class CheckpointFile:
-    """A checkpoint of the model dir: its prefix URI, global step and time (epoch seconds)."""
+    """A checkpoint of the model dir: its URI, global step and time (epoch seconds)."""
 
     path: str
     step: int
@@ -116,20 +117,6 @@ def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
         )
 
 
-def list_checkpoints(model_dir: str, *, gcp_conn_id: str) -> list[CheckpointFile]:
-    """Every checkpoint with an `.index` file directly in `model_dir`."""
-    storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
-    found = []
-    for entry in storage.list_dir(model_dir):
-        if entry.is_dir or not entry.name.endswith(".index"):
-            continue
-        prefix = checkpoint_prefix(entry.name)
-        step = None if prefix is None else checkpoint_step(prefix)
-        if prefix is not None and step is not None:
-            found.append(CheckpointFile(storage.join(model_dir, prefix), step, entry.mtime))
-    return found
-
-
 def select_checkpoints(*, model_dir: str, gcp_conn_id: str) -> list[str]:
     """Task: the checkpoints of this run's data interval (or step range), by step."""
     context = get_current_context()
@@ -138,8 +125,13 @@ def select_checkpoints(*, model_dir: str, gcp_conn_id: str) -> list[str]:
     if start is None or end is None:
         raise AirflowFailException("backfill runs need a data interval; schedule the DAG by time")
     try:
+        storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
         paths = select_checkpoints_in_window(
-            list_checkpoints(model_dir, gcp_conn_id=gcp_conn_id),
+            [
+                CheckpointFile(c.uri, c.step, c.mtime)
+                for c in list_checkpoints(storage, model_dir)
+                if c.complete
+            ],
             start=start.timestamp(),
             end=end.timestamp(),
             min_step=params.get("min_step"),

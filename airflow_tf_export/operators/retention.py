@@ -21,13 +21,6 @@ from airflow_tf_export.core.checkpoint_retention import (
     CheckpointPlan,
     plan_checkpoint_retention,
 )
-from airflow_tf_export.core.checkpoints import (
-    STATE_FILENAME,
-    CheckpointState,
-    checkpoint_prefix,
-    checkpoint_step,
-    parse_checkpoint_state,
-)
 from airflow_tf_export.core.comparison import best_version
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.core.retention import (
@@ -43,7 +36,13 @@ from airflow_tf_export.operators.export import (
     check_event_file_pattern,
     failing_on_bad_input,
 )
-from airflow_tf_export.storage.base import Storage, StorageNotFoundError
+from airflow_tf_export.storage.base import Storage
+from airflow_tf_export.storage.checkpoints import (
+    StoredCheckpoint,
+    checkpoint_file,
+    list_checkpoints,
+    read_checkpoint_state,
+)
 from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
 
 if TYPE_CHECKING:
@@ -175,15 +174,15 @@ class RetentionOperator(BaseOperator):
     def _checkpoints(self, storage: Storage, exported: Sequence[ExportMetadata]) -> dict[str, Any]:
         assert self.model_dir is not None and self.checkpoints_to_keep is not None
         model_dir = self.model_dir
-        files = _checkpoint_files(storage, model_dir)
-        state = _checkpoint_state(storage, model_dir)
+        checkpoints = list_checkpoints(storage, model_dir)
+        state = read_checkpoint_state(storage, model_dir)
         from airflow_tf_export.events.eval_dir import EvalDirReader
 
         reader = EvalDirReader(storage, model_dir, self.event_file_pattern)
         reader.refresh()
         steps = reader.steps()
         plan = plan_checkpoint_retention(
-            [CheckpointInfo(storage.join(model_dir, p), step) for p, (step, _) in files.items()],
+            [CheckpointInfo(c.uri, c.step) for c in checkpoints],
             keep_newest=self.checkpoints_to_keep,
             state_latest=None if state is None else state.model_checkpoint_path,
             newest_evaluated_step=steps[-1] if steps else None,
@@ -192,43 +191,21 @@ class RetentionOperator(BaseOperator):
         )
         self.log.info("checkpoint retention of %s%s:\n%s", model_dir, self._mode(), plan.explain())
         if not self.report_only:
-            _delete_checkpoints(storage, model_dir, files, plan)
+            _delete_checkpoints(storage, model_dir, checkpoints, plan)
         return _checkpoint_dict(model_dir, plan)
 
 
-def _checkpoint_files(storage: Storage, model_dir: str) -> dict[str, tuple[int, list[str]]]:
-    """Checkpoint prefix (relative to model_dir) -> (step in its name, its file names)."""
-    found: dict[str, tuple[int, list[str]]] = {}
-    for entry in storage.list_dir(model_dir):
-        prefix = None if entry.is_dir else checkpoint_prefix(entry.name)
-        step = None if prefix is None else checkpoint_step(prefix)
-        if prefix is not None and step is not None:
-            found.setdefault(prefix, (step, []))[1].append(entry.name)
-    return found
-
-
-def _checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState | None:
-    uri = storage.join(model_dir, STATE_FILENAME)
-    try:
-        text = storage.read_bytes(uri).decode("utf-8")
-    except StorageNotFoundError:
-        return None
-    return parse_checkpoint_state(text, source=uri)
-
-
 def _delete_checkpoints(
-    storage: Storage,
-    model_dir: str,
-    files: Mapping[str, tuple[int, list[str]]],
-    plan: CheckpointPlan,
+    storage: Storage, model_dir: str, checkpoints: Sequence[StoredCheckpoint], plan: CheckpointPlan
 ) -> None:
-    """Delete each planned checkpoint's `.index` first (which makes it unusable as a whole),
-    then its data files; a retry after a crash finds the remaining data files again."""
-    doomed = {p.rsplit("/", 1)[-1] for p in plan.delete_prefixes}
-    names = [n for p, (_, ns) in files.items() if p in doomed for n in ns]
-    indexes = [n for n in names if n.endswith(".index")]
-    data = [n for n in names if not n.endswith(".index")]
-    for batch in (indexes, data):
+    """Delete the file that makes each planned checkpoint one first (a TF prefix's `.index`,
+    a Keras weights file itself), then its data files; a retry after a crash finds the
+    remaining data files again."""
+    doomed = set(plan.delete_prefixes)
+    files = [(c.uri, name) for c in checkpoints if c.uri in doomed for name in c.files]
+    defining = [name for uri, name in files if name == checkpoint_file(uri).rsplit("/", 1)[-1]]
+    rest = [name for _, name in files if name not in defining]
+    for batch in (defining, rest):
         if batch:
             storage.delete_trees([storage.join(model_dir, n) for n in batch])
 

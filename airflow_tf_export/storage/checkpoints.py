@@ -4,7 +4,8 @@ The one checkpoint resolver of the product, for local disk and GCS alike: the op
 it with the model dir's backend and savedmodel with LocalStorage. The `checkpoint` state file
 is parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does.
 A Keras weights file (`<name>-<step>.weights.h5`) is a checkpoint of its own: it exists when
-that one file does. Keras writes no state file, so it is only used when named explicitly.
+that one file does. Keras writes no state file, so in a model dir without one the latest
+checkpoint is the Keras weights file with the highest step.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from airflow_tf_export.core.checkpoints import (
     parse_checkpoint_state,
     step_in_name,
 )
-from airflow_tf_export.storage.base import BucketNotFoundError, Storage, StorageNotFoundError
+from airflow_tf_export.storage.base import (
+    BucketNotFoundError,
+    Entry,
+    Storage,
+    StorageNotFoundError,
+)
 
 INDEX_SUFFIX = ".index"
 
@@ -33,6 +39,20 @@ class CheckpointError(ValueError):
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A checkpoint directly in a model dir: its URI (a TF checkpoint prefix or a Keras
+    weights file), the global step in its name, the names of its files and the modification
+    time of `checkpoint_file(uri)`. `complete` is False when that file is missing: data files
+    a delete or a write left behind."""
+
+    uri: str
+    step: int
+    files: tuple[str, ...]
+    complete: bool
+    mtime: float | None
 
 
 @dataclass(frozen=True)
@@ -98,15 +118,47 @@ def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]
     return parent, names
 
 
+def list_checkpoints(storage: Storage, model_dir: str) -> list[StoredCheckpoint]:
+    """Every checkpoint directly in `model_dir`, by step: TF checkpoint prefixes (their
+    `.index` and `.data-*` files) and Keras `<name>-<step>.weights.h5` files."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in storage.list_dir(model_dir):
+        name = None if entry.is_dir else _checkpoint_name(entry.name)
+        if name is not None:
+            groups.setdefault(name, []).append(entry)
+    found = []
+    for name, entries in groups.items():
+        step = step_in_name(name)
+        defining = [e for e in entries if e.name == checkpoint_file(name)]
+        if step is not None:
+            found.append(
+                StoredCheckpoint(
+                    uri=storage.join(model_dir, name),
+                    step=step,
+                    files=tuple(sorted(e.name for e in entries)),
+                    complete=bool(defining),
+                    mtime=defining[0].mtime if defining else None,
+                )
+            )
+    return sorted(found, key=lambda c: (c.step, c.uri))
+
+
+def _checkpoint_name(filename: str) -> str | None:
+    """The checkpoint a file of a model dir belongs to: a Keras weights file is its own."""
+    return filename if is_keras_weights(filename) else checkpoint_prefix(filename)
+
+
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
     """The checkpoint prefix the model dir's state file records: the kept checkpoint of
-    `step` when the file still lists one, else the latest.
+    `step` when the file still lists one, else the latest. Without a state file, the Keras
+    weights file of `step`, else the one with the highest step.
 
     A state file copied together with its directory (e.g. from local disk to GCS) records
     paths of the old location; the checkpoint is then looked up by its name in `model_dir`.
     """
-    state_uri = storage.join(model_dir, STATE_FILENAME)
-    state = _read_state(storage, model_dir, state_uri)
+    state = read_checkpoint_state(storage, model_dir)
+    if state is None:
+        return _keras_weights_checkpoint(storage, model_dir, step=step)
     at_step = [
         p
         for p in state.all_model_checkpoint_paths
@@ -121,22 +173,38 @@ def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = 
         if _is_checkpoint(storage, candidate):
             return candidate
     raise CheckpointError(
-        f"{state_uri} names checkpoint {recorded!r}, but no checkpoint exists at "
+        f"{storage.join(model_dir, STATE_FILENAME)} names checkpoint {recorded!r}, but no "
+        "checkpoint exists at "
         f"{' or '.join(candidates)}",
         recorded,
     )
 
 
-def _read_state(storage: Storage, model_dir: str, state_uri: str) -> CheckpointState:
+def _keras_weights_checkpoint(storage: Storage, model_dir: str, *, step: int | None) -> str:
+    try:
+        found = list_checkpoints(storage, model_dir)
+    except StorageNotFoundError:
+        found = []
+    weights = [c for c in found if c.complete and is_keras_weights(c.uri)]
+    if not weights:
+        raise CheckpointError(
+            f"no checkpoint in {model_dir}: {storage.join(model_dir, STATE_FILENAME)} "
+            "(the state file tf.train.CheckpointManager writes) does not exist and no Keras "
+            f"weights file is named '<name>-<step>{KERAS_WEIGHTS_SUFFIX}'; pass "
+            "checkpoint_path or train first",
+            model_dir,
+        )
+    at_step = [c for c in weights if c.step == step]
+    return (at_step or weights)[-1].uri
+
+
+def read_checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState | None:
+    """The model dir's parsed `checkpoint` state file, or None when there is none."""
+    state_uri = storage.join(model_dir, STATE_FILENAME)
     try:
         text = storage.read_bytes(state_uri).decode("utf-8")
     except StorageNotFoundError:
-        raise CheckpointError(
-            f"no checkpoint in {model_dir}: {state_uri} does not exist; pass checkpoint_path "
-            "or train first (Keras weights files, `<name>-<step>.weights.h5`, always need an "
-            "explicit checkpoint_path: Keras writes no checkpoint state file)",
-            model_dir,
-        ) from None
+        return None
     except (BucketNotFoundError, UnicodeDecodeError) as err:
         # Bad input; any other StorageError (an outage) stays retryable.
         raise CheckpointError(
