@@ -3,24 +3,33 @@
 Keras 3 runs each variable's initializer when a layer creates it, and an export then
 overwrites every value from the checkpoint: for benchmarks/bench_export.py's 10 MB model the
 random draws and the memory they touch were a third of a single-mode export. Keras defers
-initializers inside `keras.StatelessScope(initialize_variables=False)` but has no public way
-to hand a deferred variable its value, so this module, and only this one, relies on
-internals: Keras 3's `Variable._initialize`, `_map_aggregation` / `_map_synchronization` and
-its "uninitialized_variables" list, and TensorFlow's UninitializedVariable (what
-tf.saved_model.load creates before restoring). tests/integration/savedmodel/
-test_deferred_variables.py pins them.
+initializers inside a `keras.StatelessScope(initialize_variables=False)`; the deferred
+variables are then given TensorFlow variables without a value, which the restore fills.
+
+Only a build that creates structure is deferred (functional and Sequential models, layers
+built from shapes). A build that reads or assigns a variable's value (calling the model on
+data, tracing a tf.function, set_weights, compiling) would see placeholders or lose what it
+assigned, so the first such read or assign ends the deferral and the build runs as usual.
+
+Keras and TensorFlow have no public API for this, so this module, and only this one, relies
+on internals: Keras 3's `Variable._value` / `_initialize` / `_deferred_initialize` /
+`_map_aggregation` / `_map_synchronization`, its "uninitialized_variables" list and
+"object_name_uids" counts and the StatelessScope hooks, and TensorFlow's
+UninitializedVariable (what tf.saved_model.load creates before restoring).
+tests/integration/savedmodel/test_deferred_variables.py pins them, and the rest of the
+SavedModel tests compare exports with the trained models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-Built = TypeVar("Built")
-
-# Keras' per-thread list of the variables created inside a StatelessScope.
+# Keras' per-thread list of the variables created inside a StatelessScope, and its counts of
+# the automatic layer names given so far.
 _KERAS_PENDING = "uninitialized_variables"
+_KERAS_NAME_UIDS = "object_name_uids"
 
 
 @dataclass(frozen=True)
@@ -46,30 +55,83 @@ class DeferredBuild:
                 variable.assign(entry.initializer(variable.shape, dtype=variable.dtype))
 
 
-def build_deferred(build: Callable[[], Built]) -> DeferredBuild:
-    """Call `build` with Keras initializers deferred.
+def build_deferred(build: Callable[[], Any]) -> DeferredBuild:
+    """Call `build` with Keras initializers deferred, or as usual when it uses values.
 
-    A build that cannot run deferred (it creates a Keras variable from a concrete value, as
-    compiling a model does for the optimizer's iteration count) is called again as usual,
-    and then nothing is deferred.
+    A build that fails while deferred is called again as usual (so an error of its own is
+    raised from that call); variables the first call created keep working (they get their
+    initializers' values), in case the build caches layers between calls.
     """
     import keras
     from keras.src.backend.common import global_state
 
+    class Deferring(keras.StatelessScope):
+        """Defers initializers; a read or assign of a value ends the deferral.
+
+        It raises a plain ValueError: autograph passes that type through a traced
+        tf.function unchanged, and Keras raises it too for a variable created from a value.
+        """
+
+        def __init__(self) -> None:
+            super().__init__(initialize_variables=False)
+
+        def get_current_value(self, variable: Any) -> Any:
+            if variable._value is None:
+                raise ValueError(f"build_model reads {variable.path}")
+            return None
+
+        def add_update(self, update: Any) -> None:
+            raise ValueError(f"build_model assigns {update[0].path}")
+
     earlier = global_state.get_global_attribute(_KERAS_PENDING, [], set_to_default=True)
-    global_state.set_global_attribute(_KERAS_PENDING, [])
+    uids = global_state.get_global_attribute(_KERAS_NAME_UIDS)
+    uids = None if uids is None else uids.copy()
+    created = _CreatedVariables()
+    global_state.set_global_attribute(_KERAS_PENDING, created)
+    failed = False
     try:
-        with keras.StatelessScope(initialize_variables=False):
+        with Deferring():
             built = build()
-        created = tuple(global_state.get_global_attribute(_KERAS_PENDING))
     except ValueError:
-        return DeferredBuild(build(), ())
+        failed = True
     finally:
+        current = global_state.get_global_attribute(_KERAS_PENDING)
         global_state.set_global_attribute(_KERAS_PENDING, earlier)
-    return DeferredBuild(built, tuple(_without_value(variable) for variable in created))
+    if current is not created:
+        # A keras.backend.clear_session() in the build replaced Keras' list.
+        failed = True
+        for variable in current or ():
+            if variable._value is None:
+                variable._deferred_initialize()
+    result = DeferredBuild(
+        None if failed else built,
+        tuple(_without_value(v, created.name_scopes[id(v)]) for v in created if v._value is None),
+    )
+    if not failed:
+        return result
+    # What the failed call created keeps working (a build may cache layers), and the layers
+    # of the usual build get the names they would have had.
+    result.initialize_unrestored()
+    global_state.set_global_attribute(_KERAS_NAME_UIDS, uids)
+    return DeferredBuild(build(), ())
 
 
-def _without_value(variable: Any) -> DeferredVariable:
+class _CreatedVariables(list[Any]):
+    """Keras' list of deferred variables, noting the TensorFlow name scope each was created
+    in: Keras names a variable's TensorFlow variable in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name_scopes: dict[int, str] = {}
+
+    def append(self, variable: Any) -> None:
+        import tensorflow as tf
+
+        self.name_scopes[id(variable)] = tf.get_current_name_scope()
+        super().append(variable)
+
+
+def _without_value(variable: Any, name_scope: str) -> DeferredVariable:
     from tensorflow.python.ops.resource_variable_ops import UninitializedVariable
 
     initializer = variable._initializer
@@ -77,9 +139,7 @@ def _without_value(variable: Any) -> DeferredVariable:
         UninitializedVariable(
             shape=variable.shape,
             dtype=variable.dtype,
-            # Keras would have named it in the TensorFlow name scope open when the layer
-            # created it; its Keras path is that name for functional and Sequential models.
-            name=variable.path,
+            name=f"{name_scope}/{variable.name}" if name_scope else variable.name,
             trainable=variable.trainable,
             aggregation=variable._map_aggregation(variable.aggregation),
             synchronization=variable._map_synchronization(variable.synchronization),

@@ -17,6 +17,7 @@ from savedmodel_support import TrainedExample, model_probabilities, serialized_e
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import write_saved_model
 from airflow_tf_export.savedmodel.deferred_variables import build_deferred
+from airflow_tf_export.savedmodel.restore import _python_variables, restore_model
 
 _KERAS_PENDING = "uninitialized_variables"
 
@@ -68,21 +69,28 @@ def test_unrestored_variables_get_their_initializer_values() -> None:
 
 def test_a_build_that_cannot_be_deferred_runs_again_as_usual() -> None:
     import keras
+    from keras.src.backend.common import global_state
 
     calls = []
 
     def build_compiled() -> Any:
         calls.append(1)
-        model = example.build_model()
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
         # The optimizer's iteration count is a variable created from the value 0.
         model.compile(optimizer=keras.optimizers.SGD(), loss="mse")
         return model
 
+    def uids() -> dict[str, int]:
+        return dict(global_state.get_global_attribute("object_name_uids") or {})
+
+    before = uids()
     built = build_deferred(build_compiled)
 
     assert len(calls) == 2
     assert built.deferred == ()
     assert all(w.value.is_initialized() for w in built.built.weights)
+    # The layer names are those of one build, not of two.
+    assert uids()["dense"] == before.get("dense", 0) + 1
 
 
 def test_a_user_error_in_the_build_is_raised() -> None:
@@ -93,48 +101,154 @@ def test_a_user_error_in_the_build_is_raised() -> None:
         build_deferred(broken)
 
 
-def test_a_subclassed_model_built_by_calling_it_exports_its_checkpoint(
-    tmp_path: Path,
-) -> None:
-    """Calling the model inside build_model reads the variables before the checkpoint fills them."""
+def _scorer_layers() -> tuple[Any, Any]:
+    import keras
+
+    return keras.layers.Dense(4, activation="relu", name="hidden"), keras.layers.Dense(
+        1, name="out"
+    )
+
+
+def _subclassed_called() -> Any:
+    """A subclassed model built by calling it on data: it reads its variables."""
     import keras
     import tensorflow as tf
 
     class Scorer(keras.Model):
         def __init__(self) -> None:
             super().__init__(name="scorer")
-            self.hidden = keras.layers.Dense(4, activation="relu")
+            self.hidden, self.out = _scorer_layers()
             self.norm = keras.layers.BatchNormalization()
-            self.out = keras.layers.Dense(1)
 
         def call(self, features: dict[str, Any], training: bool = False) -> Any:
             return self.out(self.norm(self.hidden(features["x"]), training=training))
 
-    def build() -> Any:
-        model = Scorer()
-        model({"x": tf.zeros((1, 3))})
-        return model
+    model = Scorer()
+    model({"x": tf.zeros((1, 3))})
+    return model
 
+
+def _module_with_tf_function() -> Any:
+    """A tf.Module whose tf.function __call__ is traced (and run) once to create variables."""
+    import tensorflow as tf
+
+    class Scorer(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden, self.out = _scorer_layers()
+
+        @tf.function(input_signature=[{"x": tf.TensorSpec([None, 3], tf.float32)}])
+        def __call__(self, features: dict[str, Any]) -> Any:
+            return self.out(self.hidden(features["x"]))
+
+    module = Scorer()
+    module({"x": tf.zeros((1, 3))})
+    return module
+
+
+def _towers_in_name_scopes() -> Any:
+    """A tf.Module building two same-named layers from shapes inside tf.name_scopes."""
+    import keras
+    import tensorflow as tf
+
+    class Towers(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.towers = []
+            for scope in ("tower_a", "tower_b"):
+                with tf.name_scope(scope):
+                    layer = keras.layers.Dense(1, name="proj")
+                    layer.build((None, 3))
+                self.towers.append(layer)
+
+        def __call__(self, features: dict[str, Any]) -> Any:
+            return self.towers[0](features["x"]) + self.towers[1](features["x"])
+
+    return Towers()
+
+
+_CACHED: list[Any] = []
+
+
+def _cached_and_compiled() -> Any:
+    """A cached functional model, compiled on every call (which cannot be deferred)."""
+    import keras
+
+    if not _CACHED:
+        inputs = keras.Input(shape=(3,), name="x")
+        hidden, out = _scorer_layers()
+        _CACHED.append(keras.Model({"x": inputs}, out(hidden(inputs))))
+    _CACHED[0].compile(optimizer=keras.optimizers.SGD(name="sgd"), loss="mse")
+    return _CACHED[0]
+
+
+def _clears_the_session() -> Any:
+    import keras
+
+    keras.backend.clear_session()
+    inputs = keras.Input(shape=(3,), name="x")
+    hidden, out = _scorer_layers()
+    return keras.Model({"x": inputs}, out(hidden(inputs)))
+
+
+def _variables(model: Any) -> list[Any]:
+    return [variable for _, variable in _python_variables(model)]
+
+
+def _tensorflow_name(variable: Any) -> str:
+    """The name of the TensorFlow variable (a Keras variable wraps one), without ":0"."""
+    import keras
+
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return str(variable.name).removesuffix(":0")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        _subclassed_called,
+        _module_with_tf_function,
+        _towers_in_name_scopes,
+        _cached_and_compiled,
+        _clears_the_session,
+    ],
+)
+def test_builds_that_use_values_or_keras_state_export_the_checkpoint(
+    build: Any, tmp_path: Path
+) -> None:
+    """Each export serves the trained values, and the restored variables have the names a
+    usual build gives (v1 sessions look variables up by them)."""
+    import tensorflow as tf
+
+    from airflow_tf_export.savedmodel import Feature, ModelDefinition, RawServingInput
+
+    _CACHED.clear()
     trained = build()
-    for variable in trained.weights:
-        variable.assign(tf.random.normal(variable.shape, seed=1) + 1.0)
+    for index, variable in enumerate(_variables(trained)):
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[1, index]) + 1.0)
     path = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=trained, step=tf.Variable(5, dtype=tf.int64)),
         str(tmp_path / "model_dir"),
         max_to_keep=None,
     ).save(5)
-    from airflow_tf_export.savedmodel import Feature, ModelDefinition, RawServingInput
-
+    _CACHED.clear()
+    usual_names = sorted(_tensorflow_name(v) for v in _variables(build()))
+    _CACHED.clear()
     definition = ModelDefinition(
         build_model=build, serving_input=RawServingInput({"x": Feature("float32", (3,))})
     )
+    restored = restore_model(definition, path, with_optimizer=False).model
+    assert sorted(_tensorflow_name(v) for v in _variables(restored)) == usual_names
+    _CACHED.clear()
     write_saved_model(definition, path, tmp_path / "export")
 
     x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
     served = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](
         x=tf.constant(x)
     )["output"]
-    np.testing.assert_allclose(served, trained({"x": x}), atol=1e-6)
+    expected = trained({"x": tf.constant(x)})
+    np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
 def test_a_build_model_that_compiles_exports_through_the_usual_build(
