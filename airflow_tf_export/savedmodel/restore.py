@@ -217,6 +217,11 @@ def _restore_trackable(
     roots = {layout.model: model}
     if optimizer is not None and layout.optimizer in saved_roots:
         roots[str(layout.optimizer)] = optimizer
+    elif (
+        optimizer is not None and is_keras_model(model) and _holds_compiled_optimizer(graph, layout)
+    ):
+        # Restored from where model.compile put it, as the model's `optimizer` attribute.
+        model.optimizer = optimizer
     missing, unexpected, mismatched = find_mismatches(graph, shapes, roots)
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(
@@ -230,6 +235,14 @@ def _restore_trackable(
         raise CheckpointError(f"restoring {path} left variables unset: {error}", path) from error
     except read_errors as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}", path) from error
+
+
+def _holds_compiled_optimizer(graph: TrackableObjectGraph, layout: TrackableCheckpoint) -> bool:
+    """Whether the checkpoint's model node has a compiled model's `optimizer` child."""
+    model_node = _follow_saved(graph, 0, (layout.model,))
+    return (
+        model_node is not None and _follow_saved(graph, model_node, (_KERAS_OPTIMIZER,)) is not None
+    )
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:

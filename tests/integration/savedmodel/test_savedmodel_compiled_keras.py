@@ -54,3 +54,39 @@ def test_a_compiled_models_checkpoint_exports_and_serves_its_outputs(
     examples = tf.constant(serialized_examples(features))
     scores = loaded.signatures["serving_default"](inputs=examples)["scores"]
     np.testing.assert_allclose(scores[:, 1], model_probabilities(model, features), atol=1e-6)
+
+
+def test_the_train_mode_continues_a_compiled_models_optimizer_state(
+    fitted: tuple[Any, str, str], tmp_path: Path
+) -> None:
+    """The checkpoint holds the optimizer only under the model (`tf.train.Checkpoint(model=
+    ...)` of a compiled model): the train signature starts from that state, not a new one."""
+    import tensorflow as tf
+
+    model, _, _ = fitted
+    path = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, step=tf.Variable(4, dtype=tf.int64)),
+        str(tmp_path / "model_only"),
+        max_to_keep=None,
+    ).save(4)
+    write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    trained_state = {
+        str(v.path).rsplit("/", 1)[-1]: v.numpy()
+        for v in model.optimizer.variables
+        if "learning_rate" not in v.path
+    }
+    assert int(trained_state["iteration"]) > 0
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.saved_model.loader.load(session, ["train"], str(tmp_path / "export"))
+        handles = {
+            op.name.rsplit("/", 1)[-1]: op.outputs[0]
+            for op in session.graph.get_operations()
+            if op.type == "VarHandleOp"
+        }
+        exported = {
+            name: session.run(tf.raw_ops.ReadVariableOp(resource=handles[name], dtype=value.dtype))
+            for name, value in trained_state.items()
+        }
+    for name, value in trained_state.items():
+        np.testing.assert_array_equal(exported[name], value, err_msg=name)
