@@ -9,9 +9,9 @@ with tf.train.CheckpointManager. Then, round after round (one warm-up round not 
               signature traced in the timed section
 
 Targets: median(a)/median(c) <= 1.2 and median(b)/median(c) <= 2.0. The last line printed
-is one JSON object with the figures. (a) and (b) pay for building the model and restoring
-it (without running its initializers: savedmodel/deferred_variables.py); (c) does not.
-Single exports vary by about 15% on a shared machine, hence 15 rounds by default.
+is one JSON object with the figures. (a) and (b) pay for building the model, whose
+initializers fill 10 MB before the checkpoint overwrites it, and for restoring it; (c) does
+not. Single exports vary by about 15% on a shared machine, hence 15 rounds by default.
 
 Run: .venv/bin/python benchmarks/bench_export.py [--runs 15]
 """

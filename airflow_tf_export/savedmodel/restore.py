@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_tf_export.core.checkpoints import step_in_name
 from airflow_tf_export.savedmodel.checkpoint_paths import require_checkpoint
-from airflow_tf_export.savedmodel.deferred_variables import build_deferred
 from airflow_tf_export.savedmodel.definition import (
     KerasWeights,
     ModelDefinition,
@@ -65,21 +64,18 @@ def restore_model(
     import tensorflow as tf
 
     require_checkpoint(checkpoint_path)
-    if with_optimizer and definition.make_optimizer is None:
-        raise DefinitionError("the model definition has no make_optimizer")
+    model = definition.build_model()
+    _require_built(model)
+    optimizer = None
+    if with_optimizer:
+        if definition.make_optimizer is None:
+            raise DefinitionError("the model definition has no make_optimizer")
+        optimizer = definition.make_optimizer()
+        optimizer.build(model.trainable_variables)
     if isinstance(definition.checkpoint, KerasWeights):
-        model = _built_model(definition.build_model())
-        optimizer = _built_optimizer(definition, model, with_optimizer)
         step = _restore_keras_weights(model, checkpoint_path)
     else:
-        # The mismatch check requires every model variable in the checkpoint, so building
-        # leaves them without values (Keras weights files are checked by saving the model's
-        # own, which needs values).
-        deferred = build_deferred(definition.build_model)
-        model = _built_model(deferred.built)
-        optimizer = _built_optimizer(definition, model, with_optimizer)
         step = _restore_trackable(model, optimizer, definition.checkpoint, checkpoint_path)
-        deferred.initialize_unrestored()
         _finalize_normalization(model)
     step_variable = None
     if with_optimizer:
@@ -94,20 +90,11 @@ def is_keras_model(model: object) -> bool:
     return isinstance(model, keras.Layer)
 
 
-def _built_optimizer(definition: ModelDefinition, model: Any, with_optimizer: bool) -> Any | None:
-    if not with_optimizer or definition.make_optimizer is None:
-        return None
-    optimizer = definition.make_optimizer()
-    optimizer.build(model.trainable_variables)
-    return optimizer
-
-
-def _built_model(model: Any) -> Any:
-    """`model` once it is known to be a built Keras model or a tf.Module."""
+def _require_built(model: object) -> None:
     import tensorflow as tf
 
     if is_keras_model(model):
-        if not model.built:
+        if not model.built:  # type: ignore[attr-defined]
             raise DefinitionError(
                 "build_model returned a Keras model that is not built; create its variables "
                 "in build_model (a functional model, or call model.build(...))"
@@ -117,7 +104,6 @@ def _built_model(model: Any) -> Any:
             f"build_model returned a {type(model).__name__}; expected a Keras 3 model or a "
             "tf.Module"
         )
-    return model
 
 
 def _finalize_normalization(model: Any) -> None:

@@ -1,7 +1,7 @@
-"""Models built with their initializers deferred, for the checkpoint to fill.
-
-These tests pin the Keras and TensorFlow internals deferred_variables.py relies on: if an
-upgrade changes them, they fail here rather than as wrong values in an export.
+"""build_model functions written the many ways Keras and TensorFlow allow: subclassed models
+built by calling them, tf.Modules with a traced tf.function, layers in tf.name_scopes, cached
+and compiled models, a cleared Keras session. Each export serves the trained values, and the
+restored variables keep the names a plain build gives them (v1 sessions look them up by name).
 """
 
 from __future__ import annotations
@@ -16,89 +16,7 @@ from savedmodel_support import TrainedExample, model_probabilities, serialized_e
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import write_saved_model
-from airflow_tf_export.savedmodel.deferred_variables import build_deferred
 from airflow_tf_export.savedmodel.restore import _python_variables, restore_model
-
-_KERAS_PENDING = "uninitialized_variables"
-
-
-def test_a_deferred_build_leaves_every_variable_without_a_value() -> None:
-    built = build_deferred(example.build_model)
-
-    assert built.built.built
-    weights = built.built.weights
-    assert len(weights) == 4
-    assert {id(entry.keras_variable) for entry in built.deferred} == {id(w) for w in weights}
-    assert not any(w.value.is_initialized() for w in weights)
-    # Named as a normal build names them, which v1 sessions look them up by.
-    assert sorted(w.value.name for w in weights) == sorted(
-        w.value.name for w in example.build_model().weights
-    )
-
-
-def test_keras_own_pending_variables_are_left_as_they_were() -> None:
-    import keras
-    from keras.src.backend.common import global_state
-
-    with keras.StatelessScope(initialize_variables=False):
-        outside = keras.Variable(initializer="ones", shape=(2,), name="outside")
-    try:
-        build_deferred(example.build_model)
-        assert global_state.get_global_attribute(_KERAS_PENDING) == [outside]
-    finally:
-        global_state.set_global_attribute(_KERAS_PENDING, [])
-
-
-def test_unrestored_variables_get_their_initializer_values() -> None:
-    import keras
-
-    def build() -> Any:
-        layer = keras.layers.Dense(
-            2, kernel_initializer="ones", bias_initializer=keras.initializers.Constant(3.0)
-        )
-        layer.build((None, 2))
-        return layer
-
-    built = build_deferred(build)
-    built.built.kernel.assign(np.full((2, 2), 7.0, np.float32))
-    built.initialize_unrestored()
-
-    np.testing.assert_array_equal(built.built.kernel.numpy(), np.full((2, 2), 7.0))
-    np.testing.assert_array_equal(built.built.bias.numpy(), np.full((2,), 3.0))
-
-
-def test_a_build_that_cannot_be_deferred_runs_again_as_usual() -> None:
-    import keras
-    from keras.src.backend.common import global_state
-
-    calls = []
-
-    def build_compiled() -> Any:
-        calls.append(1)
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-        # The optimizer's iteration count is a variable created from the value 0.
-        model.compile(optimizer=keras.optimizers.SGD(), loss="mse")
-        return model
-
-    def uids() -> dict[str, int]:
-        return dict(global_state.get_global_attribute("object_name_uids") or {})
-
-    before = uids()
-    built = build_deferred(build_compiled)
-
-    assert len(calls) == 2
-    assert built.deferred == ()
-    assert all(w.value.is_initialized() for w in built.built.weights)
-    # The layer names are those of one build, not of two.
-    assert uids()["dense"] == before.get("dense", 0) + 1
-
-
-def test_a_user_error_in_the_build_is_raised() -> None:
-    def broken() -> Any:
-        raise ValueError("vocabulary file missing")
-
-    with pytest.raises(ValueError, match="vocabulary file missing"):
-        build_deferred(broken)
 
 
 def _scorer_layers() -> tuple[Any, Any]:
@@ -171,7 +89,7 @@ _CACHED: list[Any] = []
 
 
 def _cached_and_compiled() -> Any:
-    """A cached functional model, compiled on every call (which cannot be deferred)."""
+    """A cached functional model, compiled on every call."""
     import keras
 
     if not _CACHED:
@@ -214,7 +132,7 @@ def _tensorflow_name(variable: Any) -> str:
         _clears_the_session,
     ],
 )
-def test_builds_that_use_values_or_keras_state_export_the_checkpoint(
+def test_each_way_of_building_exports_the_checkpoint_under_the_usual_names(
     build: Any, tmp_path: Path
 ) -> None:
     """Each export serves the trained values, and the restored variables have the names a
@@ -251,7 +169,7 @@ def test_builds_that_use_values_or_keras_state_export_the_checkpoint(
     np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
-def test_a_build_model_that_compiles_exports_through_the_usual_build(
+def test_a_build_model_that_compiles_exports_the_fitted_model(
     trained_example: TrainedExample, tmp_path: Path
 ) -> None:
     import keras
