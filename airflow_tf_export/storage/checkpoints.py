@@ -121,31 +121,32 @@ def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]
 def list_checkpoints(storage: Storage, model_dir: str) -> list[StoredCheckpoint]:
     """Every checkpoint directly in `model_dir`, by step: TF checkpoint prefixes (their
     `.index` and `.data-*` files) and Keras `<name>-<step>.weights.h5` files."""
-    groups: dict[str, list[Entry]] = {}
+    groups: dict[tuple[str, int], list[Entry]] = {}
     for entry in storage.list_dir(model_dir):
-        name = None if entry.is_dir else _checkpoint_name(entry.name)
-        if name is not None:
-            groups.setdefault(name, []).append(entry)
+        named = None if entry.is_dir else _checkpoint_of(entry.name)
+        if named is not None:
+            groups.setdefault(named, []).append(entry)
     found = []
-    for name, entries in groups.items():
-        step = step_in_name(name)
+    for (name, step), entries in groups.items():
         defining = [e for e in entries if e.name == checkpoint_file(name)]
-        if step is not None:
-            found.append(
-                StoredCheckpoint(
-                    uri=storage.join(model_dir, name),
-                    step=step,
-                    files=tuple(sorted(e.name for e in entries)),
-                    complete=bool(defining),
-                    mtime=defining[0].mtime if defining else None,
-                )
+        found.append(
+            StoredCheckpoint(
+                uri=storage.join(model_dir, name),
+                step=step,
+                files=tuple(sorted(e.name for e in entries)),
+                complete=bool(defining),
+                mtime=defining[0].mtime if defining else None,
             )
+        )
     return sorted(found, key=lambda c: (c.step, c.uri))
 
 
-def _checkpoint_name(filename: str) -> str | None:
-    """The checkpoint a file of a model dir belongs to: a Keras weights file is its own."""
-    return filename if is_keras_weights(filename) else checkpoint_prefix(filename)
+def _checkpoint_of(filename: str) -> tuple[str, int] | None:
+    """The checkpoint a file of a model dir belongs to (a Keras weights file is its own) and
+    the step in its name; None for other files."""
+    name = filename if is_keras_weights(filename) else checkpoint_prefix(filename)
+    step = None if name is None else step_in_name(name)
+    return None if name is None or step is None else (name, step)
 
 
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
@@ -174,8 +175,7 @@ def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = 
             return candidate
     raise CheckpointError(
         f"{storage.join(model_dir, STATE_FILENAME)} names checkpoint {recorded!r}, but no "
-        "checkpoint exists at "
-        f"{' or '.join(candidates)}",
+        f"checkpoint exists at {' or '.join(candidates)}",
         recorded,
     )
 
