@@ -1,5 +1,8 @@
 """Evaluate a checkpoint of the example model and record it as Estimator's evaluator did.
 
+The checkpoint is a tf.train.Checkpoint prefix or a Keras `<name>-<step>.weights.h5` file,
+found by the product's one resolver (default: the latest).
+
 One event per evaluation in `model_dir/eval/events.out.tfevents.*`, at step = the global
 step, holding `loss`, `accuracy` and `auc` as scalar values and `checkpoint_path` as a
 string tensor. The event file is written locally and then copied into the model dir through
@@ -13,15 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_tf_export.core.checkpoints import (
-    STATE_FILENAME,
-    checkpoint_prefix,
-    checkpoint_step,
-    parse_checkpoint_state,
-)
+from airflow_tf_export.core.checkpoints import is_keras_weights, step_in_name
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.example.model import accuracy, build_model, loss, make_dataset
-from airflow_tf_export.storage import Storage, StorageNotFoundError, storage_for
+from airflow_tf_export.storage import Storage, storage_for
+from airflow_tf_export.storage.checkpoints import checkpoint_files, resolve_checkpoint
 
 EVAL_DIR = "eval"
 EVAL_EXAMPLES = 2048
@@ -40,7 +39,7 @@ def evaluate(
     if isinstance(examples, bool) or not isinstance(examples, int) or examples <= 0:
         raise ValueError(f"examples must be a positive integer, got {examples!r}")
     storage = storage_for(model_dir)
-    prefix = _checkpoint_uri(storage, model_dir, checkpoint_path)
+    prefix = resolve_checkpoint(storage, model_dir, checkpoint_path).path
     with tempfile.TemporaryDirectory(prefix="example-eval-") as work:
         local = Path(work)
         step, metrics = _evaluate_locally(storage, prefix, local / "checkpoint", examples, seed)
@@ -57,41 +56,23 @@ def evaluate(
     return result.to_dict()
 
 
-def _checkpoint_uri(storage: Storage, model_dir: str, checkpoint_path: str | None) -> str:
-    """The checkpoint prefix as a URI in `model_dir`; ValueError names a missing one."""
-    if checkpoint_path is None:
-        state_uri = storage.join(model_dir, STATE_FILENAME)
-        try:
-            state = parse_checkpoint_state(storage.read_bytes(state_uri).decode("utf-8"))
-        except StorageNotFoundError:
-            raise ValueError(
-                f"no checkpoint to evaluate in {model_dir!r}: {state_uri} does not exist"
-            ) from None
-        checkpoint_path = state.model_checkpoint_path
-    name = checkpoint_path.rstrip("/").rsplit("/", 1)[-1]
-    if checkpoint_step(name) is None:
-        raise ValueError(
-            f"checkpoint_path {checkpoint_path!r} does not end with a global step (ckpt-<step>)"
-        )
-    prefix = storage.join(model_dir, name)
-    if not storage.exists(prefix + ".index"):
-        raise ValueError(f"checkpoint {prefix!r} not found (no {prefix}.index)")
-    return prefix
-
-
 def _evaluate_locally(
     storage: Storage, prefix: str, local: Path, examples: int, seed: int
 ) -> tuple[int, dict[str, float]]:
     import keras
     import tensorflow as tf
 
-    parent, _, name = prefix.rpartition("/")
-    files = [e.name for e in storage.list_dir(parent) if checkpoint_prefix(e.name) == name]
+    parent, files = checkpoint_files(storage, prefix)
     storage.download_dir(parent, local, files)
     model = build_model()
-    step = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(model=model, step=step)
-    checkpoint.restore(str(local / name)).expect_partial().assert_existing_objects_matched()
+    name = prefix.rstrip("/").rsplit("/", 1)[-1]
+    if is_keras_weights(name):
+        model.load_weights(str(local / name))
+        step = tf.Variable(step_in_name(name), dtype=tf.int64)
+    else:
+        step = tf.Variable(0, dtype=tf.int64)
+        checkpoint = tf.train.Checkpoint(model=model, step=step)
+        checkpoint.restore(str(local / name)).expect_partial().assert_existing_objects_matched()
     features, labels = make_dataset(examples, seed)
     probabilities = model({k: tf.constant(v) for k, v in features.items()}, training=False)
     targets = tf.constant(labels)

@@ -17,11 +17,16 @@ with `model = build_model()` and `optimizer = make_optimizer()`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from airflow_tf_export.savedmodel.definition import ModelDefinition, TrackableCheckpoint
+from airflow_tf_export.savedmodel.definition import (
+    KerasWeights,
+    ModelDefinition,
+    TrackableCheckpoint,
+)
 from airflow_tf_export.savedmodel.export_outputs import ClassificationOutput, PredictOutput
 from airflow_tf_export.savedmodel.receivers import (
     Feature,
@@ -129,3 +134,8 @@ definition = ModelDefinition(
     metrics={"accuracy": accuracy},
     checkpoint=TrackableCheckpoint(model="model", optimizer="optimizer", step="step"),
 )
+
+# The same model for checkpoints that Keras writes: `model.save_weights(f"{model_dir}/ckpt-
+# {step}.weights.h5")` or ModelCheckpoint(..., save_weights_only=True). DAGs name it as
+# "airflow_tf_export.example.model:keras_weights_definition".
+keras_weights_definition = dataclasses.replace(definition, checkpoint=KerasWeights())

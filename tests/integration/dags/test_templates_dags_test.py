@@ -1,7 +1,8 @@
 """Both DAG templates end to end with `airflow dags test` (SQLite Airflow DB, real TF).
 
 The retraining template runs on local disk and on the GCS emulator (through an Airflow
-connection); the backfill template runs over dated checkpoints and is re-run unchanged.
+connection); the backfill template runs over dated checkpoints and is re-run unchanged, and
+over dated Keras weights files.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ backfill_local = backfill_dag(
     retention={"keep": {"newest": 1}},
     **COMMON,
 )
+
+backfill_keras = backfill_dag(
+    dag_id="backfill_keras",
+    model_dir=os.environ["TEST_KERAS_MODEL_DIR"],
+    exporters=[{"strategy": "best", "name": "best"}],
+    retention={"keep": {"newest": 1}},
+    **{**COMMON, "model_definition": "airflow_tf_export.example.model:keras_weights_definition"},
+)
 """
 
 
@@ -128,6 +137,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
         "TEST_LOCAL_MODEL_DIR": str(root / "local-model"),
         "TEST_BACKFILL_MODEL_DIR": str(root / "backfill-model"),
+        "TEST_KERAS_MODEL_DIR": str(root / "keras-model"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True)
@@ -226,3 +236,52 @@ def test_backfill_interval_evaluates_exports_and_reruns_unchanged(
     assert sorted(p.name for p in (model_dir / "eval").iterdir()) == events_before
     evaluated = Counter(x["evaluated"] for x in airflow_home.xcoms("backfill_local", "evaluate"))
     assert evaluated[False] >= 2
+
+
+def test_backfill_over_keras_weights_files(airflow_home: AirflowHome) -> None:
+    """`model.save_weights("ckpt-<step>.weights.h5")` files, no state file: the interval's
+    files are selected by time, evaluated by the example evaluator and exported by the best
+    exporter, serving what the Keras model computes."""
+    import numpy as np
+    import tensorflow as tf
+
+    from airflow_tf_export.example import model as example
+
+    model_dir = Path(airflow_home.env["TEST_KERAS_MODEL_DIR"])
+    model_dir.mkdir()
+    features, _ = example.make_dataset(8, seed=3)
+    inputs = {name: tf.constant(values) for name, values in features.items()}
+    rng = np.random.default_rng(0)
+    outputs = {}
+    for step, hour in ((5, 3), (10, 9), (15, 30)):  # two files on Jan 1st, one on Jan 2nd
+        model = example.build_model()
+        for variable in model.weights:
+            variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+        path = model_dir / f"ckpt-{step}.weights.h5"
+        model.save_weights(str(path))
+        when = datetime(2024, 1, 1, tzinfo=UTC).timestamp() + hour * 3600
+        os.utime(path, (when, when))
+        outputs[step] = model(inputs, training=False).numpy()[:, 0]
+
+    states = airflow_home.dags_test("backfill_keras", "2024-01-02")
+    assert set(states.values()) == {"success"}, states
+    (selected,) = airflow_home.xcoms("backfill_keras", "select_checkpoints")
+    assert [Path(p).name for p in selected] == ["ckpt-5.weights.h5", "ckpt-10.weights.h5"]
+    evaluated = {x["eval_result"]["step"] for x in airflow_home.xcoms("backfill_keras", "evaluate")}
+    assert evaluated == {5, 10}
+    (best,) = _committed(f"{model_dir}/export/best")
+    assert best.checkpoint_path in selected
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(age)])),
+                    "language": tf.train.Feature(bytes_list=tf.train.BytesList(value=[lang])),
+                }
+            )
+        ).SerializeToString()
+        for age, lang in zip(features["age"], features["language"], strict=True)
+    ]
+    loaded = tf.saved_model.load(f"{model_dir}/export/best/{best.version}")
+    served = loaded.signatures["predict"](examples=tf.constant(examples))["logistic"].numpy()
+    np.testing.assert_allclose(served, outputs[best.global_step], atol=1e-6)

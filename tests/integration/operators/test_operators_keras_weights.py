@@ -8,7 +8,6 @@ checkpoints.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,11 +28,11 @@ from operator_support import (
 from airflow_tf_export.example import model as example
 from airflow_tf_export.operators.export import BestExportOperator, LatestExportOperator
 from airflow_tf_export.operators.retention import RetentionOperator
-from airflow_tf_export.savedmodel.definition import KerasWeights, ModelDefinition
+from airflow_tf_export.savedmodel.definition import ModelDefinition
 from airflow_tf_export.storage.gcs import GcsStorage
 from airflow_tf_export.storage.local import LocalStorage
 
-KERAS_DEFINITION = dataclasses.replace(example.definition, checkpoint=KerasWeights())
+KERAS_DEFINITION = example.keras_weights_definition
 AGES = [19, 25, 45, 70, 33]
 LANGUAGES = ["english", "german", "french", "italian", "spanish"]
 
