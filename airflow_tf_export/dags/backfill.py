@@ -1,10 +1,11 @@
 """DAG template: evaluate and export historical checkpoints, one data interval per DAG run.
 
-Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes and Keras
-`<name>-<step>.weights.h5` files) whose time (the modification time of their `.index` file,
-as `tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
-interval, or whose global step is in the run's `min_step`..`max_step` params when either is
-given. Then, with dynamic task mapping, one task instance per checkpoint:
+Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes, or Keras
+`<name>-<step>.weights.h5` files when the model definition restores those) whose time (the
+modification time of their `.index` file, as `tf.train.get_checkpoint_mtimes` reports it, or
+of the weights file) falls in the run's data interval, or whose global step is in the run's
+`min_step`..`max_step` params when either is given. Then, with dynamic task mapping, one
+task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
         -> wait_for_eval (EvalMetricsSensor, deferrable by default)
@@ -117,8 +118,11 @@ def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
         )
 
 
-def select_checkpoints(*, model_dir: str, gcp_conn_id: str) -> list[str]:
-    """Task: the checkpoints of this run's data interval (or step range), by step."""
+def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: str) -> list[str]:
+    """Task: the checkpoints of this run's data interval (or step range), by step, of the
+    kind the model definition restores (TF checkpoints or Keras weights files)."""
+    from airflow_tf_export.savedmodel import KerasWeights, resolve_definition
+
     context = get_current_context()
     params = context["params"]
     start, end = context["data_interval_start"], context["data_interval_end"]
@@ -126,10 +130,11 @@ def select_checkpoints(*, model_dir: str, gcp_conn_id: str) -> list[str]:
         raise AirflowFailException("backfill runs need a data interval; schedule the DAG by time")
     try:
         storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
+        keras_weights = isinstance(resolve_definition(model_definition).checkpoint, KerasWeights)
         paths = select_checkpoints_in_window(
             [
                 CheckpointFile(c.uri, c.step, c.mtime)
-                for c in list_checkpoints(storage, model_dir)
+                for c in list_checkpoints(storage, model_dir, keras_weights=keras_weights)
                 if c.complete
             ],
             start=start.timestamp(),
@@ -258,7 +263,7 @@ def backfill_dag(
         **dag_kwargs,
     ) as dag:
         selected = task(task_id="select_checkpoints")(select_checkpoints)(
-            model_dir=model_dir, gcp_conn_id=gcp_conn_id
+            model_dir=model_dir, model_definition=model_definition, gcp_conn_id=gcp_conn_id
         )
         waited = EvalMetricsSensor.partial(
             **sensor_arguments,

@@ -98,8 +98,7 @@ class SavedModelExportOperator(BaseOperator):
     :param export_dir_base: where versions are published; default `<model_dir>/export/<name>`.
         (templated)
     :param checkpoint_path: checkpoint prefix to export, or a Keras `<name>-<step>.weights.h5`
-        file; default: the latest in the `checkpoint` state file, or without one the Keras
-        weights file with the highest step. (templated)
+        file; default: the latest in the `checkpoint` state file. (templated)
     :param modes: SavedModel modes to write into one SavedModel sharing one set of variables:
         `("serve",)`, or `("train", "eval", "serve")` as export_all_saved_models did.
     :param assets_extra: `{destination inside assets.extra: source file}`. (templated)

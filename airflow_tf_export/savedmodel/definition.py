@@ -41,8 +41,9 @@ class TrackableCheckpoint:
 
     The fields are the keyword names the training code gave `tf.train.Checkpoint(...)`; None
     means the checkpoint has no such object. `optimizer` is restored only for the `train`
-    mode (without it, from the optimizer a compiled Keras model saved under the model; with
-    neither, the train signature gets a new optimizer); `step` is the global step variable.
+    mode (without it, from the optimizer state a compiled Keras model saved under the model,
+    when that state fits make_optimizer's optimizer; else the train signature gets a new
+    optimizer); `step` is the global step variable.
     """
 
     model: str = "model"

@@ -204,7 +204,9 @@ def _restore_trackable(
     if optimizer is not None and layout.optimizer in saved_roots:
         roots[str(layout.optimizer)] = optimizer
     elif (
-        optimizer is not None and is_keras_model(model) and _holds_compiled_optimizer(graph, layout)
+        optimizer is not None
+        and is_keras_model(model)
+        and _holds_compiled_optimizer(graph, shapes, layout, optimizer)
     ):
         # Restored from where model.compile put it, as the model's `optimizer` attribute.
         model.optimizer = optimizer
@@ -223,12 +225,19 @@ def _restore_trackable(
         raise CheckpointError(f"cannot read checkpoint {path}: {error}", path) from error
 
 
-def _holds_compiled_optimizer(graph: TrackableObjectGraph, layout: TrackableCheckpoint) -> bool:
-    """Whether the checkpoint's model node has a compiled model's `optimizer` child."""
-    model_node = _follow_saved(graph, 0, (layout.model,))
-    return (
-        model_node is not None and _follow_saved(graph, model_node, (_KERAS_OPTIMIZER,)) is not None
-    )
+def _holds_compiled_optimizer(
+    graph: TrackableObjectGraph,
+    shapes: Mapping[str, list[int]],
+    layout: TrackableCheckpoint,
+    optimizer: Any,
+) -> bool:
+    """Whether the state a compiled model saved under it is exactly that of `optimizer`'s
+    variables. Otherwise (another optimizer class, a LossScaleOptimizer, a checkpoint from
+    before the first step) the train signature starts from a new optimizer."""
+    under_model = f"{layout.model}/{_KERAS_OPTIMIZER}"
+    if _follow_saved(graph, 0, tuple(under_model.split("/"))) is None:
+        return False
+    return find_mismatches(graph, shapes, {under_model: optimizer}) == ((), (), ())
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:
@@ -253,7 +262,8 @@ def find_mismatches(
     shapes: Mapping[str, list[int]],
     roots: Mapping[str, Any],
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(missing, unexpected, mismatched) variables under each named root, by object path.
+    """(missing, unexpected, mismatched) variables under each named root (a top-level name, or
+    a path such as "model/optimizer"), by object path.
 
     Paths follow the local names TensorFlow uses for dependencies (`model/_operations/4/
     _kernel`); a Keras variable is also named by its own path (`age_weights/kernel`).
@@ -261,9 +271,8 @@ def find_mismatches(
     missing: list[str] = []
     unexpected: list[str] = []
     mismatched: list[str] = []
-    top = {child.local_name: child.node_id for child in graph.nodes[0].children}
     for root_name, root in roots.items():
-        root_node = top.get(root_name)
+        root_node = _follow_saved(graph, 0, tuple(root_name.split("/")))
         for path, variable in _python_variables(root):
             label = _variable_label(root_name, path, variable)
             node = None if root_node is None else _follow_saved(graph, root_node, path)

@@ -4,8 +4,8 @@ The one checkpoint resolver of the product, for local disk and GCS alike: the op
 it with the model dir's backend and savedmodel with LocalStorage. The `checkpoint` state file
 is parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does.
 A Keras weights file (`<name>-<step>.weights.h5`) is a checkpoint of its own: it exists when
-that one file does. Keras writes no state file, so in a model dir without one the latest
-checkpoint is the Keras weights file with the highest step.
+that one file does. Keras writes no state file, so it is only used when named explicitly
+(an operator's checkpoint_path, an eval result's, or the backfill's selection).
 """
 
 from __future__ import annotations
@@ -118,13 +118,17 @@ def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]
     return parent, names
 
 
-def list_checkpoints(storage: Storage, model_dir: str) -> list[StoredCheckpoint]:
-    """Every checkpoint directly in `model_dir`, by step: TF checkpoint prefixes (their
-    `.index` and `.data-*` files) and Keras `<name>-<step>.weights.h5` files."""
+def list_checkpoints(
+    storage: Storage, model_dir: str, *, keras_weights: bool = False
+) -> list[StoredCheckpoint]:
+    """The checkpoints of one kind directly in `model_dir`, by step: TF checkpoint prefixes
+    (their `.index` and `.data-*` files), or with `keras_weights` the Keras
+    `<name>-<step>.weights.h5` files. One kind at a time: a TF model dir may hold weights
+    files of another kind of step (epochs), or pretrained ones, that are not its checkpoints."""
     groups: dict[tuple[str, int], list[Entry]] = {}
     for entry in storage.list_dir(model_dir):
         named = None if entry.is_dir else _checkpoint_of(entry.name)
-        if named is not None:
+        if named is not None and is_keras_weights(named[0]) == keras_weights:
             groups.setdefault(named, []).append(entry)
     found = []
     for (name, step), entries in groups.items():
@@ -151,15 +155,20 @@ def _checkpoint_of(filename: str) -> tuple[str, int] | None:
 
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
     """The checkpoint prefix the model dir's state file records: the kept checkpoint of
-    `step` when the file still lists one, else the latest. Without a state file, the Keras
-    weights file of `step`, else the one with the highest step.
+    `step` when the file still lists one, else the latest.
 
     A state file copied together with its directory (e.g. from local disk to GCS) records
     paths of the old location; the checkpoint is then looked up by its name in `model_dir`.
     """
     state = read_checkpoint_state(storage, model_dir)
     if state is None:
-        return _keras_weights_checkpoint(storage, model_dir, step=step)
+        raise CheckpointError(
+            f"no checkpoint in {model_dir}: {storage.join(model_dir, STATE_FILENAME)} does not "
+            "exist; pass checkpoint_path or train first (Keras weights files, "
+            f"`<name>-<step>{KERAS_WEIGHTS_SUFFIX}`, always need an explicit checkpoint_path: "
+            "Keras writes no checkpoint state file)",
+            model_dir,
+        )
     at_step = [
         p
         for p in state.all_model_checkpoint_paths
@@ -178,24 +187,6 @@ def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = 
         f"checkpoint exists at {' or '.join(candidates)}",
         recorded,
     )
-
-
-def _keras_weights_checkpoint(storage: Storage, model_dir: str, *, step: int | None) -> str:
-    try:
-        found = list_checkpoints(storage, model_dir)
-    except StorageNotFoundError:
-        found = []
-    weights = [c for c in found if c.complete and is_keras_weights(c.uri)]
-    if not weights:
-        raise CheckpointError(
-            f"no checkpoint in {model_dir}: {storage.join(model_dir, STATE_FILENAME)} "
-            "(the state file tf.train.CheckpointManager writes) does not exist and no Keras "
-            f"weights file is named '<name>-<step>{KERAS_WEIGHTS_SUFFIX}'; pass "
-            "checkpoint_path or train first",
-            model_dir,
-        )
-    at_step = [c for c in weights if c.step == step]
-    return (at_step or weights)[-1].uri
 
 
 def read_checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState | None:

@@ -1,9 +1,9 @@
 """The operators on Keras weights files (`model.save_weights("ckpt-<step>.weights.h5")`), on
 local disk and the GCS emulator: an explicit checkpoint_path naming the file resolves, the
 file alone is downloaded, and the published SavedModel computes what the Keras model does.
-Keras writes no `checkpoint` state file, so without a checkpoint_path the latest is the
-weights file with the highest step; checkpoint retention deletes weights files like TF
-checkpoints.
+Keras writes no `checkpoint` state file, so a model dir of weights files is only exported
+through an explicit checkpoint_path (given directly or in the eval result), and checkpoint
+retention leaves weights files alone.
 """
 
 from __future__ import annotations
@@ -146,60 +146,37 @@ def test_best_exports_the_keras_weights_file_its_eval_result_names(
         assert_serves_keras_outputs(weights_model_dir, results[step]["version_uri"], expected[step])
 
 
-def test_without_checkpoint_path_latest_exports_the_weights_file_with_the_highest_step(
-    weights_model_dir: ModelDir, keras_weights_dir: tuple[Path, dict[int, Any]]
+def test_without_checkpoint_path_the_failure_says_weights_files_need_one(
+    weights_model_dir: ModelDir,
 ) -> None:
-    _, expected = keras_weights_dir
     op = LatestExportOperator(
         task_id="export",
         name="latest",
         model_definition=keras_definition,
         model_dir=weights_model_dir.uri,
     )
-    result = op.execute(context())
-    assert result["exported"] is True
-    assert result["checkpoint_path"] == weights_model_dir.join("ckpt-14.weights.h5")
-    assert result["global_step"] == 14
-    assert_serves_keras_outputs(weights_model_dir, result["version_uri"], expected[14])
+    with pytest.raises(AirflowFailException, match="no checkpoint in") as raised:
+        op.execute(context())
+    assert "Keras weights files" in str(raised.value)
+    assert "explicit checkpoint_path" in str(raised.value)
 
 
-def test_retention_deletes_evaluated_weights_files_and_keeps_the_exported_one(
-    weights_model_dir: ModelDir, keras_weights_dir: tuple[Path, dict[int, Any]], tmp_path: Path
+def test_checkpoint_retention_leaves_weights_files_alone(
+    weights_model_dir: ModelDir, tmp_path: Path
 ) -> None:
-    _, expected = keras_weights_dir
+    """Checkpoint retention deletes TF checkpoints only: weights files in a model dir may
+    count epochs rather than global steps, or be pretrained weights."""
     events = tmp_path / "events"
     write_eval_events(events, {7: {"loss": 0.6}, 14: {"loss": 0.4}})
     weights_model_dir.storage.upload_dir(events / "eval", weights_model_dir.join("eval"))
-    exported = LatestExportOperator(
-        task_id="export",
-        name="latest",
-        model_definition=keras_definition,
-        model_dir=weights_model_dir.uri,
-        checkpoint_path="ckpt-7.weights.h5",
-    ).execute(context())
 
-    done = RetentionOperator(
-        task_id="retention",
-        exporter_dirs=[weights_model_dir.join("export", "latest")],
-        keep={"newest": 1},
-        model_dir=weights_model_dir.uri,
-        checkpoints_to_keep=1,
-        keep_exported_checkpoints=True,
-    ).execute(context())
-
-    plan = done["checkpoints"]
-    assert {k["step"]: k["rule"] for k in plan["keep"]} == {7: "exported", 14: "newest"}
-    assert plan["delete"] == []
     done = RetentionOperator(
         task_id="retention", model_dir=weights_model_dir.uri, checkpoints_to_keep=1
     ).execute(context())
-    assert [d["prefix"] for d in done["checkpoints"]["delete"]] == [
-        weights_model_dir.join("ckpt-7.weights.h5")
-    ]
+
+    assert done["checkpoints"]["keep"] == [] and done["checkpoints"]["delete"] == []
     names = {e.name for e in weights_model_dir.storage.list_dir(weights_model_dir.uri)}
-    assert "ckpt-7.weights.h5" not in names
-    assert "ckpt-14.weights.h5" in names
-    assert_serves_keras_outputs(weights_model_dir, exported["version_uri"], expected[7])
+    assert {"ckpt-7.weights.h5", "ckpt-14.weights.h5"} <= names
 
 
 @pytest.mark.parametrize(

@@ -90,3 +90,36 @@ def test_the_train_mode_continues_a_compiled_models_optimizer_state(
         }
     for name, value in trained_state.items():
         np.testing.assert_array_equal(exported[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("trained_with", ["not-yet-fitted", "sgd-momentum"])
+def test_optimizer_state_of_another_layout_gives_the_train_mode_a_new_optimizer(
+    trained_with: str, tmp_path: Path
+) -> None:
+    """State saved before the first step (no slot variables yet), or by another optimizer
+    class than make_optimizer's, is not restored into it: the train mode starts afresh, as
+    when the checkpoint holds no optimizer."""
+    import keras
+    import tensorflow as tf
+
+    model = example.build_model()
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss="binary_crossentropy")
+    if trained_with == "sgd-momentum":
+        features, labels = example.make_dataset(32, seed=0)
+        batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
+        model.fit(batches.batch(16), epochs=1, verbose=0)
+    path = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, step=tf.Variable(2, dtype=tf.int64)),
+        str(tmp_path / "model_dir"),
+        max_to_keep=None,
+    ).save(2)
+    write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.saved_model.loader.load(session, ["train"], str(tmp_path / "export"))
+        (iteration,) = [
+            op.outputs[0]
+            for op in session.graph.get_operations()
+            if op.type == "VarHandleOp" and op.name.endswith("/iteration")
+        ]
+        assert session.run(tf.raw_ops.ReadVariableOp(resource=iteration, dtype=tf.int64)) == 0

@@ -1,7 +1,7 @@
 """Keras weights files (`<name>-<step>.weights.h5`) through the one checkpoint resolver, on
 local disk: an explicit checkpoint_path resolves when that one file exists, the step comes
-from its name, only that file is downloaded, and without a state file the latest is the
-one with the highest step. The GCS side runs through the operators in
+from its name, only that file is downloaded, and listing a model dir's checkpoints gives one
+kind at a time. The GCS side runs through the operators in
 tests/integration/operators/test_operators_keras_weights.py.
 
 The weights files here are empty stand-ins: resolution reads only file names.
@@ -73,36 +73,16 @@ def test_a_weights_file_not_named_for_its_step_is_rejected_with_the_expected_for
     assert isinstance(raised.value, ValueError)
 
 
-def test_without_a_state_file_the_latest_is_the_weights_file_with_the_highest_step(
+def test_without_a_state_file_the_error_says_weights_files_need_checkpoint_path(
     tmp_path: Path,
 ) -> None:
-    model = weights_dir(
-        tmp_path, "ckpt-7.weights.h5", "ckpt-14.weights.h5", "final.weights.h5", "notes.txt"
-    )
-    storage = LocalStorage()
-    # 14 > 7 by number, although "ckpt-7" sorts after "ckpt-14" as text.
-    assert resolve_checkpoint(storage, str(model), None) == ResolvedCheckpoint(
-        str(model / "ckpt-14.weights.h5"), 14
-    )
-    assert resolve_checkpoint(storage, str(model), None, step=7).step == 7
-    # A step without a weights file falls back to the latest, as with a state file.
-    assert resolve_checkpoint(storage, str(model), None, step=8).step == 14
-
-
-def test_a_state_file_wins_over_newer_weights_files(tmp_path: Path) -> None:
-    model = weights_dir(tmp_path, "ckpt-5.index", "ckpt-5.data-00000-of-00001", "ckpt-9.weights.h5")
-    (model / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
-    assert resolve_checkpoint(LocalStorage(), str(model), None).path == str(model / "ckpt-5")
-
-
-def test_a_dir_without_state_file_or_weights_files_names_both(tmp_path: Path) -> None:
-    model = weights_dir(tmp_path, "model.weights.h5", "ckpt-3.data-00000-of-00001")
+    model = weights_dir(tmp_path, "ckpt-7.weights.h5")
     with pytest.raises(CheckpointError, match=f"no checkpoint in {model}") as raised:
         resolve_checkpoint(LocalStorage(), str(model), None)
     message = str(raised.value)
-    assert str(model / "checkpoint") in message
-    assert "'<name>-<step>.weights.h5'" in message
-    assert "pass checkpoint_path" in message
+    assert "Keras weights files" in message
+    assert "explicit checkpoint_path" in message
+    assert "Keras writes no checkpoint state file" in message
 
 
 def test_a_state_file_may_name_a_weights_file(tmp_path: Path) -> None:
@@ -131,24 +111,33 @@ def test_checkpoint_files_of_a_weights_file_is_that_one_file(tmp_path: Path) -> 
     assert (parent, sorted(names)) == (str(model), ["ckpt-7.data-00000-of-00001", "ckpt-7.index"])
 
 
-def test_list_checkpoints_finds_tf_prefixes_and_weights_files_by_step(tmp_path: Path) -> None:
+def test_list_checkpoints_gives_one_kind_by_step(tmp_path: Path) -> None:
+    """A TF model dir may hold weights files with epoch numbers, or pretrained ones: they are
+    not its checkpoints (retention must not count or delete them), and the other way round."""
     model = weights_dir(
         tmp_path,
         "ckpt-20.index",
         "ckpt-20.data-00000-of-00001",
         "ckpt-5.data-00000-of-00001",
         "ckpt-9.weights.h5",
+        "ckpt-30.weights.h5",
         "model.weights.h5",
+        "ckpt-9.weights.h5.tmp",
         "checkpoint",
         "events.out.tfevents.1.host",
     )
-    (model / "ckpt-30.weights.h5").mkdir()
-    found = list_checkpoints(LocalStorage(), str(model))
-    assert [(c.uri, c.step, c.files, c.complete) for c in found] == [
+    (model / "ckpt-40.weights.h5").mkdir()
+    storage = LocalStorage()
+    tf_checkpoints = list_checkpoints(storage, str(model))
+    assert [(c.uri, c.step, c.files, c.complete) for c in tf_checkpoints] == [
         (str(model / "ckpt-5"), 5, ("ckpt-5.data-00000-of-00001",), False),
-        (str(model / "ckpt-9.weights.h5"), 9, ("ckpt-9.weights.h5",), True),
         (str(model / "ckpt-20"), 20, ("ckpt-20.data-00000-of-00001", "ckpt-20.index"), True),
     ]
-    assert found[0].mtime is None
-    assert found[1].mtime == (model / "ckpt-9.weights.h5").stat().st_mtime
-    assert found[2].mtime == (model / "ckpt-20.index").stat().st_mtime
+    assert tf_checkpoints[0].mtime is None
+    assert tf_checkpoints[1].mtime == (model / "ckpt-20.index").stat().st_mtime
+    weights = list_checkpoints(storage, str(model), keras_weights=True)
+    assert [(c.uri, c.step, c.files, c.complete) for c in weights] == [
+        (str(model / "ckpt-9.weights.h5"), 9, ("ckpt-9.weights.h5",), True),
+        (str(model / "ckpt-30.weights.h5"), 30, ("ckpt-30.weights.h5",), True),
+    ]
+    assert weights[0].mtime == (model / "ckpt-9.weights.h5").stat().st_mtime
