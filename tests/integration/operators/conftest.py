@@ -3,15 +3,12 @@ eval event files written by tf.summary; copies on local disk and on the GCS emul
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from operator_support import EVAL_METRICS, GCS_CONNECTION, STEPS, ModelDir, write_eval_events
+from operator_support import EVAL_METRICS, STEPS, ModelDir, copy_model_dir, write_eval_events
 
 from airflow_tf_export.example.train import train
-from airflow_tf_export.storage.gcs import GcsStorage
-from airflow_tf_export.storage.local import LocalStorage
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +30,4 @@ def model_dir(
 ) -> ModelDir:
     """The trained model dir copied to local disk or to a fresh emulator bucket; for GCS the
     default Airflow connection points at the emulator with anonymous credentials."""
-    if request.param == "local":
-        local = tmp_path / "model"
-        shutil.copytree(trained_model_dir, local)
-        return ModelDir("local", LocalStorage(), str(local))
-    client, bucket = request.getfixturevalue("gcs_bucket")
-    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", GCS_CONNECTION)
-    storage = GcsStorage(client)
-    uri = f"gs://{bucket}/model"
-    storage.upload_dir(trained_model_dir, uri)
-    return ModelDir("gcs", storage, uri)
+    return copy_model_dir(request, trained_model_dir, tmp_path, monkeypatch)

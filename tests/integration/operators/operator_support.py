@@ -3,13 +3,18 @@ emulator connection, and loading published versions back with TensorFlow."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_tf_export.storage import Storage
+from airflow_tf_export.storage.gcs import GcsStorage
+from airflow_tf_export.storage.local import LocalStorage
 
 STEPS = (20, 40, 60)
 # Eval metrics per step, chosen so that Best exports 20, exports 40 (better) and skips 60.
@@ -46,6 +51,26 @@ class ModelDir:
 
     def join(self, *parts: str) -> str:
         return self.storage.join(self.uri, *parts)
+
+
+def copy_model_dir(
+    request: pytest.FixtureRequest,
+    source: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> ModelDir:
+    """`source` copied to local disk, or (request.param "gcs") to a fresh emulator bucket
+    with the default Airflow connection pointing at the emulator anonymously."""
+    if request.param == "local":
+        local = tmp_path / "model"
+        shutil.copytree(source, local)
+        return ModelDir("local", LocalStorage(), str(local))
+    client, bucket = request.getfixturevalue("gcs_bucket")
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", GCS_CONNECTION)
+    storage = GcsStorage(client)
+    uri = f"gs://{bucket}/model"
+    storage.upload_dir(source, uri)
+    return ModelDir("gcs", storage, uri)
 
 
 def load_version(storage: Storage, version_uri: str, tags: str = "serve") -> Any:

@@ -8,7 +8,6 @@ retention leaves weights files alone.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,9 +17,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.execution_time.context import OutletEventAccessors
 from operator_support import (
-    GCS_CONNECTION,
     ModelDir,
     classify,
+    copy_model_dir,
     load_version,
     write_eval_events,
 )
@@ -29,8 +28,6 @@ from airflow_tf_export.example import model as example
 from airflow_tf_export.operators.export import BestExportOperator, LatestExportOperator
 from airflow_tf_export.operators.retention import RetentionOperator
 from airflow_tf_export.savedmodel.definition import ModelDefinition
-from airflow_tf_export.storage.gcs import GcsStorage
-from airflow_tf_export.storage.local import LocalStorage
 
 KERAS_DEFINITION = example.keras_weights_definition
 AGES = [19, 25, 45, 70, 33]
@@ -78,17 +75,7 @@ def weights_model_dir(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> ModelDir:
-    source, _ = keras_weights_dir
-    if request.param == "local":
-        local = tmp_path / "model"
-        shutil.copytree(source, local)
-        return ModelDir("local", LocalStorage(), str(local))
-    client, bucket = request.getfixturevalue("gcs_bucket")
-    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", GCS_CONNECTION)
-    storage = GcsStorage(client)
-    uri = f"gs://{bucket}/model"
-    storage.upload_dir(source, uri)
-    return ModelDir("gcs", storage, uri)
+    return copy_model_dir(request, keras_weights_dir[0], tmp_path, monkeypatch)
 
 
 def assert_serves_keras_outputs(model_dir: ModelDir, version_uri: str, expected: Any) -> None:

@@ -55,3 +55,11 @@ def model_probabilities(model: Any, features: dict[str, np.ndarray]) -> np.ndarr
 
     inputs = {name: tf.constant(values) for name, values in features.items()}
     return np.asarray(model(inputs, training=False))[:, 0]
+
+
+def model_checkpoint(model: Any, model_dir: Path, step: int) -> str:
+    """`model` saved as tf.train.CheckpointManager saves `Checkpoint(model=, step=)`; the prefix."""
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64))
+    return str(tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=None).save(step))

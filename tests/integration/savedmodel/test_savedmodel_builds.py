@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from savedmodel_support import TrainedExample, model_probabilities, serialized_examples
+from savedmodel_support import (
+    TrainedExample,
+    model_checkpoint,
+    model_probabilities,
+    serialized_examples,
+)
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import write_saved_model
@@ -145,11 +150,7 @@ def test_each_way_of_building_exports_the_checkpoint_under_the_usual_names(
     trained = build()
     for index, variable in enumerate(_variables(trained)):
         variable.assign(tf.random.stateless_normal(variable.shape, seed=[1, index]) + 1.0)
-    path = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=trained, step=tf.Variable(5, dtype=tf.int64)),
-        str(tmp_path / "model_dir"),
-        max_to_keep=None,
-    ).save(5)
+    path = model_checkpoint(trained, tmp_path / "model_dir", 5)
     _CACHED.clear()
     usual_names = sorted(_tensorflow_name(v) for v in _variables(build()))
     _CACHED.clear()
@@ -186,11 +187,7 @@ def test_a_build_model_that_compiles_exports_the_fitted_model(
     features, labels = example.make_dataset(32, seed=0)
     batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
     fitted.fit(batches.batch(16), epochs=1, verbose=0)
-    path = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=fitted, step=tf.Variable(2, dtype=tf.int64)),
-        str(model_dir),
-        max_to_keep=None,
-    ).save(2)
+    path = model_checkpoint(fitted, model_dir, 2)
     definition = dataclasses.replace(example.definition, build_model=build_compiled)
     write_saved_model(definition, path, tmp_path / "export")
 

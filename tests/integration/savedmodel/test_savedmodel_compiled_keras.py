@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from savedmodel_support import model_probabilities, serialized_examples
+from savedmodel_support import model_checkpoint, model_probabilities, serialized_examples
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import KerasWeights, write_saved_model
@@ -64,11 +64,7 @@ def test_the_train_mode_continues_a_compiled_models_optimizer_state(
     import tensorflow as tf
 
     model, _, _ = fitted
-    path = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, step=tf.Variable(4, dtype=tf.int64)),
-        str(tmp_path / "model_only"),
-        max_to_keep=None,
-    ).save(4)
+    path = model_checkpoint(model, tmp_path / "model_only", 4)
     write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
 
     trained_state = {
@@ -108,11 +104,7 @@ def test_optimizer_state_of_another_layout_gives_the_train_mode_a_new_optimizer(
         features, labels = example.make_dataset(32, seed=0)
         batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
         model.fit(batches.batch(16), epochs=1, verbose=0)
-    path = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=model, step=tf.Variable(2, dtype=tf.int64)),
-        str(tmp_path / "model_dir"),
-        max_to_keep=None,
-    ).save(2)
+    path = model_checkpoint(model, tmp_path / "model_dir", 2)
     write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
 
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from savedmodel_support import model_checkpoint
 
 from airflow_tf_export.savedmodel import (
     Feature,
@@ -40,11 +41,7 @@ def test_an_adapted_normalization_layer_serves_with_its_checkpointed_statistics(
         serving_input=RawServingInput({"x": Feature("float32", (3,))}),
     )
     if checkpoint_format == "trackable":
-        path = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=trained, step=tf.Variable(3, dtype=tf.int64)),
-            str(tmp_path / "model_dir"),
-            max_to_keep=None,
-        ).save(3)
+        path = model_checkpoint(trained, tmp_path / "model_dir", 3)
     else:
         path = str(tmp_path / "ckpt-3.weights.h5")
         trained.save_weights(path)

@@ -163,14 +163,24 @@ def gcs_backend(gcs_bucket: tuple[Any, str]) -> Backend:
     return Backend("gcs", GcsStorage(client), f"gs://{bucket}/model")
 
 
-def test_an_abandoned_gcs_publish_is_cleaned_up_after_the_grace_period_by_an_export(
+def _estimator_and_abandoned_gcs_exports(
     gcs_backend: Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[GcsStorage, str, dict[str, int], int]:
+    """An exporter dir holding a tf.estimator export and one of our publishes that died
+    before its metadata: the storage, the dir, the estimator export's files, our version."""
     storage = gcs_backend.storage
     assert isinstance(storage, GcsStorage)
     exporter_uri = gcs_backend.uri("export", "latest")
     files = _estimator_export(gcs_backend, exporter_uri)
-    version = _abandoned_publish(storage, exporter_uri, monkeypatch)
+    return storage, exporter_uri, files, _abandoned_publish(storage, exporter_uri, monkeypatch)
+
+
+def test_an_abandoned_gcs_publish_is_cleaned_up_after_the_grace_period_by_an_export(
+    gcs_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage, exporter_uri, files, version = _estimator_and_abandoned_gcs_exports(
+        gcs_backend, monkeypatch
+    )
     claim = f"temp-claim-{version}"
     exporter = ExporterDir(storage, exporter_uri)
     strategy = LatestStrategy(name="latest", exports_to_keep=None)
@@ -193,11 +203,9 @@ def test_an_abandoned_gcs_publish_is_cleaned_up_after_the_grace_period_by_an_exp
 def test_an_abandoned_gcs_publish_is_cleaned_up_by_the_retention_operator(
     gcs_backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    storage = gcs_backend.storage
-    assert isinstance(storage, GcsStorage)
-    exporter_uri = gcs_backend.uri("export", "latest")
-    files = _estimator_export(gcs_backend, exporter_uri)
-    version = _abandoned_publish(storage, exporter_uri, monkeypatch)
+    storage, exporter_uri, files, version = _estimator_and_abandoned_gcs_exports(
+        gcs_backend, monkeypatch
+    )
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", GCS_CONNECTION)
 
     within = _retention(exporter_uri)["exporters"][0]

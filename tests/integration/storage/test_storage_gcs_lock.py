@@ -263,33 +263,35 @@ def test_the_lock_of_a_killed_holder_is_taken_over_after_its_lease(
     assert waited < remaining + 3
 
 
-def _latest_race(storage: GcsStorage, uri: str) -> list[str | None]:
-    barrier = threading.Barrier(2)
+def _race(storage: GcsStorage, uri: str, strategy: Any, candidates: list[Candidate]) -> Any:
+    """Export each candidate from its own thread, both writing before either publishes; the
+    committed versions."""
+    barrier = threading.Barrier(len(candidates))
     errors: list[Exception] = []
 
-    def run() -> None:
+    def run(candidate: Candidate) -> None:
         def write(directory: Any) -> Any:
-            written = write_model_files(directory, 10, shards=2)
+            written = write_model_files(directory, candidate.global_step, shards=2)
             barrier.wait(timeout=30)
             return written
 
         try:
-            export_with_strategy(
-                ExporterDir(storage, uri),
-                LatestStrategy(name="latest"),
-                Candidate("/m/ckpt-10", 10),
-                write,
-            )
+            export_with_strategy(ExporterDir(storage, uri), strategy, candidate, write)
         except Exception as err:  # pragma: no cover - reported below
             errors.append(err)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(c,)) for c in candidates]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not errors, errors
-    return [m.checkpoint_path for m in ExporterDir(storage, uri).committed()]
+    return ExporterDir(storage, uri).committed()
+
+
+def _latest_race(storage: GcsStorage, uri: str) -> list[str | None]:
+    same = [Candidate("/m/ckpt-10", 10), Candidate("/m/ckpt-10", 10)]
+    return [m.checkpoint_path for m in _race(storage, uri, LatestStrategy(name="latest"), same)]
 
 
 def test_concurrent_latest_exports_of_one_checkpoint_publish_one_version(
@@ -302,32 +304,11 @@ def test_concurrent_latest_exports_of_one_checkpoint_publish_one_version(
 
 def _best_race(storage: GcsStorage, uri: str) -> list[float]:
     losses = {1: 0.3, 2: 0.4}  # step 1 is better
-    barrier = threading.Barrier(2)
-    errors: list[Exception] = []
-
-    def run(step: int) -> None:
-        def write(directory: Any) -> Any:
-            written = write_model_files(directory, step, shards=2)
-            barrier.wait(timeout=30)
-            return written
-
-        try:
-            export_with_strategy(
-                ExporterDir(storage, uri),
-                BestStrategy(name="best"),
-                Candidate(f"/m/ckpt-{step}", step, EvalResult(step, {"loss": losses[step]})),
-                write,
-            )
-        except Exception as err:  # pragma: no cover - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=run, args=(step,)) for step in losses]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    committed = ExporterDir(storage, uri).committed()
+    candidates = [
+        Candidate(f"/m/ckpt-{step}", step, EvalResult(step, {"loss": loss}))
+        for step, loss in losses.items()
+    ]
+    committed = _race(storage, uri, BestStrategy(name="best"), candidates)
     return [m.eval_result.metrics["loss"] for m in committed if m.eval_result is not None]
 
 
