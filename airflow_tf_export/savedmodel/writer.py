@@ -16,6 +16,7 @@ from typing import Any
 from airflow_tf_export.savedmodel.assets_extra import copy_assets_extra, plan_assets_extra
 from airflow_tf_export.savedmodel.checkpoint_paths import require_checkpoint
 from airflow_tf_export.savedmodel.definition import ModelDefinition
+from airflow_tf_export.savedmodel.gradient_registry import release_custom_gradients
 from airflow_tf_export.savedmodel.metagraphs import Placement, split_by_mode
 from airflow_tf_export.savedmodel.modes import TRAIN, normalize_modes
 from airflow_tf_export.savedmodel.restore import restore_model
@@ -69,6 +70,10 @@ def write_saved_model(
     except BaseException:
         _discard(export_dir, existed)
         raise
+    finally:
+        release_custom_gradients(
+            signature.function for keyed in signatures.values() for signature in keyed.values()
+        )
     return WrittenModel(
         tags=chosen,
         signature_keys={mode: tuple(sorted(keyed)) for mode, keyed in signatures.items()},
