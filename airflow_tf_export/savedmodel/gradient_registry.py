@@ -1,4 +1,4 @@
-"""Release the gradient functions that tracing an export registered process-wide.
+"""The gradient functions that tracing an export registered process-wide, and their release.
 
 Tracing a tf.custom_gradient function into a graph registers its gradient function in
 TensorFlow's global gradient registry under a new name (`CustomGradient-<n>`), and
@@ -17,17 +17,9 @@ from typing import Any
 _GRADIENT_OP_TYPE = "_gradient_op_type"
 
 
-def release_custom_gradients(functions: Iterable[Any]) -> None:
-    """Unregister the custom gradients used by these concrete functions and those they call."""
-    from tensorflow.python.framework import ops
-
-    for name in custom_gradient_names(functions):
-        # TensorFlow has no public way to unregister a gradient function.
-        ops.gradient_registry._registry.pop(name, None)
-
-
 def custom_gradient_names(functions: Iterable[Any]) -> set[str]:
-    """The gradient registry names that ops in these functions' graphs override theirs with."""
+    """The registry names of the custom gradients that ops in these concrete functions (and
+    in the functions they call) use."""
     names: set[str] = set()
     for function in functions:
         graph_def = function.graph.as_graph_def()
@@ -40,3 +32,11 @@ def custom_gradient_names(functions: Iterable[Any]) -> set[str]:
             if _GRADIENT_OP_TYPE in node.attr
         )
     return names
+
+
+def unregister_gradients(names: Iterable[str]) -> None:
+    from tensorflow.python.framework import ops
+
+    for name in names:
+        # TensorFlow has no public way to unregister a gradient function.
+        ops.gradient_registry._registry.pop(name, None)

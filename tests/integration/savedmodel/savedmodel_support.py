@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from airflow_tf_export.savedmodel import (
+    Feature,
+    ModelDefinition,
+    RawServingInput,
+    SupervisedInput,
+)
 from airflow_tf_export.storage.base import WrittenModel
 
 STEPS_PER_CHECKPOINT = 10
@@ -63,3 +70,35 @@ def model_checkpoint(model: Any, model_dir: Path, step: int) -> str:
 
     checkpoint = tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64))
     return str(tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=None).save(step))
+
+
+def halving_gradient_model() -> Any:
+    """x (3 floats) -> Dense -> a layer whose custom gradient halves the upstream -> Dense."""
+    import keras
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def halve_gradient(x: Any) -> Any:
+        return tf.identity(x), lambda upstream: 0.5 * upstream
+
+    class HalveGradient(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            return halve_gradient(x)
+
+    inputs = keras.Input(shape=(3,), name="x")
+    hidden = HalveGradient()(keras.layers.Dense(4, activation="relu")(inputs))
+    return keras.Model({"x": inputs}, keras.layers.Dense(1)(hidden))
+
+
+def halving_gradient_definition(build_model: Callable[[], Any]) -> ModelDefinition:
+    """A definition of halving_gradient_model (or a wrapper of it) for every mode."""
+    import keras
+
+    features = {"x": Feature("float32", (3,))}
+    return ModelDefinition(
+        build_model=build_model,
+        serving_input=RawServingInput(features),
+        supervised_input=SupervisedInput(features, label=Feature("float32")),
+        loss=lambda labels, outputs: keras.ops.mean(keras.ops.square(outputs[:, 0] - labels)),
+        make_optimizer=lambda: keras.optimizers.SGD(0.1),
+    )

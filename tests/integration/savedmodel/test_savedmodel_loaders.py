@@ -14,6 +14,9 @@ import pytest
 from savedmodel_support import (
     Export,
     TrainedExample,
+    halving_gradient_definition,
+    halving_gradient_model,
+    model_checkpoint,
     model_probabilities,
     serialized_examples,
 )
@@ -148,6 +151,32 @@ def test_serving_signatures_match_the_restored_model_in_tf2(
     predicted = loaded.signatures["predict"](examples=examples)
     np.testing.assert_allclose(predicted["logistic"], expected, atol=1e-6)
     assert predicted["classes"].numpy().tolist() == [b"1" if p > 0.5 else b"0" for p in expected]
+
+
+def test_the_loaded_serving_signature_keeps_the_models_custom_gradients(
+    tmp_path: Path,
+) -> None:
+    """Differentiating a loaded single-mode export gives the model's own gradient, as for a
+    plain tf.saved_model.save (the export released the registrations it traced, so the
+    loader can only use the gradient functions the SavedModel holds)."""
+    import tensorflow as tf
+
+    model = halving_gradient_model()
+    checkpoint = model_checkpoint(model, tmp_path / "model_dir", step=1)
+    write_saved_model(
+        halving_gradient_definition(halving_gradient_model), checkpoint, tmp_path / "export"
+    )
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    served = loaded.signatures["serving_default"]
+    x = tf.constant([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]])
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        exported = served(x=x)["output"]
+        own = model({"x": x})
+
+    np.testing.assert_allclose(exported.numpy(), own.numpy(), atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(exported, x), tape.gradient(own, x), atol=1e-6)
 
 
 def test_serving_signatures_match_the_restored_model_in_a_v1_session(

@@ -17,16 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from savedmodel_support import TrainedExample, model_checkpoint
+from savedmodel_support import (
+    TrainedExample,
+    halving_gradient_definition,
+    halving_gradient_model,
+    model_checkpoint,
+)
 
 from airflow_tf_export.example import model as example
-from airflow_tf_export.savedmodel import (
-    Feature,
-    ModelDefinition,
-    RawServingInput,
-    SupervisedInput,
-    write_saved_model,
-)
+from airflow_tf_export.savedmodel import write_saved_model
 
 
 def _watching(build_model: Callable[[], Any], handles: list[weakref.ref[Any]]) -> Callable[[], Any]:
@@ -64,39 +63,13 @@ def test_export_frees_the_model_variables(
     assert _registered_gradients() == registered
 
 
-def _halving_model() -> Any:
-    """x -> Dense -> a layer whose custom gradient halves the upstream gradient -> Dense."""
-    import keras
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def halve_gradient(x: Any) -> Any:
-        return tf.identity(x), lambda upstream: 0.5 * upstream
-
-    class HalveGradient(keras.layers.Layer):
-        def call(self, x: Any) -> Any:
-            return halve_gradient(x)
-
-    inputs = keras.Input(shape=(3,), name="x")
-    hidden = HalveGradient()(keras.layers.Dense(4, activation="relu")(inputs))
-    return keras.Model({"x": inputs}, keras.layers.Dense(1)(hidden))
-
-
 def test_export_of_a_model_with_its_own_custom_gradient_frees_it(tmp_path: Path) -> None:
-    import keras
     import tensorflow as tf
 
-    features = {"x": Feature("float32", (3,))}
     handles: list[weakref.ref[Any]] = []
-    definition = ModelDefinition(
-        build_model=_watching(_halving_model, handles),
-        serving_input=RawServingInput(features),
-        supervised_input=SupervisedInput(features, label=Feature("float32")),
-        loss=lambda labels, outputs: keras.ops.mean(keras.ops.square(outputs[:, 0] - labels)),
-        make_optimizer=lambda: keras.optimizers.SGD(0.1),
-    )
+    definition = halving_gradient_definition(_watching(halving_gradient_model, handles))
     before_build = _registered_gradients()
-    trained = _halving_model()
+    trained = halving_gradient_model()
     # Keras traces the layer to infer shapes while building: that registration is the build's.
     by_build = _registered_gradients() - before_build
     checkpoint = model_checkpoint(trained, tmp_path / "model_dir", step=3)
