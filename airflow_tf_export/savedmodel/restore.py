@@ -40,6 +40,8 @@ _TF1_STEP_NAME = "global_step"
 # mismatch (build_model may return the model uncompiled); a build_model that compiles needs
 # a checkpoint holding that state (its variables are missing otherwise).
 _KERAS_OPTIMIZER = "optimizer"
+# Where a Keras 3 optimizer keeps its step count among its checkpoint dependencies.
+_KERAS_ITERATIONS = "_iterations"
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,8 @@ def _restore_trackable(
     saved_roots = {child.local_name for child in graph.nodes[0].children}
     roots = {layout.model: model}
     if optimizer is not None and layout.optimizer in saved_roots:
-        roots[str(layout.optimizer)] = optimizer
+        if not _never_stepped(graph, shapes, reader, str(layout.optimizer), optimizer):
+            roots[str(layout.optimizer)] = optimizer
     elif (
         optimizer is not None
         and is_keras_model(model)
@@ -238,6 +241,25 @@ def _holds_compiled_optimizer(
     if _follow_saved(graph, 0, tuple(under_model.split("/"))) is None:
         return False
     return find_mismatches(graph, shapes, {under_model: optimizer}) == ((), (), ())
+
+
+def _never_stepped(
+    graph: TrackableObjectGraph,
+    shapes: Mapping[str, list[int]],
+    reader: Any,
+    root: str,
+    optimizer: Any,
+) -> bool:
+    """Whether the optimizer state saved at `root` lacks variables of `optimizer` only because
+    it never applied a step: Keras creates the slot variables on the first step, so a
+    checkpoint written before it holds just the iteration count (0) and the learning rate.
+    A new optimizer from make_optimizer() is then in the same state."""
+    if find_mismatches(graph, shapes, {root: optimizer}) == ((), (), ()):
+        return False
+    iterations = _follow_saved(graph, 0, (*root.split("/"), _KERAS_ITERATIONS))
+    if iterations is None or not graph.nodes[iterations].attributes:
+        return False
+    return int(reader.get_tensor(graph.nodes[iterations].attributes[0].checkpoint_key)) == 0
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:

@@ -1,0 +1,102 @@
+"""The optimizer state a train-mode export starts from, when the checkpoint holds the optimizer
+as its own object (`tf.train.Checkpoint(model=, optimizer=, step=)`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from airflow_tf_export.example import model as example
+from airflow_tf_export.savedmodel import CheckpointMismatchError, write_saved_model
+
+
+def _saved(model: Any, optimizer: Any, model_dir: Path, step: int) -> str:
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, step=tf.Variable(step, dtype=tf.int64)
+    )
+    return str(tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=None).save(step))
+
+
+def _one_step(model: Any, optimizer: Any) -> None:
+    import tensorflow as tf
+
+    features, labels = example.make_dataset(16, seed=1)
+    inputs = {name: tf.constant(values) for name, values in features.items()}
+    with tf.GradientTape() as tape:
+        loss = example.loss(tf.constant(labels), model(inputs, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+
+
+# Keras 3 names an optimizer's step count and its Adam / momentum slots so.
+_OPTIMIZER_VARIABLES = ("/iteration", "_momentum", "_velocity")
+
+
+def _exported_optimizer_state(export: Path) -> dict[str, np.ndarray]:
+    """The optimizer's variables in the exported train graph, read in a v1 session."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.saved_model.loader.load(session, ["train"], str(export))
+        handles = [
+            op
+            for op in session.graph.get_operations()
+            if op.type == "VarHandleOp" and op.name.endswith(_OPTIMIZER_VARIABLES)
+        ]
+        return {
+            op.name.rsplit("/", 1)[-1]: session.run(
+                tf.raw_ops.ReadVariableOp(resource=op.outputs[0], dtype=op.get_attr("dtype"))
+            )
+            for op in handles
+        }
+
+
+def _adam() -> Any:
+    return example.make_optimizer()
+
+
+def _sgd_momentum() -> Any:
+    import keras
+
+    return keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)
+
+
+@pytest.mark.parametrize("make_saved_optimizer", [_adam, _sgd_momentum])
+def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
+    tmp_path: Path, make_saved_optimizer: Callable[[], Any]
+) -> None:
+    """Keras creates slot variables on the first step, so such a checkpoint lacks them: the
+    train mode starts from make_optimizer()'s optimizer, which is in the same state."""
+    model = example.build_model()
+    path = _saved(model, make_saved_optimizer(), tmp_path / "model_dir", step=0)
+
+    written = write_saved_model(
+        example.definition, path, tmp_path / "export", modes=("train", "serve")
+    )
+
+    assert written.global_step == 0
+    state = _exported_optimizer_state(tmp_path / "export")
+    assert int(state.pop("iteration")) == 0
+    assert state  # Adam's moments and velocities, created by the export's optimizer
+    for name, value in state.items():
+        np.testing.assert_array_equal(value, np.zeros_like(value), err_msg=name)
+
+
+def test_stepped_state_of_another_optimizer_class_is_a_mismatch(tmp_path: Path) -> None:
+    """SGD-with-momentum state that did step is not silently dropped for Adam's."""
+    model, optimizer = example.build_model(), _sgd_momentum()
+    _one_step(model, optimizer)
+    path = _saved(model, optimizer, tmp_path / "model_dir", step=1)
+
+    with pytest.raises(CheckpointMismatchError) as raised:
+        write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    assert any("velocity (optimizer/_variables/" in name for name in raised.value.missing)
+    assert path in str(raised.value)
+    assert not (tmp_path / "export").exists()
