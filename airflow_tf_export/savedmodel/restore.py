@@ -254,12 +254,12 @@ def _never_stepped(
     it never applied a step: Keras creates the slot variables on the first step, so a
     checkpoint written before it holds just the iteration count (0) and the learning rate.
     A new optimizer from make_optimizer() is then in the same state."""
-    if find_mismatches(graph, shapes, {root: optimizer}) == ((), (), ()):
-        return False
     iterations = _follow_saved(graph, 0, (*root.split("/"), _KERAS_ITERATIONS))
     if iterations is None or not graph.nodes[iterations].attributes:
         return False
-    return int(reader.get_tensor(graph.nodes[iterations].attributes[0].checkpoint_key)) == 0
+    if int(reader.get_tensor(graph.nodes[iterations].attributes[0].checkpoint_key)) != 0:
+        return False
+    return find_mismatches(graph, shapes, {root: optimizer}) != ((), (), ())
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:
