@@ -79,8 +79,8 @@ def plan_checkpoint_retention(
 ) -> CheckpointPlan:
     """Keep the `keep_newest` newest checkpoints plus every protected one; delete the rest.
 
-    `state_latest` and `exported_prefixes` match a checkpoint prefix when equal to it or,
-    when written relative (as the state file may), equal to its trailing path segments.
+    `state_latest` and `exported_prefixes` match a checkpoint prefix by its name (last path
+    segment), wherever the recorded path puts its directory.
     """
     if isinstance(keep_newest, bool) or not isinstance(keep_newest, int) or keep_newest <= 0:
         raise ValueError(f"keep_newest must be a positive integer, got {keep_newest!r}")
@@ -94,8 +94,8 @@ def plan_checkpoint_retention(
         {c.prefix.rstrip("/"): c for c in checkpoints}.values(), key=lambda c: (c.step, c.prefix)
     )
     newest = {c.prefix for c in ordered[-keep_newest:]}
-    latest = {state_latest.rstrip("/")} if state_latest else set()
-    exported = {p.rstrip("/") for p in exported_prefixes} if keep_exported else set()
+    latest = {state_latest} if state_latest else set()
+    exported = set(exported_prefixes) if keep_exported else set()
     items = []
     for info in ordered:
         reasons: list[tuple[str, str]] = []
@@ -132,10 +132,11 @@ def plan_checkpoint_retention(
 
 
 def _matches(prefix: str, names: set[str]) -> bool:
-    """Whether `prefix` or one of its trailing path segments (`a/b/ckpt-1` -> `ckpt-1`) is named."""
-    if not names:
-        return False
-    if prefix.rstrip("/") in names:
-        return True
-    segments = prefix.rstrip("/").split("/")
-    return any("/".join(segments[i:]) in names for i in range(1, len(segments)))
+    """Whether a recorded path names the checkpoint `prefix` of the model dir: by its last path
+    segment, as checkpoints live directly in the model dir and the recorded path may be
+    relative or (for a dir copied elsewhere, e.g. local disk to GCS) at the old location."""
+    return _name(prefix) in {_name(name) for name in names}
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]

@@ -123,6 +123,25 @@ def test_state_file_paths_match_absolute_relative_and_uri_prefixes() -> None:
         assert plan.keep_prefixes == (f"{base}/ckpt-1", f"{base}/ckpt-3"), (base, latest)
 
 
+def test_paths_recorded_before_the_model_dir_was_copied_match_by_name() -> None:
+    """A state file copied with its model dir (local disk to GCS) and exports made before the
+    copy record the old location."""
+    plan = plan_checkpoint_retention(
+        checkpoints(1, 2, 3, 4, base="gs://bucket/run"),
+        keep_newest=1,
+        state_latest="/home/me/run/ckpt-2",
+        newest_evaluated_step=4,
+        exported_prefixes=["/home/me/run/ckpt-1"],
+        keep_exported=True,
+    )
+    assert plan.keep_prefixes == (
+        "gs://bucket/run/ckpt-1",
+        "gs://bucket/run/ckpt-2",
+        "gs://bucket/run/ckpt-4",
+    )
+    assert plan.delete_prefixes == ("gs://bucket/run/ckpt-3",)
+
+
 def test_a_different_checkpoint_name_does_not_match() -> None:
     plan = plan_checkpoint_retention(
         checkpoints(1, 2), keep_newest=1, state_latest="kpt-1", newest_evaluated_step=2
