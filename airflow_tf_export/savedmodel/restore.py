@@ -68,6 +68,7 @@ def restore_model(
     require_checkpoint(checkpoint_path)
     model = definition.build_model()
     _require_built(model)
+    _detach_compiled_optimizer(model)
     optimizer = None
     if with_optimizer:
         if definition.make_optimizer is None:
@@ -106,6 +107,16 @@ def _require_built(model: object) -> None:
             f"build_model returned a {type(model).__name__}; expected a Keras 3 model or a "
             "tf.Module"
         )
+
+
+def _detach_compiled_optimizer(model: Any) -> None:
+    """Drop the optimizer of a model build_model compiled: the export does not use it (the
+    train signature steps make_optimizer()'s), so checkpoints need not hold its state."""
+    if is_keras_model(model) and getattr(model, _KERAS_OPTIMIZER, None) is not None:
+        # Assigning None would leave TensorFlow's checkpoint dependency on the old optimizer
+        # in place; deleting the attribute removes it.
+        del model.optimizer
+        model.optimizer = None
 
 
 def _finalize_normalization(model: Any) -> None:

@@ -102,3 +102,26 @@ def halving_gradient_definition(build_model: Callable[[], Any]) -> ModelDefiniti
         loss=lambda labels, outputs: keras.ops.mean(keras.ops.square(outputs[:, 0] - labels)),
         make_optimizer=lambda: keras.optimizers.SGD(0.1),
     )
+
+
+# Keras 3 names an optimizer's step count and its Adam / momentum slots so.
+OPTIMIZER_VARIABLES = ("/iteration", "_momentum", "_velocity")
+
+
+def exported_optimizer_state(export: Path) -> dict[str, np.ndarray]:
+    """The optimizer's variables in the exported train graph, read in a v1 session."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.saved_model.loader.load(session, ["train"], str(export))
+        handles = [
+            op
+            for op in session.graph.get_operations()
+            if op.type == "VarHandleOp" and op.name.endswith(OPTIMIZER_VARIABLES)
+        ]
+        return {
+            op.name.rsplit("/", 1)[-1]: session.run(
+                tf.raw_ops.ReadVariableOp(resource=op.outputs[0], dtype=op.get_attr("dtype"))
+            )
+            for op in handles
+        }

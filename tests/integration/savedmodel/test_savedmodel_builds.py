@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from savedmodel_support import (
     TrainedExample,
+    exported_optimizer_state,
     model_checkpoint,
     model_probabilities,
     serialized_examples,
@@ -115,7 +116,9 @@ def _clears_the_session() -> Any:
 
 
 def _variables(model: Any) -> list[Any]:
-    return [variable for _, variable in _python_variables(model)]
+    """The model's variables; not those of the optimizer a compiled model carries, which the
+    export drops (the train signature steps make_optimizer()'s)."""
+    return [variable for path, variable in _python_variables(model) if path[0] != "optimizer"]
 
 
 def _tensorflow_name(variable: Any) -> str:
@@ -170,30 +173,63 @@ def test_each_way_of_building_exports_the_checkpoint_under_the_usual_names(
     np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
+def _compiling() -> Any:
+    """The example model, compiled with an optimizer of its own, as Keras code often returns it."""
+    import keras
+
+    model = example.build_model()
+    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    return model
+
+
 def test_a_build_model_that_compiles_exports_the_fitted_model(
     trained_example: TrainedExample, tmp_path: Path
 ) -> None:
-    import keras
+    """Checkpointed with its compiled optimizer also as the checkpoint's `optimizer`: the
+    train signature continues that optimizer's state."""
     import tensorflow as tf
 
-    def build_compiled() -> Any:
-        model = example.build_model()
-        model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
-        return model
-
-    fitted = example.build_model()
-    model_dir = tmp_path / "compiled"
-    fitted.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    fitted = _compiling()
     features, labels = example.make_dataset(32, seed=0)
     batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
     fitted.fit(batches.batch(16), epochs=1, verbose=0)
-    path = model_checkpoint(fitted, model_dir, 2)
-    definition = dataclasses.replace(example.definition, build_model=build_compiled)
-    write_saved_model(definition, path, tmp_path / "export")
+    checkpoint = tf.train.Checkpoint(
+        model=fitted, optimizer=fitted.optimizer, step=tf.Variable(2, dtype=tf.int64)
+    )
+    path = tf.train.CheckpointManager(checkpoint, str(tmp_path / "compiled"), None).save(2)
+    definition = dataclasses.replace(example.definition, build_model=_compiling)
+    write_saved_model(definition, path, tmp_path / "export", modes=("train", "serve"))
 
-    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    loaded = tf.saved_model.load(str(tmp_path / "export"), tags=["serve"])
     examples = tf.constant(serialized_examples(trained_example.features))
     served = loaded.signatures["predict"](examples=examples)["logistic"]
     np.testing.assert_allclose(
         served, model_probabilities(fitted, trained_example.features), atol=1e-6
     )
+    exported = exported_optimizer_state(tmp_path / "export")
+    assert exported["iteration"] == fitted.optimizer.iterations.numpy() == 2
+
+
+def test_a_build_model_that_compiles_exports_checkpoints_of_a_custom_training_loop(
+    trained_example: TrainedExample, tmp_path: Path
+) -> None:
+    """The checkpoint holds no state of the compiled model's optimizer: the export does not
+    use that optimizer (the train signature steps make_optimizer()'s), so none is needed."""
+    import tensorflow as tf
+
+    definition = dataclasses.replace(example.definition, build_model=_compiling)
+    write_saved_model(
+        definition, trained_example.latest, tmp_path / "export", modes=("train", "eval", "serve")
+    )
+
+    restored = restore_model(example.definition, trained_example.latest, with_optimizer=False)
+    loaded = tf.saved_model.load(str(tmp_path / "export"), tags=["serve"])
+    examples = tf.constant(serialized_examples(trained_example.features))
+    served = loaded.signatures["predict"](examples=examples)["logistic"]
+    np.testing.assert_allclose(
+        served, model_probabilities(restored.model, trained_example.features), atol=1e-6
+    )
+    saved_iterations = tf.train.load_checkpoint(trained_example.latest).get_tensor(
+        "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+    )
+    assert exported_optimizer_state(tmp_path / "export")["iteration"] == saved_iterations > 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from savedmodel_support import exported_optimizer_state
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import CheckpointMismatchError, write_saved_model
@@ -32,29 +33,6 @@ def _one_step(model: Any, optimizer: Any) -> None:
         loss = example.loss(tf.constant(labels), model(inputs, training=True))
     gradients = tape.gradient(loss, model.trainable_variables)
     optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-
-
-# Keras 3 names an optimizer's step count and its Adam / momentum slots so.
-_OPTIMIZER_VARIABLES = ("/iteration", "_momentum", "_velocity")
-
-
-def _exported_optimizer_state(export: Path) -> dict[str, np.ndarray]:
-    """The optimizer's variables in the exported train graph, read in a v1 session."""
-    import tensorflow as tf
-
-    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        tf.compat.v1.saved_model.loader.load(session, ["train"], str(export))
-        handles = [
-            op
-            for op in session.graph.get_operations()
-            if op.type == "VarHandleOp" and op.name.endswith(_OPTIMIZER_VARIABLES)
-        ]
-        return {
-            op.name.rsplit("/", 1)[-1]: session.run(
-                tf.raw_ops.ReadVariableOp(resource=op.outputs[0], dtype=op.get_attr("dtype"))
-            )
-            for op in handles
-        }
 
 
 def _adam() -> Any:
@@ -81,7 +59,7 @@ def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
     )
 
     assert written.global_step == 0
-    state = _exported_optimizer_state(tmp_path / "export")
+    state = exported_optimizer_state(tmp_path / "export")
     assert int(state.pop("iteration")) == 0
     assert state  # Adam's moments and velocities, created by the export's optimizer
     for name, value in state.items():
