@@ -36,9 +36,8 @@ _VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # TF1 name-based checkpoints call it `global_step`; object-based ones use the training code's key.
 _TF1_STEP_NAME = "global_step"
 # A compiled Keras model tracks its optimizer as this attribute, so checkpoints and weights
-# files of a compiled model hold optimizer state under it. Extra state there is not a
-# mismatch (build_model may return the model uncompiled); a build_model that compiles needs
-# a checkpoint holding that state (its variables are missing otherwise).
+# files of a compiled model hold optimizer state under it. That state is not model state:
+# it is no mismatch, and a model build_model compiled has its optimizer dropped.
 _KERAS_OPTIMIZER = "optimizer"
 # Where a Keras 3 optimizer keeps its step count among its checkpoint dependencies.
 _KERAS_ITERATIONS = "_iterations"
