@@ -72,6 +72,17 @@ def model_checkpoint(model: Any, model_dir: Path, step: int) -> str:
     return str(tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=None).save(step))
 
 
+def compiling_example_model() -> Any:
+    """The example model compiled with an optimizer of its own, as Keras code often builds it."""
+    import keras
+
+    from airflow_tf_export.example import model as example
+
+    model = example.build_model()
+    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
+    return model
+
+
 def halving_gradient_model() -> Any:
     """x (3 floats) -> Dense -> a layer whose custom gradient halves the upstream -> Dense."""
     import keras

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from savedmodel_support import (
     TrainedExample,
+    compiling_example_model,
     exported_optimizer_state,
     model_checkpoint,
     model_probabilities,
@@ -173,15 +174,6 @@ def test_each_way_of_building_exports_the_checkpoint_under_the_usual_names(
     np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
-def _compiling() -> Any:
-    """The example model, compiled with an optimizer of its own, as Keras code often returns it."""
-    import keras
-
-    model = example.build_model()
-    model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy")
-    return model
-
-
 def test_a_build_model_that_compiles_exports_the_fitted_model(
     trained_example: TrainedExample, tmp_path: Path
 ) -> None:
@@ -189,7 +181,7 @@ def test_a_build_model_that_compiles_exports_the_fitted_model(
     train signature continues that optimizer's state."""
     import tensorflow as tf
 
-    fitted = _compiling()
+    fitted = compiling_example_model()
     features, labels = example.make_dataset(32, seed=0)
     batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
     fitted.fit(batches.batch(16), epochs=1, verbose=0)
@@ -197,7 +189,7 @@ def test_a_build_model_that_compiles_exports_the_fitted_model(
         model=fitted, optimizer=fitted.optimizer, step=tf.Variable(2, dtype=tf.int64)
     )
     path = tf.train.CheckpointManager(checkpoint, str(tmp_path / "compiled"), None).save(2)
-    definition = dataclasses.replace(example.definition, build_model=_compiling)
+    definition = dataclasses.replace(example.definition, build_model=compiling_example_model)
     write_saved_model(definition, path, tmp_path / "export", modes=("train", "serve"))
 
     loaded = tf.saved_model.load(str(tmp_path / "export"), tags=["serve"])
@@ -217,7 +209,7 @@ def test_a_build_model_that_compiles_exports_checkpoints_of_a_custom_training_lo
     use that optimizer (the train signature steps make_optimizer()'s), so none is needed."""
     import tensorflow as tf
 
-    definition = dataclasses.replace(example.definition, build_model=_compiling)
+    definition = dataclasses.replace(example.definition, build_model=compiling_example_model)
     write_saved_model(
         definition, trained_example.latest, tmp_path / "export", modes=("train", "eval", "serve")
     )

@@ -5,12 +5,18 @@ the model. That is not model state and must not be reported as a mismatch."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from savedmodel_support import model_checkpoint, model_probabilities, serialized_examples
+from savedmodel_support import (
+    compiling_example_model,
+    model_checkpoint,
+    model_probabilities,
+    serialized_examples,
+)
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.savedmodel import KerasWeights, write_saved_model
@@ -56,16 +62,19 @@ def test_a_compiled_models_checkpoint_exports_and_serves_its_outputs(
     np.testing.assert_allclose(scores[:, 1], model_probabilities(model, features), atol=1e-6)
 
 
+@pytest.mark.parametrize("build_model", [example.build_model, compiling_example_model])
 def test_the_train_mode_continues_a_compiled_models_optimizer_state(
-    fitted: tuple[Any, str, str], tmp_path: Path
+    fitted: tuple[Any, str, str], tmp_path: Path, build_model: Callable[[], Any]
 ) -> None:
     """The checkpoint holds the optimizer only under the model (`tf.train.Checkpoint(model=
-    ...)` of a compiled model): the train signature starts from that state, not a new one."""
+    ...)` of a compiled model): the train signature starts from that state, not a new one,
+    whether build_model compiles or not."""
     import tensorflow as tf
 
     model, _, _ = fitted
     path = model_checkpoint(model, tmp_path / "model_only", 4)
-    write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
+    definition = dataclasses.replace(example.definition, build_model=build_model)
+    write_saved_model(definition, path, tmp_path / "export", modes=("train", "serve"))
 
     trained_state = {
         str(v.path).rsplit("/", 1)[-1]: v.numpy()
