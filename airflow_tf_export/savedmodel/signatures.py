@@ -57,18 +57,37 @@ class Signature:
 
 
 def build_signatures(
-    definition: ModelDefinition, restored: RestoredModel, modes: tuple[str, ...]
+    definition: ModelDefinition,
+    restored: RestoredModel,
+    modes: tuple[str, ...],
+    traced: list[Any],
 ) -> dict[str, dict[str, Signature]]:
-    """mode -> signature key -> traced signature, for each requested mode."""
-    inference = _Inference(definition, restored.model, _inference_users(definition, modes))
+    """mode -> signature key -> traced signature, for each requested mode.
+
+    Every concrete function traced (signatures and the shared inference pass) is appended to
+    `traced` as soon as it exists, so the caller can release what tracing registered even
+    when a later trace fails.
+    """
+    inference = _Inference(definition, restored.model, _inference_users(definition, modes), traced)
     built: dict[str, dict[str, Signature]] = {}
     if TRAIN in modes:
-        built[TRAIN] = {TRAIN: Signature(_train_function(definition, restored), TRAIN_METHOD_NAME)}
+        train = _train_function(definition, restored, traced)
+        built[TRAIN] = {TRAIN: Signature(train, TRAIN_METHOD_NAME)}
     if EVAL in modes:
-        built[EVAL] = {EVAL: Signature(_eval_function(definition, inference), EVAL_METHOD_NAME)}
+        evaluate = _eval_function(definition, inference, traced)
+        built[EVAL] = {EVAL: Signature(evaluate, EVAL_METHOD_NAME)}
     if SERVE in modes:
-        built[SERVE] = _serving_functions(definition, inference)
+        built[SERVE] = _serving_functions(definition, inference, traced)
     return built
+
+
+def _trace(function: Callable[..., Any], input_signature: list[Any], traced: list[Any]) -> Any:
+    """`function` traced as a concrete function, which is also appended to `traced`."""
+    import tensorflow as tf
+
+    concrete = tf.function(function, input_signature=input_signature).get_concrete_function()
+    traced.append(concrete)
+    return concrete
 
 
 def _call_model(model: Any, features: Mapping[str, Any], *, training: bool) -> Any:
@@ -115,16 +134,22 @@ class _Inference:
     otherwise the plain Python function, traced inline by its one signature.
     """
 
-    def __init__(self, definition: ModelDefinition, model: Any, users: Counter[FeatureSet]) -> None:
+    def __init__(
+        self,
+        definition: ModelDefinition,
+        model: Any,
+        users: Counter[FeatureSet],
+        traced: list[Any],
+    ) -> None:
         self._definition = definition
         self._model = model
         self._users = users
+        self._traced = traced
         self._functions: dict[FeatureSet, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
     def function(
         self, features: Mapping[str, Feature]
     ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-        import tensorflow as tf
 
         key = _feature_set(features)
         if key not in self._functions:
@@ -134,8 +159,7 @@ class _Inference:
                 return {"outputs": outputs, "predictions": _predictions(self._definition, outputs)}
 
             if self._users[key] > 1:
-                traced = tf.function(infer, input_signature=[tensor_specs(features)])
-                self._functions[key] = traced.get_concrete_function()
+                self._functions[key] = _trace(infer, [tensor_specs(features)], self._traced)
             else:
                 self._functions[key] = infer
         return self._functions[key]
@@ -166,15 +190,19 @@ def _chosen_outputs(key: str, output: ExportOutput, available: Mapping[str, Any]
     return chosen
 
 
-def _serving_functions(definition: ModelDefinition, inference: _Inference) -> dict[str, Signature]:
+def _serving_functions(
+    definition: ModelDefinition, inference: _Inference, traced: list[Any]
+) -> dict[str, Signature]:
     """One thin signature per export output over the inference pass."""
     infer = inference.function(definition.serving_input.features)
-    traced: dict[int, Any] = {}
+    by_output: dict[int, Any] = {}
     signatures = {}
     for key, output in serving_signatures(definition.export_outputs).items():
-        if id(output) not in traced:
-            traced[id(output)] = _serving_function(definition.serving_input, infer, key, output)
-        signatures[key] = Signature(traced[id(output)], output.method_name)
+        if id(output) not in by_output:
+            by_output[id(output)] = _serving_function(
+                definition.serving_input, infer, key, output, traced
+            )
+        signatures[key] = Signature(by_output[id(output)], output.method_name)
     return signatures
 
 
@@ -183,6 +211,7 @@ def _serving_function(
     infer: Callable[[Mapping[str, Any]], dict[str, Any]],
     key: str,
     output: ExportOutput,
+    traced: list[Any],
 ) -> Any:
     """The traced signature of one export output: receiver -> chosen predictions."""
     import tensorflow as tf
@@ -207,7 +236,7 @@ def _serving_function(
         receiver = [tf.TensorSpec([None], tf.string, name)]
     else:
         receiver = [tensor_specs(serving_input.features)]
-    function = tf.function(serve, input_signature=receiver).get_concrete_function()
+    function = _trace(serve, receiver, traced)
     if problems:
         raise problems[0]
     return function
@@ -219,7 +248,7 @@ def _supervised(definition: ModelDefinition) -> tuple[SupervisedInput, Callable[
     return definition.supervised_input, definition.loss
 
 
-def _train_function(definition: ModelDefinition, restored: RestoredModel) -> Any:
+def _train_function(definition: ModelDefinition, restored: RestoredModel, traced: list[Any]) -> Any:
     import tensorflow as tf
 
     supervised, loss_fn = _supervised(definition)
@@ -236,12 +265,10 @@ def _train_function(definition: ModelDefinition, restored: RestoredModel) -> Any
         return {"loss": loss}
 
     signature = [tensor_specs(supervised.features), label_spec(supervised)]
-    return tf.function(train, input_signature=signature).get_concrete_function()
+    return _trace(train, signature, traced)
 
 
-def _eval_function(definition: ModelDefinition, inference: _Inference) -> Any:
-    import tensorflow as tf
-
+def _eval_function(definition: ModelDefinition, inference: _Inference, traced: list[Any]) -> Any:
     supervised, loss_fn = _supervised(definition)
     infer = inference.function(supervised.features)
 
@@ -256,4 +283,4 @@ def _eval_function(definition: ModelDefinition, inference: _Inference) -> Any:
         return result
 
     signature = [tensor_specs(supervised.features), label_spec(supervised)]
-    return tf.function(evaluate, input_signature=signature).get_concrete_function()
+    return _trace(evaluate, signature, traced)

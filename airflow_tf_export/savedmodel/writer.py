@@ -8,6 +8,7 @@ reported as the storage layer's WrittenModel.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,10 +22,12 @@ from airflow_tf_export.savedmodel.gradient_registry import (
     unregister_gradients,
 )
 from airflow_tf_export.savedmodel.metagraphs import Placement, split_by_mode
-from airflow_tf_export.savedmodel.modes import EVAL, SERVE, TRAIN, normalize_modes
+from airflow_tf_export.savedmodel.modes import TRAIN, normalize_modes
 from airflow_tf_export.savedmodel.restore import restore_model
 from airflow_tf_export.savedmodel.signatures import Signature, build_signatures
 from airflow_tf_export.storage.base import WrittenModel
+
+_log = logging.getLogger(__name__)
 
 
 def write_saved_model(
@@ -55,15 +58,16 @@ def write_saved_model(
     require_checkpoint(checkpoint_path)
 
     restored = restore_model(definition, checkpoint_path, with_optimizer=TRAIN in chosen)
-    signatures = build_signatures(definition, restored, chosen)
-    # Nobody differentiates a train step: the gradients of its custom-gradient ops (the Keras
-    # optimizer's all-reduce is one) are not saved. Those of the other modes are, as a plain
-    # tf.saved_model.save saves them.
-    step_gradients = custom_gradient_names(_functions(signatures, {TRAIN}))
-    kept_gradients = custom_gradient_names(_functions(signatures, {EVAL, SERVE}))
+    traced: list[Any] = []
     try:
-        unregister_gradients(step_gradients)
-        _save(export_dir, restored.model, signatures, custom_gradients=bool(kept_gradients))
+        signatures = build_signatures(definition, restored, chosen, traced)
+        # Nobody differentiates a train step: the gradients of its custom-gradient ops (the
+        # Keras optimizer's all-reduce is one) are released before the save, so it does not
+        # keep them. Those of the other modes are saved, as a plain tf.saved_model.save does.
+        train = [signature.function for signature in signatures.get(TRAIN, {}).values()]
+        unregister_gradients(custom_gradient_names(train))
+        others = custom_gradient_names(function for function in traced if function not in train)
+        _save(export_dir, restored.model, signatures, custom_gradients=bool(others))
         split_by_mode(
             export_dir,
             {
@@ -80,7 +84,7 @@ def write_saved_model(
         _discard(export_dir, existed)
         raise
     finally:
-        unregister_gradients(kept_gradients)
+        unregister_gradients(custom_gradient_names(traced))
     return WrittenModel(
         tags=chosen,
         signature_keys={mode: tuple(sorted(keyed)) for mode, keyed in signatures.items()},
@@ -94,15 +98,6 @@ def _saved_key(mode: str, key: str) -> str:
     return f"{mode}_{key}"
 
 
-def _functions(signatures: Mapping[str, Mapping[str, Signature]], modes: set[str]) -> list[Any]:
-    return [
-        signature.function
-        for mode, keyed in signatures.items()
-        if mode in modes
-        for signature in keyed.values()
-    ]
-
-
 def _save(
     export_dir: Path,
     model: Any,
@@ -110,8 +105,10 @@ def _save(
     *,
     custom_gradients: bool,
 ) -> None:
-    """One tf.saved_model.save of all signatures. Saving custom gradients walks every op of
-    every function (about 4% of an export), so it is asked for only where there are some."""
+    """One tf.saved_model.save of all signatures, with the custom gradients their ops use
+    when there are some (looking for them walks every op). A custom gradient TensorFlow
+    cannot save (one capturing a tensor made outside the trace) does not fail the export:
+    it is saved without custom gradients, as before they were kept, with a warning."""
     import tensorflow as tf
 
     functions = {
@@ -119,12 +116,19 @@ def _save(
         for mode, keyed in signatures.items()
         for key, signature in keyed.items()
     }
-    tf.saved_model.save(
-        _export_root(functions.values(), model),
-        str(export_dir),
-        signatures=functions,
-        options=tf.saved_model.SaveOptions(experimental_custom_gradients=custom_gradients),
-    )
+    root = _export_root(functions.values(), model)
+
+    def save(with_gradients: bool) -> None:
+        options = tf.saved_model.SaveOptions(experimental_custom_gradients=with_gradients)
+        tf.saved_model.save(root, str(export_dir), signatures=functions, options=options)
+
+    try:
+        save(custom_gradients)
+    except ValueError as error:
+        if not custom_gradients:
+            raise
+        _log.warning("%s is saved without its custom gradients: %s", export_dir, error)
+        save(False)
 
 
 def _export_root(functions: Iterable[Any], model: Any) -> Any:

@@ -101,8 +101,8 @@ def halving_gradient_model() -> Any:
     return keras.Model({"x": inputs}, keras.layers.Dense(1)(hidden))
 
 
-def halving_gradient_definition(build_model: Callable[[], Any]) -> ModelDefinition:
-    """A definition of halving_gradient_model (or a wrapper of it) for every mode."""
+def single_input_definition(build_model: Callable[[], Any]) -> ModelDefinition:
+    """A definition, for every mode, of a model with one input `x` of 3 floats and one output."""
     import keras
 
     features = {"x": Feature("float32", (3,))}

@@ -14,11 +14,11 @@ import pytest
 from savedmodel_support import (
     Export,
     TrainedExample,
-    halving_gradient_definition,
     halving_gradient_model,
     model_checkpoint,
     model_probabilities,
     serialized_examples,
+    single_input_definition,
 )
 
 from airflow_tf_export.example import model as example
@@ -164,7 +164,7 @@ def test_the_loaded_serving_signature_keeps_the_models_custom_gradients(
     model = halving_gradient_model()
     checkpoint = model_checkpoint(model, tmp_path / "model_dir", step=1)
     write_saved_model(
-        halving_gradient_definition(halving_gradient_model), checkpoint, tmp_path / "export"
+        single_input_definition(halving_gradient_model), checkpoint, tmp_path / "export"
     )
     loaded = tf.saved_model.load(str(tmp_path / "export"))
     served = loaded.signatures["serving_default"]
@@ -177,6 +177,42 @@ def test_the_loaded_serving_signature_keeps_the_models_custom_gradients(
 
     np.testing.assert_allclose(exported.numpy(), own.numpy(), atol=1e-6)
     np.testing.assert_allclose(tape.gradient(exported, x), tape.gradient(own, x), atol=1e-6)
+
+
+def test_a_custom_gradient_tensorflow_cannot_save_does_not_fail_the_export(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gradient closing over a tensor made outside the trace: tf.saved_model.save refuses
+    to save it, so the export is saved without custom gradients, and says so."""
+    import keras
+    import tensorflow as tf
+
+    scale = tf.constant(0.5)
+
+    class ScaleGradient(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            @tf.custom_gradient
+            def scale_gradient(x: Any) -> Any:
+                return tf.identity(x), lambda upstream: upstream * scale
+
+            return scale_gradient(x)
+
+    def build_model() -> Any:
+        inputs = keras.Input(shape=(3,), name="x")
+        hidden = ScaleGradient()(keras.layers.Dense(4, activation="relu")(inputs))
+        return keras.Model({"x": inputs}, keras.layers.Dense(1)(hidden))
+
+    model = build_model()
+    checkpoint = model_checkpoint(model, tmp_path / "model_dir", step=1)
+    with caplog.at_level("WARNING"):
+        write_saved_model(single_input_definition(build_model), checkpoint, tmp_path / "export")
+
+    assert "saved without its custom gradients" in caplog.text
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    x = tf.constant([[1.0, -2.0, 3.0]])
+    np.testing.assert_allclose(
+        loaded.signatures["serving_default"](x=x)["output"], model({"x": x}), atol=1e-6
+    )
 
 
 def test_serving_signatures_match_the_restored_model_in_a_v1_session(
