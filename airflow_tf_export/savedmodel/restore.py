@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,10 @@ _TF1_STEP_NAME = "global_step"
 # files of a compiled model hold optimizer state under it. That state is not model state:
 # it is no mismatch, and a model build_model compiled has its optimizer dropped.
 _KERAS_OPTIMIZER = "optimizer"
-# Where a Keras 3 optimizer keeps its step count among its checkpoint dependencies.
+# Where a Keras 3 optimizer keeps its step count among its checkpoint dependencies, and all
+# it holds before its first step.
 _KERAS_ITERATIONS = "_iterations"
+_BEFORE_FIRST_STEP = {(_KERAS_ITERATIONS,), ("_learning_rate",)}
 
 
 @dataclass(frozen=True)
@@ -67,18 +70,18 @@ def restore_model(
     require_checkpoint(checkpoint_path)
     model = definition.build_model()
     _require_built(model)
-    _detach_compiled_optimizer(model)
     optimizer = None
     if with_optimizer:
         if definition.make_optimizer is None:
             raise DefinitionError("the model definition has no make_optimizer")
         optimizer = definition.make_optimizer()
         optimizer.build(model.trainable_variables)
-    if isinstance(definition.checkpoint, KerasWeights):
-        step = _restore_keras_weights(model, checkpoint_path)
-    else:
-        step = _restore_trackable(model, optimizer, definition.checkpoint, checkpoint_path)
-        _finalize_normalization(model)
+    with _compiled_optimizer_set_aside(model):
+        if isinstance(definition.checkpoint, KerasWeights):
+            step = _restore_keras_weights(model, checkpoint_path)
+        else:
+            step = _restore_trackable(model, optimizer, definition.checkpoint, checkpoint_path)
+            _finalize_normalization(model)
     step_variable = None
     if with_optimizer:
         step_variable = tf.Variable(step, dtype=tf.int64, trainable=False, name="global_step")
@@ -108,14 +111,24 @@ def _require_built(model: object) -> None:
         )
 
 
-def _detach_compiled_optimizer(model: Any) -> None:
-    """Drop the optimizer of a model build_model compiled: the export does not use it (the
-    train signature steps make_optimizer()'s), so checkpoints need not hold its state."""
-    if is_keras_model(model) and getattr(model, _KERAS_OPTIMIZER, None) is not None:
-        # Assigning None would leave TensorFlow's checkpoint dependency on the old optimizer
-        # in place; deleting the attribute removes it.
+@contextmanager
+def _compiled_optimizer_set_aside(model: Any) -> Iterator[None]:
+    """Restore without the optimizer of a model build_model compiled: the export does not use
+    it (the train signature steps make_optimizer()'s), so checkpoints need not hold its
+    state. It is the model's again afterwards (build_model may return a model it keeps)."""
+    compiled = vars(model).get(_KERAS_OPTIMIZER) if is_keras_model(model) else None
+    if compiled is None:
+        yield
+        return
+    # Assigning None would leave TensorFlow's checkpoint dependency on the old optimizer in
+    # place; deleting the attribute removes it.
+    del model.optimizer
+    model.optimizer = None
+    try:
+        yield
+    finally:
         del model.optimizer
-        model.optimizer = None
+        model.optimizer = compiled
 
 
 def _finalize_normalization(model: Any) -> None:
@@ -213,9 +226,10 @@ def _restore_trackable(
     graph.ParseFromString(serialized_graph)
     saved_roots = {child.local_name for child in graph.nodes[0].children}
     roots = {layout.model: model}
+    unstepped: dict[str, Any] = {}
     if optimizer is not None and layout.optimizer in saved_roots:
-        if not _never_stepped(graph, shapes, reader, str(layout.optimizer), optimizer):
-            roots[str(layout.optimizer)] = optimizer
+        stepped = not _never_stepped(graph, shapes, reader, str(layout.optimizer), optimizer)
+        (roots if stepped else unstepped)[str(layout.optimizer)] = optimizer
     elif (
         optimizer is not None
         and is_keras_model(model)
@@ -231,6 +245,9 @@ def _restore_trackable(
     try:
         status = tf.train.Checkpoint(**roots).read(path)
         status.expect_partial().assert_existing_objects_matched()
+        if unstepped:
+            # Its step count and learning rate; the slot variables start as a new optimizer's.
+            tf.train.Checkpoint(**unstepped).read(path).expect_partial()
         return _global_step(reader, layout, path)
     except AssertionError as error:
         raise CheckpointError(f"restoring {path} left variables unset: {error}", path) from error
@@ -260,16 +277,20 @@ def _never_stepped(
     root: str,
     optimizer: Any,
 ) -> bool:
-    """Whether the optimizer state saved at `root` lacks variables of `optimizer` only because
-    it never applied a step: Keras creates the slot variables on the first step, so a
-    checkpoint written before it holds just the iteration count (0) and the learning rate.
-    A new optimizer from make_optimizer() is then in the same state."""
-    iterations = _follow_saved(graph, 0, (*root.split("/"), _KERAS_ITERATIONS))
-    if iterations is None or not graph.nodes[iterations].attributes:
+    """Whether the optimizer state saved at `root` is a Keras optimizer's before its first
+    step, which holds just its iteration count (0) and learning rate: Keras creates the other
+    variables on the first step, so `optimizer` may have more, but no other ones."""
+    node = _follow_saved(graph, 0, tuple(root.split("/")))
+    if node is None:
         return False
-    if int(reader.get_tensor(graph.nodes[iterations].attributes[0].checkpoint_key)) != 0:
+    saved = dict(_saved_variables(graph, node))
+    if (_KERAS_ITERATIONS,) not in saved or not set(saved) <= _BEFORE_FIRST_STEP:
         return False
-    return find_mismatches(graph, shapes, {root: optimizer}) != ((), (), ())
+    iterations = graph.nodes[saved[(_KERAS_ITERATIONS,)]].attributes[0].checkpoint_key
+    if int(reader.get_tensor(iterations)) != 0:
+        return False
+    _, unexpected, mismatched = find_mismatches(graph, shapes, {root: optimizer})
+    return not unexpected and not mismatched
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:

@@ -115,8 +115,8 @@ def single_input_definition(build_model: Callable[[], Any]) -> ModelDefinition:
     )
 
 
-# Keras 3 names an optimizer's step count and its Adam / momentum slots so.
-OPTIMIZER_VARIABLES = ("/iteration", "_momentum", "_velocity")
+# Keras 3 names an optimizer's step count, learning rate and Adam / momentum slots so.
+OPTIMIZER_VARIABLES = ("/iteration", "/learning_rate", "_momentum", "_velocity")
 
 
 def exported_optimizer_state(export: Path) -> dict[str, np.ndarray]:

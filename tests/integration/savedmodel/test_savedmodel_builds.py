@@ -225,3 +225,23 @@ def test_a_build_model_that_compiles_exports_checkpoints_of_a_custom_training_lo
         "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
     )
     assert exported_optimizer_state(tmp_path / "export")["iteration"] == saved_iterations > 0
+
+
+def test_a_kept_compiled_model_has_its_optimizer_after_the_export(
+    trained_example: TrainedExample, tmp_path: Path
+) -> None:
+    """build_model may return a model the user keeps: the export sets its compiled optimizer
+    aside only while restoring, and the model still trains afterwards."""
+    import tensorflow as tf
+
+    kept = compiling_example_model()
+    compiled_optimizer = kept.optimizer
+    definition = dataclasses.replace(example.definition, build_model=lambda: kept)
+
+    write_saved_model(definition, trained_example.latest, tmp_path / "export")
+
+    assert kept.optimizer is compiled_optimizer
+    features, labels = example.make_dataset(32, seed=2)
+    batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
+    kept.fit(batches.batch(16), epochs=1, verbose=0)
+    assert int(compiled_optimizer.iterations.numpy()) == 2

@@ -49,10 +49,12 @@ def _sgd_momentum() -> Any:
 def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
     tmp_path: Path, make_saved_optimizer: Callable[[], Any]
 ) -> None:
-    """Keras creates slot variables on the first step, so such a checkpoint lacks them: the
-    train mode starts from make_optimizer()'s optimizer, which is in the same state."""
-    model = example.build_model()
-    path = _saved(model, make_saved_optimizer(), tmp_path / "model_dir", step=0)
+    """Keras creates slot variables on the first step, so such a checkpoint holds only the
+    step count and the learning rate: the train mode takes those and starts the slots as
+    make_optimizer()'s optimizer does."""
+    model, saved_optimizer = example.build_model(), make_saved_optimizer()
+    saved_optimizer.learning_rate = 0.5
+    path = _saved(model, saved_optimizer, tmp_path / "model_dir", step=0)
 
     written = write_saved_model(
         example.definition, path, tmp_path / "export", modes=("train", "serve")
@@ -61,9 +63,27 @@ def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
     assert written.global_step == 0
     state = exported_optimizer_state(tmp_path / "export")
     assert int(state.pop("iteration")) == 0
+    assert state.pop("learning_rate") == 0.5
     assert state  # Adam's moments and velocities, created by the export's optimizer
     for name, value in state.items():
         np.testing.assert_array_equal(value, np.zeros_like(value), err_msg=name)
+
+
+def test_trained_loss_scale_optimizer_state_is_a_mismatch_for_adam(tmp_path: Path) -> None:
+    """A LossScaleOptimizer's own step count stays 0 while its inner optimizer steps: its
+    trained state is no "before the first step" state to replace with a new Adam."""
+    import keras
+
+    model = example.build_model()
+    optimizer = keras.optimizers.LossScaleOptimizer(example.make_optimizer())
+    _one_step(model, optimizer)
+    path = _saved(model, optimizer, tmp_path / "model_dir", step=1)
+
+    with pytest.raises(CheckpointMismatchError) as raised:
+        write_saved_model(example.definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    assert any("optimizer/inner_optimizer/" in name for name in raised.value.unexpected)
+    assert not (tmp_path / "export").exists()
 
 
 def test_stepped_state_of_another_optimizer_class_is_a_mismatch(tmp_path: Path) -> None:
