@@ -38,7 +38,7 @@ _VARIABLE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _TF1_STEP_NAME = "global_step"
 # A compiled Keras model tracks its optimizer as this attribute, so checkpoints and weights
 # files of a compiled model hold optimizer state under it. That state is not model state:
-# it is no mismatch, and a model build_model compiled has its optimizer dropped.
+# it is no mismatch, and a model build_model compiled has its optimizer set aside to restore.
 _KERAS_OPTIMIZER = "optimizer"
 # Where a Keras 3 optimizer keeps its step count among its checkpoint dependencies, and all
 # it holds before its first step.
