@@ -150,7 +150,6 @@ class _Inference:
     def function(
         self, features: Mapping[str, Feature]
     ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-
         key = _feature_set(features)
         if key not in self._functions:
 
