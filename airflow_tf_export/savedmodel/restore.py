@@ -44,6 +44,7 @@ _KERAS_OPTIMIZER = "optimizer"
 # it holds before its first step.
 _KERAS_ITERATIONS = "_iterations"
 _BEFORE_FIRST_STEP = {(_KERAS_ITERATIONS,), ("_learning_rate",)}
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def restore_model(
             raise DefinitionError("the model definition has no make_optimizer")
         optimizer = definition.make_optimizer()
         optimizer.build(model.trainable_variables)
-    with _compiled_optimizer_set_aside(model):
+    with _optimizer_attribute_kept(model):
         if isinstance(definition.checkpoint, KerasWeights):
             step = _restore_keras_weights(model, checkpoint_path)
         else:
@@ -112,23 +113,33 @@ def _require_built(model: object) -> None:
 
 
 @contextmanager
-def _compiled_optimizer_set_aside(model: Any) -> Iterator[None]:
-    """Restore without the optimizer of a model build_model compiled: the export does not use
-    it (the train signature steps make_optimizer()'s), so checkpoints need not hold its
-    state. It is the model's again afterwards (build_model may return a model it keeps)."""
-    compiled = vars(model).get(_KERAS_OPTIMIZER) if is_keras_model(model) else None
-    if compiled is None:
+def _optimizer_attribute_kept(model: Any) -> Iterator[None]:
+    """Restore with the model's `optimizer` attribute handled, and put it back afterwards
+    (build_model may return a model the user keeps). A compiled model's own optimizer is set
+    aside: the export does not use it (the train signature steps make_optimizer()'s), so
+    checkpoints need not hold its state. The one the restore may attach to read a compiled
+    model's checkpoint (`_holds_compiled_optimizer`) does not stay."""
+    if not is_keras_model(model):
         yield
         return
-    # Assigning None would leave TensorFlow's checkpoint dependency on the old optimizer in
-    # place; deleting the attribute removes it.
-    del model.optimizer
-    model.optimizer = None
+    before = vars(model).get(_KERAS_OPTIMIZER, _ABSENT)
+    if before is not None and before is not _ABSENT:
+        _drop_optimizer(model)
+        model.optimizer = None
     try:
         yield
     finally:
+        if vars(model).get(_KERAS_OPTIMIZER, _ABSENT) is not before:
+            _drop_optimizer(model)
+            if before is not _ABSENT:
+                model.optimizer = before
+
+
+def _drop_optimizer(model: Any) -> None:
+    """Delete the attribute: assigning None would leave TensorFlow's checkpoint dependency on
+    the optimizer in place."""
+    if _KERAS_OPTIMIZER in vars(model):
         del model.optimizer
-        model.optimizer = compiled
 
 
 def _finalize_normalization(model: Any) -> None:
@@ -226,10 +237,9 @@ def _restore_trackable(
     graph.ParseFromString(serialized_graph)
     saved_roots = {child.local_name for child in graph.nodes[0].children}
     roots = {layout.model: model}
-    unstepped: dict[str, Any] = {}
     if optimizer is not None and layout.optimizer in saved_roots:
-        stepped = not _never_stepped(graph, shapes, reader, str(layout.optimizer), optimizer)
-        (roots if stepped else unstepped)[str(layout.optimizer)] = optimizer
+        if not _never_stepped(graph, reader, str(layout.optimizer)):
+            roots[str(layout.optimizer)] = optimizer
     elif (
         optimizer is not None
         and is_keras_model(model)
@@ -245,9 +255,6 @@ def _restore_trackable(
     try:
         status = tf.train.Checkpoint(**roots).read(path)
         status.expect_partial().assert_existing_objects_matched()
-        if unstepped:
-            # Its step count and learning rate; the slot variables start as a new optimizer's.
-            tf.train.Checkpoint(**unstepped).read(path).expect_partial()
         return _global_step(reader, layout, path)
     except AssertionError as error:
         raise CheckpointError(f"restoring {path} left variables unset: {error}", path) from error
@@ -270,16 +277,11 @@ def _holds_compiled_optimizer(
     return find_mismatches(graph, shapes, {under_model: optimizer}) == ((), (), ())
 
 
-def _never_stepped(
-    graph: TrackableObjectGraph,
-    shapes: Mapping[str, list[int]],
-    reader: Any,
-    root: str,
-    optimizer: Any,
-) -> bool:
+def _never_stepped(graph: TrackableObjectGraph, reader: Any, root: str) -> bool:
     """Whether the optimizer state saved at `root` is a Keras optimizer's before its first
-    step, which holds just its iteration count (0) and learning rate: Keras creates the other
-    variables on the first step, so `optimizer` may have more, but no other ones."""
+    step: its iteration count (0) and learning rate, as Keras creates the other variables on
+    the first step. Nothing was learned, so the train mode starts from make_optimizer()'s
+    optimizer as it builds it, as when the checkpoint holds no optimizer."""
     node = _follow_saved(graph, 0, tuple(root.split("/")))
     if node is None:
         return False
@@ -287,10 +289,7 @@ def _never_stepped(
     if (_KERAS_ITERATIONS,) not in saved or not set(saved) <= _BEFORE_FIRST_STEP:
         return False
     iterations = graph.nodes[saved[(_KERAS_ITERATIONS,)]].attributes[0].checkpoint_key
-    if int(reader.get_tensor(iterations)) != 0:
-        return False
-    _, unexpected, mismatched = find_mismatches(graph, shapes, {root: optimizer})
-    return not unexpected and not mismatched
+    return int(reader.get_tensor(iterations)) == 0
 
 
 def _global_step(reader: Any, layout: TrackableCheckpoint, path: str) -> int:

@@ -245,3 +245,25 @@ def test_a_kept_compiled_model_has_its_optimizer_after_the_export(
     batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
     kept.fit(batches.batch(16), epochs=1, verbose=0)
     assert int(compiled_optimizer.iterations.numpy()) == 2
+
+
+def test_a_kept_uncompiled_model_gets_no_optimizer_from_the_export(
+    trained_example: TrainedExample, tmp_path: Path
+) -> None:
+    """Reading a compiled model's checkpoint attaches make_optimizer()'s optimizer to the model
+    during the restore; a model the user keeps does not keep it."""
+    import tensorflow as tf
+
+    fitted = compiling_example_model()
+    features, labels = example.make_dataset(32, seed=0)
+    batches = tf.data.Dataset.from_tensor_slices((features, labels.astype("float32")))
+    fitted.fit(batches.batch(16), epochs=1, verbose=0)
+    path = model_checkpoint(fitted, tmp_path / "compiled", 2)
+    kept = example.build_model()
+    definition = dataclasses.replace(example.definition, build_model=lambda: kept)
+
+    write_saved_model(definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    assert exported_optimizer_state(tmp_path / "export")["iteration"] == 2
+    assert getattr(kept, "optimizer", None) is None
+    assert "optimizer" not in dict(tf.train.TrackableView(kept).children(kept))

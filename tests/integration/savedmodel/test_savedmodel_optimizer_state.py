@@ -3,6 +3,7 @@ as its own object (`tf.train.Checkpoint(model=, optimizer=, step=)`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,8 @@ def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
     tmp_path: Path, make_saved_optimizer: Callable[[], Any]
 ) -> None:
     """Keras creates slot variables on the first step, so such a checkpoint holds only the
-    step count and the learning rate: the train mode takes those and starts the slots as
-    make_optimizer()'s optimizer does."""
+    step count (0) and the learning rate: nothing was learned, and the train mode starts from
+    make_optimizer()'s optimizer as it builds it (its learning rate, too)."""
     model, saved_optimizer = example.build_model(), make_saved_optimizer()
     saved_optimizer.learning_rate = 0.5
     path = _saved(model, saved_optimizer, tmp_path / "model_dir", step=0)
@@ -63,10 +64,30 @@ def test_a_checkpoint_from_before_the_first_step_trains_from_a_new_optimizer(
     assert written.global_step == 0
     state = exported_optimizer_state(tmp_path / "export")
     assert int(state.pop("iteration")) == 0
-    assert state.pop("learning_rate") == 0.5
+    assert state.pop("learning_rate") == pytest.approx(example.make_optimizer().learning_rate)
     assert state  # Adam's moments and velocities, created by the export's optimizer
     for name, value in state.items():
         np.testing.assert_array_equal(value, np.zeros_like(value), err_msg=name)
+
+
+def test_a_checkpoint_from_before_the_first_step_suits_a_scheduled_learning_rate(
+    tmp_path: Path,
+) -> None:
+    """make_optimizer() may use a learning-rate schedule where training saved a fixed rate:
+    before the first step there is nothing to carry over."""
+    import keras
+
+    def scheduled_adam() -> Any:
+        schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 100, 0.9)
+        return keras.optimizers.Adam(learning_rate=schedule)
+
+    path = _saved(example.build_model(), _adam(), tmp_path / "model_dir", step=0)
+    definition = dataclasses.replace(example.definition, make_optimizer=scheduled_adam)
+
+    written = write_saved_model(definition, path, tmp_path / "export", modes=("train", "serve"))
+
+    assert written.tags == ("train", "serve")
+    assert int(exported_optimizer_state(tmp_path / "export")["iteration"]) == 0
 
 
 def test_trained_loss_scale_optimizer_state_is_a_mismatch_for_adam(tmp_path: Path) -> None:
