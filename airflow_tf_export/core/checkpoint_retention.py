@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from airflow_tf_export.core.checkpoints import checkpoint_name
+
 NEWEST = "newest"
 STATE_FILE = "state-file"
 UNEVALUATED = "unevaluated"
@@ -94,14 +96,17 @@ def plan_checkpoint_retention(
         {c.prefix.rstrip("/"): c for c in checkpoints}.values(), key=lambda c: (c.step, c.prefix)
     )
     newest = {c.prefix for c in ordered[-keep_newest:]}
-    latest = {state_latest} if state_latest else set()
-    exported = set(exported_prefixes) if keep_exported else set()
+    # Recorded paths name checkpoints of the model dir by their last path segment: the state
+    # file may record them relative, or (for a dir copied elsewhere, e.g. local disk to GCS) at
+    # the old location, and checkpoints live directly in the model dir.
+    latest = {checkpoint_name(state_latest)} if state_latest else set()
+    exported = {checkpoint_name(p) for p in exported_prefixes} if keep_exported else set()
     items = []
     for info in ordered:
         reasons: list[tuple[str, str]] = []
         if info.prefix in newest:
             reasons.append((NEWEST, f"among the {keep_newest} newest"))
-        if _matches(info.prefix, latest):
+        if checkpoint_name(info.prefix) in latest:
             reasons.append((STATE_FILE, "the latest checkpoint in the state file"))
         if newest_evaluated_step is None:
             reasons.append((UNEVALUATED, "no checkpoint has been evaluated yet"))
@@ -109,7 +114,7 @@ def plan_checkpoint_retention(
             reasons.append(
                 (UNEVALUATED, f"newer than the newest evaluated step {newest_evaluated_step}")
             )
-        if _matches(info.prefix, exported):
+        if checkpoint_name(info.prefix) in exported:
             reasons.append((EXPORTED, "a committed version was exported from it"))
         if reasons:
             rule = ", ".join(r for r, _ in reasons)
@@ -129,14 +134,3 @@ def plan_checkpoint_retention(
                 )
             )
     return CheckpointPlan(tuple(items))
-
-
-def _matches(prefix: str, names: set[str]) -> bool:
-    """Whether a recorded path names the checkpoint `prefix` of the model dir: by its last path
-    segment, as checkpoints live directly in the model dir and the recorded path may be
-    relative or (for a dir copied elsewhere, e.g. local disk to GCS) at the old location."""
-    return _name(prefix) in {_name(name) for name in names}
-
-
-def _name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]

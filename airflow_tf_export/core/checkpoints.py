@@ -51,9 +51,14 @@ def parse_checkpoint_state(text: str, source: str = STATE_FILENAME) -> Checkpoin
     return CheckpointState(model_checkpoint_path=latest, all_model_checkpoint_paths=tuple(kept))
 
 
+def checkpoint_name(path: str) -> str:
+    """The last segment of a checkpoint's path or URI (`gs://b/run/ckpt-1` -> `ckpt-1`)."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def checkpoint_step(prefix: str) -> int | None:
     """The number a checkpoint prefix ends with (`ckpt-1200`, `model.ckpt-1200`), or None."""
-    match = _STEP_SUFFIX.search(prefix.rstrip("/").rsplit("/", 1)[-1])
+    match = _STEP_SUFFIX.search(checkpoint_name(prefix))
     return int(match.group(1)) if match else None
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_tf_export.core.checkpoints import is_keras_weights, step_in_name
+from airflow_tf_export.core.checkpoints import checkpoint_name, is_keras_weights, step_in_name
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.example.model import accuracy, build_model, loss, make_dataset
 from airflow_tf_export.storage import Storage, storage_for
@@ -65,7 +65,7 @@ def _evaluate_locally(
     parent, files = checkpoint_files(storage, prefix)
     storage.download_dir(parent, local, files)
     model = build_model()
-    name = prefix.rstrip("/").rsplit("/", 1)[-1]
+    name = checkpoint_name(prefix)
     if is_keras_weights(name):
         model.load_weights(str(local / name))
         step = tf.Variable(step_in_name(name), dtype=tf.int64)

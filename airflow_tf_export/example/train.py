@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow_tf_export.core.checkpoints import (
     STATE_FILENAME,
+    checkpoint_name,
     checkpoint_prefix,
     parse_checkpoint_state,
 )
@@ -65,7 +66,7 @@ def _copy_in_latest(storage: Storage, model_dir: str, local: Path) -> None:
     except StorageNotFoundError:
         return
     latest = parse_checkpoint_state(state_text.decode("utf-8")).model_checkpoint_path
-    latest_name = latest.rstrip("/").rsplit("/", 1)[-1]
+    latest_name = checkpoint_name(latest)
     names = [
         entry.name
         for entry in storage.list_dir(model_dir)

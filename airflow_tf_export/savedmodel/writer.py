@@ -59,6 +59,9 @@ def write_saved_model(
 
     restored = restore_model(definition, checkpoint_path, with_optimizer=TRAIN in chosen)
     traced: list[Any] = []
+    # The custom gradients still registered once the train step's are released; None until
+    # known, when a failure leaves every traced function's to release.
+    kept: set[str] | None = None
     try:
         signatures = build_signatures(definition, restored, chosen, traced)
         # Nobody differentiates a train step: the gradients of its custom-gradient ops (the
@@ -66,8 +69,8 @@ def write_saved_model(
         # keep them. Those of the other modes are saved, as a plain tf.saved_model.save does.
         train = [signature.function for signature in signatures.get(TRAIN, {}).values()]
         unregister_gradients(custom_gradient_names(train))
-        others = custom_gradient_names(function for function in traced if function not in train)
-        _save(export_dir, restored.model, signatures, custom_gradients=bool(others))
+        kept = custom_gradient_names(function for function in traced if function not in train)
+        _save(export_dir, restored.model, signatures, custom_gradients=bool(kept))
         split_by_mode(
             export_dir,
             {
@@ -84,7 +87,7 @@ def write_saved_model(
         _discard(export_dir, existed)
         raise
     finally:
-        unregister_gradients(custom_gradient_names(traced))
+        unregister_gradients(custom_gradient_names(traced) if kept is None else kept)
     return WrittenModel(
         tags=chosen,
         signature_keys={mode: tuple(sorted(keyed)) for mode, keyed in signatures.items()},

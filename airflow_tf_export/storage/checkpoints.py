@@ -17,6 +17,7 @@ from airflow_tf_export.core.checkpoints import (
     STATE_FILENAME,
     CheckpointState,
     CheckpointStateError,
+    checkpoint_name,
     checkpoint_prefix,
     checkpoint_step,
     is_keras_weights,
@@ -176,7 +177,7 @@ def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = 
     ]
     recorded = at_step[-1] if at_step else state.model_checkpoint_path
     candidates = [_absolute(storage, model_dir, recorded)]
-    by_name = storage.join(model_dir, recorded.rstrip("/").rsplit("/", 1)[-1])
+    by_name = storage.join(model_dir, checkpoint_name(recorded))
     if by_name not in candidates:
         candidates.append(by_name)
     for candidate in candidates:
