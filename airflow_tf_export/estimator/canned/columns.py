@@ -45,7 +45,8 @@ def check_feature_columns(columns: Any, *, argument: str, dense_only: bool) -> t
     `dense_only` is the DNN's rule: a categorical column must be wrapped in an
     indicator_column or an embedding_column. Raises DefinitionError naming `argument`.
     """
-    if columns is None or isinstance(columns, str | dict) or not isinstance(columns, Iterable):
+    one_column = hasattr(columns, "parse_example_spec")  # columns are namedtuples: iterable
+    if one_column or isinstance(columns, str | dict) or not isinstance(columns, Iterable):
         raise DefinitionError(f"{argument} must be a list of feature columns, got {columns!r}")
     checked = tuple(columns)
     if not checked:
