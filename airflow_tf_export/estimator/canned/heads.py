@@ -105,7 +105,7 @@ class _ClassHead(_Head):
                 "label_vocabulary to use string labels"
             )
         message = (
-            f"labels must be in label_vocabulary {list(self.label_vocabulary)}"
+            f"labels must be one of the label_vocabulary: {', '.join(self.label_vocabulary)}"
             if self.label_vocabulary is not None
             else f"labels must be class ids in [0, {self.n_classes - 1}]"
         )
