@@ -323,7 +323,8 @@ class FinalExportOperator(SavedModelExportOperator):
 
     Give `is_the_final_export`, or `max_steps`: the export is final when the checkpoint's
     global step is at least `max_steps`, as train_and_evaluate decided. A rerun for the same
-    checkpoint returns the existing final version.
+    checkpoint returns the existing final version; a foreign version (e.g. the Estimator's
+    own final export) of the same or a newer step counts as the final export.
 
     :param is_the_final_export: whether this run's checkpoint is the final one.
     :param max_steps: the training's max_steps, from which `is_the_final_export` is derived.
@@ -368,8 +369,9 @@ class FinalExportOperator(SavedModelExportOperator):
 
 
 class LatestExportOperator(SavedModelExportOperator):
-    """Exports every checkpoint newer than the newest published one, keeping the
-    `exports_to_keep` newest versions (tf.estimator.LatestExporter).
+    """Exports every checkpoint newer than the newest published one, foreign versions (e.g.
+    the Estimator's own exports) included, keeping the `exports_to_keep` newest committed
+    versions (tf.estimator.LatestExporter).
 
     :param exports_to_keep: positive number of newest versions to keep, or None to keep all.
     """
@@ -388,7 +390,8 @@ class LatestExportOperator(SavedModelExportOperator):
 
 
 class BestExportOperator(SavedModelExportOperator):
-    """Exports a checkpoint only when its eval result beats every committed version's
+    """Exports a checkpoint only when its eval result beats every committed version's and
+    every foreign version's (the eval result of its step)
     (tf.estimator.BestExporter, with the best derived from the published versions so a
     restart never exports a worse model: tensorflow/tensorflow#47396).
 
@@ -400,8 +403,8 @@ class BestExportOperator(SavedModelExportOperator):
         `{"metric": "auc", "higher_is_better": True, "min_delta": 0.001, ...}`.
     :param exports_to_keep: positive number of newest versions to keep (the best version is
         always kept), or None to keep all.
-    :param event_file_pattern: glob, relative to `model_dir`, of the eval event files.
-        (templated)
+    :param event_file_pattern: glob, relative to `model_dir`, of the eval event files (the
+        candidate's eval result when none is given, and the foreign versions'). (templated)
     """
 
     template_fields: Sequence[str] = (

@@ -128,6 +128,9 @@ def test_retention_operator_keeps_and_reports_a_foreign_version(
 
     (plan,) = result["exporters"]
     assert plan["foreign"] == [ESTIMATOR_VERSION]
+    (foreign,) = plan["foreign_versions"]
+    assert (foreign["version"], foreign["global_step"]) == (ESTIMATOR_VERSION, None)
+    assert "is not an SSTable" in foreign["unreadable"]
     assert [d["version"] for d in plan["delete"]] == ours[:2]
     assert [k["version"] for k in plan["keep"]] == ours[2:]
     assert plan["staging_delete"] == []
