@@ -10,13 +10,19 @@ there). For the real export, the example Keras model is trained with TensorFlow 
 back and run. Stand-ins: the Estimator-compatible model definitions do not exist yet, so the
 skip tests use a definition whose build_model fails the test if an export is attempted; the
 task instance in the context carries only the lineage fields, as in test_operators_execute.py.
+The last test runs the skipping operators in a real DAG run instead (`airflow dags test`
+against a SQLite metadata DB) and reads their XComs back from the DB.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NoReturn
@@ -225,3 +231,70 @@ def test_best_exports_a_checkpoint_better_than_every_estimator_export(model_dir:
     state = ExporterDir(model_dir.storage, model_dir.join("export", "best")).scan()
     assert [m.version for m in state.committed] == [result["new_version"]]
     assert [f.version for f in state.foreign_versions] == [BEST_100, BEST_125]
+
+
+def test_the_skipping_exports_in_a_real_dag_run(
+    migrated_model_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).parent / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    model_dir = tmp_path / "model_dir"
+    shutil.copytree(migrated_model_dir, model_dir)
+    dag_id = "tf_export_estimator_dir"
+    conf = json.dumps({"model_dir": str(model_dir)})
+    run = subprocess.run(
+        [airflow, "dags", "test", dag_id, "2026-03-01", "--conf", conf],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    with sqlite3.connect(home / "airflow.db") as db:
+        states = dict(
+            db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (dag_id,))
+        )
+        xcoms = {
+            task: json.loads(value)
+            for task, value in db.execute(
+                "SELECT task_id, value FROM xcom WHERE dag_id = ? AND key = 'return_value'",
+                (dag_id,),
+            )
+        }
+    tasks = ("compare", "export_best", "export_latest", "export_final")
+    assert states == dict.fromkeys(tasks, "success")
+    foreign_100 = f"foreign version {BEST_100} (step 100, {NOT_OURS})"
+    assert (
+        xcoms["compare"]["reason"]
+        == xcoms["export_best"]["reason"]
+        == (
+            f"skipped: candidate loss 0.636108 is not better than best loss 0.5789 in {foreign_100}"
+        )
+    )
+    assert xcoms["export_latest"]["reason"] == (
+        f"skipped: step 150 is already exported as foreign version {LATEST_150} (step 150, "
+        f"{NOT_OURS})"
+    )
+    assert xcoms["export_final"]["reason"].startswith(
+        f"skipped: final export already exists as foreign version {FINAL_150} (step 150,"
+    )
+    steps = {task: [f["global_step"] for f in xcoms[task]["foreign_versions"]] for task in tasks}
+    assert steps == {
+        "compare": [100, 125],
+        "export_best": [100, 125],
+        "export_latest": [125, 150],
+        "export_final": [150],
+    }
+    for name in ("best", "latest", "final"):
+        exported = sorted(p.name for p in (model_dir / "export" / name).iterdir())
+        estimator = sorted(p.name for p in (ESTIMATOR_MODEL_DIR / "export" / name).iterdir())
+        assert [n for n in exported if n.isdigit()] == estimator, "nothing published or deleted"
