@@ -103,6 +103,7 @@ class Table:
                 f"{uri} has {file_size} bytes, fewer than the {FOOTER_BYTES}-byte table footer"
             )
         self._file = _RangeFile(storage, uri, file_size)
+        self._last_block: tuple[int, list[tuple[bytes, bytes]]] | None = None
         footer = self._file.read(file_size - FOOTER_BYTES, file_size)
         (magic,) = struct.unpack("<Q", footer[-8:])
         if magic != TABLE_MAGIC:
@@ -144,7 +145,15 @@ class Table:
         return offset, size
 
     def _block(self, offset: int, size: int) -> list[tuple[bytes, bytes]]:
-        """The entries of the block at `offset` (`size` bytes before its trailer), checked."""
+        """The entries of the block at `offset` (`size` bytes before its trailer), checked.
+        The last block read is kept: a bundle's header and its first tensors share one."""
+        if self._last_block is not None and self._last_block[0] == offset:
+            return self._last_block[1]
+        entries = self._read_block(offset, size)
+        self._last_block = (offset, entries)
+        return entries
+
+    def _read_block(self, offset: int, size: int) -> list[tuple[bytes, bytes]]:
         raw = self._file.read(offset, offset + size + BLOCK_TRAILER_BYTES)
         contents, kind = raw[:size], raw[size]
         (stored,) = struct.unpack("<I", raw[size + 1 :])

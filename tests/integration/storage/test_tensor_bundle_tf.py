@@ -17,6 +17,7 @@ import pytest
 from gcs_fixtures import RecordingProxy, emulator_client
 from storage_test_models import Backend
 
+from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.gcs import GcsStorage
 from airflow_tf_export.storage.sstable import TAIL_BYTES
@@ -54,6 +55,21 @@ def uploaded(backend: Backend, local: Path, name: str) -> str:
     uri = backend.uri(name)
     backend.storage.upload_dir(local, uri)
     return uri
+
+
+class CountingReads:
+    """A real storage backend that counts the ranged reads made through it."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.ranges = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+        self.ranges += 1
+        return self.storage.read_bytes(uri, start, end)
 
 
 def close(read: Any, expected: Any, dtype: str) -> bool:
@@ -155,8 +171,13 @@ def test_an_index_larger_than_a_table_block_and_the_read_tail(
     prefix = tf.train.Checkpoint(**variables).write(str(tmp_path / "ckpt"))
     index_size = (tmp_path / "ckpt.index").stat().st_size
     assert index_size > TF_TABLE_BLOCK_BYTES + TAIL_BYTES  # several blocks, most before the tail
-    bundle = TensorBundle(backend.storage, uploaded(backend, tmp_path, "large") + "/ckpt")
+    uri = uploaded(backend, tmp_path, "large") + "/ckpt"
+    counting = CountingReads(backend.storage)
+    first = min(f"{name}/.ATTRIBUTES/VARIABLE_VALUE" for name in names)
+    assert TensorBundle(counting, uri).read(first).values == (names.index(first.split("/")[0]),)
+    assert counting.ranges == 3, "the tail, the first block (header and tensor), the tensor"
 
+    bundle = TensorBundle(backend.storage, uri)
     read_names = bundle.names()
     assert read_names == sorted(n for n, _ in tf.train.list_variables(prefix))
     for i in (0, 1, 700, 1_300, 2_499):
