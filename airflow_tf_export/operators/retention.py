@@ -3,7 +3,8 @@
 Keep rules for versions are a JSON-able dict combined with OR (see `parse_keep_rules`); the
 newest committed version and the current best are always kept, and staging leftovers are
 deleted only after a grace period. Integer dirs without metadata that we did not write (e.g.
-tf.estimator exports) are reported under "foreign" and never deleted. Checkpoints keep the
+tf.estimator exports) are reported under "foreign" (and under "foreign_versions" with the
+global step read from each) and never deleted. Checkpoints keep the
 newest N plus every protected one (the state file's latest, unevaluated ones, and optionally
 those a version was exported from). `dry_run=True` only reports. The XCom holds every plan
 with the rule that decided each keep or delete.
@@ -223,6 +224,7 @@ def _exporter_dict(
         "staging_keep": list(plan.staging_keep),
         "invalid": [{"version": v, "error": e} for v, e in state.invalid],
         "foreign": list(plan.foreign_versions),
+        "foreign_versions": [f.to_dict() for f in state.foreign_versions],
         "explain": plan.explain(),
     }
 
