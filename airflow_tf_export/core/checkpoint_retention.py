@@ -107,7 +107,8 @@ class CheckpointPlan:
         ]
         lines += [f"{o.name} kept: {o.reason}" for o in self.others]
         if self.state_drop:
-            lines.append(f"{STATE_FILENAME}: remove {', '.join(self.state_drop)}")
+            removed = ", ".join(self.state_drop)
+            lines.append(f"{STATE_FILENAME} state file: remove {removed} from its list")
         return "\n".join(lines)
 
 

@@ -78,7 +78,7 @@ def test_plan_keeps_newest_state_file_unevaluated_and_exported_and_explains() ->
         "ckpt-400 delete: evaluated, older than the 1 newest, not protected",
         "ckpt-500 keep newest, unevaluated: among the 1 newest; "
         "newer than the newest evaluated step 400",
-        "checkpoint: remove ckpt-200",
+        "checkpoint state file: remove ckpt-200 from its list",
     ]
 
 
