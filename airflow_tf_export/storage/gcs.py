@@ -65,6 +65,7 @@ from airflow_tf_export.storage.uris import StorageUri, parse_uri
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
+_MAX_VERSIONED_READS = 5
 DEFAULT_LOCK_LEASE_SECONDS = 60.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
 _LOCK_MAX_BACKOFF_SECONDS = 2.0
@@ -235,7 +236,7 @@ class GcsStorage:
 
         parsed = self._parse(uri)
         bucket = self._client.bucket(parsed.bucket)
-        while True:
+        for _attempt in range(_MAX_VERSIONED_READS):
             with self._errors(parsed):
                 blob = bucket.get_blob(parsed.path)
                 if blob is None:
@@ -246,6 +247,9 @@ class GcsStorage:
                 except PreconditionFailed:
                     continue
             return VersionedBytes(data, str(generation))
+        raise StorageError(
+            f"{parsed} was replaced during each of {_MAX_VERSIONED_READS} reads; retry later"
+        )
 
     def replace_if_unchanged(self, uri: str, data: bytes, generation: str) -> bool:
         """One upload with `ifGenerationMatch=<generation>`: GCS writes it only over that

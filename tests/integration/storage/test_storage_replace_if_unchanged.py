@@ -118,6 +118,40 @@ def test_gcs_rewrite_is_one_conditional_upload_and_a_412_for_our_own_bytes_is_su
     assert [r.status for r in proxy.requests if r.object_name == "model/checkpoint"][-1] == 412
 
 
+def test_gcs_read_of_an_object_replaced_between_metadata_and_download_reads_again(
+    generation_enforcing_gcs_proxy: GenerationEnforcingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download asks for the generation the metadata gave: when a rival replaced the
+    object in between, GCS answers 412 and the read starts over, so data and generation
+    always belong together."""
+    proxy = generation_enforcing_gcs_proxy
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    emulator_client(proxy.url).create_bucket(bucket)
+    storage = GcsStorage(emulator_client(proxy.url))
+    rival = GcsStorage(emulator_client(proxy.url))
+    uri = f"gs://{bucket}/model/checkpoint"
+    storage.write_bytes(uri, OLD)
+
+    forward = proxy._forward
+    rival_wrote: list[bool] = []
+
+    def rival_writes_before_the_first_download(
+        method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if path.startswith("/download/") and not rival_wrote:
+            rival_wrote.append(True)
+            rival.write_bytes(uri, RIVAL)
+        return forward(method, path, headers, body)
+
+    proxy.reset()
+    monkeypatch.setattr(proxy, "_forward", rival_writes_before_the_first_download)
+    read = storage.read_versioned(uri)
+    assert read.data == RIVAL
+    downloads = [r.status for r in proxy.requests if r.path.startswith("/download/")]
+    assert downloads == [412, 200]
+    assert storage.replace_if_unchanged(uri, NEW, read.generation) is True
+
+
 def test_local_in_place_write_keeping_size_and_mtime_is_still_a_change(tmp_path: Path) -> None:
     """A writer that rewrites the file in place (same inode), same size, within the clock's
     granularity (same mtime): the content digest still tells."""
