@@ -112,7 +112,7 @@ class CheckpointPlan:
         return "\n".join(lines)
 
 
-def checkpoint_series_of(
+def _series_of(
     state: CheckpointState | None, checkpoint_prefix: str | None
 ) -> tuple[tuple[str, ...], str]:
     """The series whose checkpoints retention may delete, and where they come from: the one
@@ -156,7 +156,7 @@ def plan_checkpoint_retention(
         raise ValueError(
             f"newest_evaluated_step must be an integer or None, got {newest_evaluated_step!r}"
         )
-    series, source = checkpoint_series_of(state, checkpoint_prefix)
+    series, source = _series_of(state, checkpoint_prefix)
     groups: dict[tuple[int, str], list[str]] = {}
     others = []
     for entry in sorted(entries, key=lambda e: e.name):

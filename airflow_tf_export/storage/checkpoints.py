@@ -1,14 +1,15 @@
 """Which checkpoint of a model directory to export, found through the Storage protocol.
 
 The one checkpoint resolver of the product, for local disk and GCS alike: the operators
-(exports, compare), the backfill's selection, retention and savedmodel (with LocalStorage)
-all use it. The `checkpoint` state file is parsed by core.checkpoints; a TF checkpoint prefix
-exists when its `.index` file does. A path some writer recorded (a state file entry, an eval
-result's `checkpoint_path`) names a checkpoint by its name in the model dir, never by where
-it points (`checkpoint_in_model_dir`): the dir may have been copied since. A Keras weights
-file (`<name>-<step>.weights.h5`) is a checkpoint of its own: it exists when that one file
-does. Keras writes no state file, so it is only used when named explicitly (an operator's
-checkpoint_path, an eval result's, or the backfill's selection).
+(exports, compare), the backfill's selection and savedmodel (with LocalStorage) all use it,
+and checkpoint retention reads the state file through it. The `checkpoint` state file is
+parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does. A path
+some writer recorded (a state file entry, an eval result's `checkpoint_path`) names a
+checkpoint by its name in the model dir, never by where it points (`checkpoint_in_model_dir`):
+the dir may have been copied since. A Keras weights file (`<name>-<step>.weights.h5`) is a
+checkpoint of its own: it exists when that one file does. Keras writes no state file, so it
+is only used when named explicitly (an operator's checkpoint_path, an eval result's, or the
+backfill's selection).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def checkpoint_in_model_dir(
     literal location is never read. CheckpointError names the recorded path, `model_dir`
     and the checkpoints that do exist when there is none of that name.
     """
-    name = checkpoint_name(recorded.removeprefix("file://"))
+    name = checkpoint_name(recorded)
     if name in ("", ".", ".."):
         raise CheckpointError(
             f"{recorded_in} records checkpoint {recorded!r}, which names no checkpoint file",
