@@ -1,10 +1,11 @@
 """DAG template: evaluate and export historical checkpoints, one data interval per DAG run.
 
-Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes, or Keras
-`<name>-<step>.weights.h5` files when the model definition restores those) whose time (the
-modification time of their `.index` file, as `tf.train.get_checkpoint_mtimes` reports it, or
-of the weights file) falls in the run's data interval, or whose global step is in the run's
-`min_step`..`max_step` params when either is given. Then, with dynamic task mapping, one
+Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes of the series its
+`checkpoint` state file lists, or Keras `<name>-<step>.weights.h5` files when the model
+definition restores those) whose time (the modification time of their `.index` file, as
+`tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
+interval, or whose global step is in the run's `min_step`..`max_step` params when either is
+given. Then, with dynamic task mapping, one
 task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
@@ -62,7 +63,12 @@ from airflow_tf_export.storage.checkpoints import list_checkpoints
 
 # Deleting checkpoints while other intervals of the same backfill still read them would
 # make the outcome depend on the order the runs happen to finish in.
-_CHECKPOINT_RETENTION_KEYS = ("model_dir", "checkpoints_to_keep", "keep_exported_checkpoints")
+_CHECKPOINT_RETENTION_KEYS = (
+    "model_dir",
+    "checkpoints_to_keep",
+    "checkpoint_prefix",
+    "keep_exported_checkpoints",
+)
 # DAG arguments the template sets: catchup stays off (past intervals are run with
 # `airflow backfill create`), params are the step range.
 _DAG_OWNED = ("catchup", "params")

@@ -124,7 +124,8 @@ def retraining_dag(
         default_deferrable``.
     :param eval_timeout: how long the sensor waits: a timedelta or a number of seconds.
     :param retention: RetentionOperator arguments: ``keep`` rules for every exporter dir and
-        optionally ``checkpoints_to_keep`` (the model dir's checkpoints), ``dry_run``, ...
+        optionally ``checkpoints_to_keep`` (the model dir's checkpoints) and
+        ``checkpoint_prefix`` (their series), ``dry_run``, ...
         (not ``exporter_dirs``, ``task_id``, ``gcp_conn_id`` or ``trigger_rule``, which the
         template sets).
     :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).

@@ -54,8 +54,9 @@ class CompareOperator(BaseOperator):
     :param export_dir_base: the exporter dir; default `<model_dir>/export/<name>`. (templated)
     :param eval_result: the candidate's eval result (the EvalMetricsSensor's XCom); when empty,
         read from the event files for the checkpoint's step. (templated)
-    :param checkpoint_path: the candidate checkpoint; default: the eval result's checkpoint,
-        the kept checkpoint of its step, else the latest. (templated)
+    :param checkpoint_path: the candidate checkpoint; default: the checkpoint the eval result
+        records (looked up by name in `model_dir`, wherever the recorded path points), the
+        kept checkpoint of its step, else the latest. (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`.
     :param comparison: declared comparison instead, e.g. `{"metric": "auc",
         "higher_is_better": True}`.
@@ -116,7 +117,8 @@ class CompareOperator(BaseOperator):
             checkpoint = resolve_checkpoint(
                 storage,
                 self.model_dir,
-                self.checkpoint_path or (given.checkpoint_path if given else None),
+                self.checkpoint_path,
+                recorded_path=given.checkpoint_path if given else None,
                 step=given.step if given else None,
             )
             events = EvalEvents(storage, self.model_dir, self.event_file_pattern)

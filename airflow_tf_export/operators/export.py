@@ -83,7 +83,7 @@ def lineage_from(context: Context) -> Lineage | None:
 
 @contextmanager
 def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
-    """The checkpoint's files (a TF prefix's `.index` and `.data-*`, or a Keras
+    """The checkpoint's files (a TF prefix's `.index`, `.data-*` and `.meta`, or a Keras
     `.weights.h5` file) copied into a local temporary directory through Storage (GCS and
     local alike); yields the local checkpoint path, named as the original."""
     parent, names = checkpoint_files(storage, checkpoint)
@@ -184,7 +184,8 @@ class SavedModelExportOperator(BaseOperator):
             checkpoint = resolve_checkpoint(
                 model_storage,
                 self.model_dir,
-                self.checkpoint_path or (eval_result.checkpoint_path if eval_result else None),
+                self.checkpoint_path,
+                recorded_path=eval_result.checkpoint_path if eval_result else None,
                 step=eval_result.step if eval_result else None,
             )
             if eval_result is None and events is not None:
@@ -396,7 +397,9 @@ class BestExportOperator(SavedModelExportOperator):
     restart never exports a worse model: tensorflow/tensorflow#47396).
 
     :param eval_result: the candidate's eval result: the EvalMetricsSensor's XCom (a dict,
-        its JSON, an XComArg). When empty, it is read from the event files. (templated)
+        its JSON, an XComArg). When empty, it is read from the event files. The checkpoint
+        it records (`checkpoint_path`, where the model dir was when it was evaluated) is
+        looked up by name in `model_dir`. (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`; default
         "loss smaller".
     :param comparison: a declared comparison instead of `compare_fn`: a MetricComparison or
