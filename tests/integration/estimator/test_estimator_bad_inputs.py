@@ -272,7 +272,7 @@ def test_a_truncated_checkpoint_is_a_checkpoint_error_naming_it(
 
 def test_a_missing_checkpoint_is_named(model_dir: Path, export_dir: Path) -> None:
     missing = str(model_dir / "model.ckpt-999")
-    with pytest.raises(CheckpointError, match="no checkpoint at .*model.ckpt-999"):
+    with pytest.raises(CheckpointError, match=r"no checkpoint at .*model\.ckpt-999"):
         write_saved_model(build_definition(), missing, export_dir)
 
 
