@@ -212,5 +212,12 @@ def _serialized_examples(receiver_tensors: Mapping[str, Any], kind: str) -> Any:
 
 
 def _describe(tensor: Any) -> str:
-    dtype = getattr(tensor, "dtype", None)
-    return f"{type(tensor).__name__}({getattr(dtype, 'name', dtype)})"
+    import tensorflow as tf
+
+    if isinstance(tensor, tf.sparse.SparseTensor):
+        kind = "SparseTensor"
+    elif isinstance(tensor, tf.RaggedTensor):
+        kind = "RaggedTensor"
+    else:
+        kind = "Tensor"
+    return f"{kind}({tensor.dtype.name})"

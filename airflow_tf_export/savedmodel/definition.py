@@ -39,9 +39,7 @@ from airflow_tf_export.savedmodel.receivers import (
 if TYPE_CHECKING:
     from airflow_tf_export.storage.base import WrittenModel
 
-_DEFINITION_KINDS = (
-    "a ModelDefinition or another ExportDefinition (such as an estimator.Estimator)"
-)
+_DEFINITION_KINDS = "a ModelDefinition or another ExportDefinition (such as an estimator.Estimator)"
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
 
@@ -243,8 +241,7 @@ def resolve_definition(reference: DefinitionReference) -> ExportDefinition:
         definition = target()
     except Exception as error:
         raise DefinitionError(
-            f"calling {described} for the model definition failed: {type(error).__name__}: "
-            f"{error}"
+            f"calling {described} for the model definition failed: {type(error).__name__}: {error}"
         ) from error
     if not is_definition(definition):
         raise DefinitionError(
