@@ -199,7 +199,8 @@ def backfill_dag(
     """A DAG that evaluates and exports the checkpoints of each data interval.
 
     :param model_dir: local path or ``gs://bucket/prefix`` with the checkpoints.
-    :param model_definition: import string of the ModelDefinition used for export.
+    :param model_definition: import string of the model definition used for export (a
+        ModelDefinition or an estimator.Estimator).
     :param exporters: exporter specs, e.g. ``[{"strategy": "best", "name": "best"}]``.
     :param schedule: a cron expression or preset, or a timedelta: the data intervals.
     :param timezone: IANA time zone name of a cron schedule.
