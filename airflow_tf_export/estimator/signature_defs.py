@@ -96,7 +96,7 @@ def _require_fed(inputs: Iterable[Any], outputs: Mapping[str, Any]) -> None:
     """ValueError naming a placeholder the outputs depend on that the inputs do not feed."""
     import tensorflow as tf
 
-    fed = [t for t in tf.nest.flatten(list(inputs), expand_composites=True)]
+    fed = tf.nest.flatten(list(inputs), expand_composites=True)
     if not fed:
         return
     graph = fed[0].graph

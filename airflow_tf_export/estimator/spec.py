@@ -35,8 +35,8 @@ class EstimatorSpec:
                      `serving_default`, several must include `serving_default`, and None
                      gives {"serving_default": PredictOutput(predictions)}.
     training_chief_hooks, training_hooks, evaluation_hooks, prediction_hooks
-                     SessionRunHooks, accepted so that model_fns passing them run
-                     unchanged; an export runs no session hooks.
+                     (keywords) SessionRunHooks, accepted so that model_fns passing them
+                     run unchanged; an export runs no session hooks.
 
     Keras metric objects are not accepted in eval_metric_ops (Keras 3 metrics do not run in
     a TF1 graph); use the tf.compat.v1.metrics function of the same name.
@@ -50,6 +50,7 @@ class EstimatorSpec:
         train_op: Any = None,
         eval_metric_ops: Mapping[str, Any] | None = None,
         export_outputs: Mapping[str, ExportOutput] | None = None,
+        *,
         training_chief_hooks: Any = None,
         training_hooks: Any = None,
         evaluation_hooks: Any = None,
@@ -164,12 +165,11 @@ def _eval_metric_ops(metrics: Any, mode: str, graph: Any) -> dict[str, tuple[Any
     return dict(metrics)
 
 
-def _export_outputs(
-    export_outputs: Any, predictions: Any, mode: str
-) -> dict[str, ExportOutput] | None:
-    """In PREDICT: the serving signatures' outputs by key, `serving_default` present."""
+def _export_outputs(export_outputs: Any, predictions: Any, mode: str) -> Any:
+    """In PREDICT: the serving signatures' outputs by key, `serving_default` present; in the
+    other modes they are not used, and kept as given."""
     if mode != ModeKeys.PREDICT:
-        return None if export_outputs is None else dict(export_outputs)
+        return export_outputs
     if export_outputs is None:
         export_outputs = {"serving_default": PredictOutput(predictions)}
     if not isinstance(export_outputs, Mapping):
