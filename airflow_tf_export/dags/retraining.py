@@ -106,7 +106,8 @@ def retraining_dag(
     """A DAG that retrains, evaluates, exports what its strategies accept and cleans up.
 
     :param model_dir: local path or ``gs://bucket/prefix``: checkpoints, eval events, exports.
-    :param model_definition: import string of the ModelDefinition used for export.
+    :param model_definition: import string of the model definition used for export (a
+        ModelDefinition or an estimator.Estimator).
     :param train: import string of the train callable, or a factory
         ``train(task_id=..., model_dir=...) -> BaseOperator``.
     :param evaluate: import string of the evaluate callable, a factory
