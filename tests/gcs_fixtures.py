@@ -4,7 +4,8 @@
 STORAGE_EMULATOR_HOST at it; `gcs_bucket` gives each test a client and a fresh bucket.
 `RecordingProxy` sits between a client and the emulator: it records every HTTP request
 (to count requests and check their parameters) and can enforce `ifGenerationMatch=0`,
-which the emulator ignores but real GCS enforces.
+which the emulator ignores but real GCS enforces; `GenerationEnforcingProxy` also enforces
+`ifGenerationMatch=<generation>`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.message import Message
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -293,6 +294,34 @@ def _precondition_failed() -> tuple[int, list[tuple[str, str]], bytes]:
     return 412, [("Content-Type", "application/json")], json.dumps(payload).encode()
 
 
+class GenerationEnforcingProxy(RecordingProxy):
+    """Also answers 412 to an upload or delete whose `ifGenerationMatch=<n>` (n != 0) is not
+    the object's current generation, checked and forwarded under one lock."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, enforce_create_only=True)
+        self._generation_lock = threading.Lock()
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        expected = query.get("ifGenerationMatch", ["0"])[0]
+        if expected == "0":
+            return super()._forward(method, path, headers, body)
+        bucket, _, rest = parts.path.split("/b/", 1)[1].partition("/o")
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        name = _uploaded_object_name(query, content_type, body)
+        name = name or unquote(rest.lstrip("/"))
+        meta_path = f"/storage/v1/b/{bucket}/o/{name.replace('/', '%2F')}"
+        with self._generation_lock:
+            status, _, meta = super()._forward("GET", meta_path, {}, b"")
+            if status != 200 or json.loads(meta)["generation"] != expected:
+                return _precondition_failed()
+            return super()._forward(method, path, headers, body)
+
+
 @pytest.fixture
 def gcs_proxy(gcs_emulator: str) -> Iterator[RecordingProxy]:
     """A RecordingProxy in front of the session emulator (records only, enforces nothing)."""
@@ -304,6 +333,13 @@ def gcs_proxy(gcs_emulator: str) -> Iterator[RecordingProxy]:
 def enforcing_gcs_proxy(gcs_emulator: str) -> Iterator[RecordingProxy]:
     """A RecordingProxy that also enforces `ifGenerationMatch=0` as real GCS does."""
     with RecordingProxy(gcs_emulator, enforce_create_only=True) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def generation_enforcing_gcs_proxy(gcs_emulator: str) -> Iterator[GenerationEnforcingProxy]:
+    """A GenerationEnforcingProxy in front of the session emulator."""
+    with GenerationEnforcingProxy(gcs_emulator) as proxy:
         yield proxy
 
 

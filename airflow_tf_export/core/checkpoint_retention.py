@@ -1,9 +1,18 @@
-"""Which training checkpoints may be deleted without losing anything still needed.
+"""Which training checkpoints of a model dir may be deleted without losing anything needed.
 
-Never deleted: the checkpoint the `checkpoint` state file names (training resumes from it),
+Ownership is positive: only checkpoints of the model dir's own series are ever deleted. The
+series are the names without `-<step>` that its `checkpoint` state file lists (`model.ckpt`
+for an Estimator, `ckpt` for tf.train.CheckpointManager), or the one the user names. Every
+other entry of the model dir (other series such as `pretrained-1.*` or `report-5.index`,
+Keras weights files, event files, `graph.pbtxt`, `eval/`, `export/`) is kept and reported;
+without a state file and without a named series nothing is deleted.
+
+Never deleted either: the checkpoint the state file names (training resumes from it),
 checkpoints newer than the newest evaluated step (their eval result is still to come; when
 nothing has been evaluated, all are kept), and, with `keep_exported`, checkpoints that a
-committed version was exported from.
+committed version was exported from. A checkpoint's files are deleted together; the state
+file is then pruned (`core.checkpoints.prune_checkpoint_state`) of the entries of the series
+that are no longer kept.
 """
 
 from __future__ import annotations
@@ -11,7 +20,16 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from airflow_tf_export.core.checkpoints import checkpoint_name
+from airflow_tf_export.core.checkpoints import (
+    INDEX_SUFFIX,
+    STATE_FILENAME,
+    CheckpointState,
+    checkpoint_name,
+    checkpoint_series,
+    checkpoint_step,
+    is_keras_weights,
+)
+from airflow_tf_export.core.checkpoints import checkpoint_prefix as checkpoint_of_file
 
 NEWEST = "newest"
 STATE_FILE = "state-file"
@@ -20,69 +38,115 @@ EXPORTED = "exported"
 
 
 @dataclass(frozen=True)
-class CheckpointInfo:
-    """One checkpoint: its prefix (`.../ckpt-1200`, no `.index` suffix) and global step."""
+class ModelDirEntry:
+    """A direct child of the model dir: a file or a sub-directory, by name."""
 
-    prefix: str
-    step: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str) or not self.prefix.rstrip("/"):
-            raise ValueError(f"checkpoint prefix must be a non-empty path, got {self.prefix!r}")
-        if isinstance(self.step, bool) or not isinstance(self.step, int) or self.step < 0:
-            raise ValueError(
-                f"checkpoint {self.prefix!r} step must be an integer >= 0, got {self.step!r}"
-            )
+    name: str
+    is_dir: bool = False
 
 
 @dataclass(frozen=True)
 class CheckpointPlanItem:
-    """The decision for one checkpoint."""
+    """The decision for one checkpoint of the series: its name in the model dir, the global
+    step in that name and its files (`.index`, `.data-*`, `.meta`)."""
 
     prefix: str
     step: int
+    files: tuple[str, ...]
     keep: bool
     rule: str
     reason: str
 
 
 @dataclass(frozen=True)
+class KeptEntry:
+    """An entry of the model dir that is not a checkpoint of the series: kept, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CheckpointPlan:
-    """Keep/delete for every checkpoint, in step order, explainable line by line."""
+    """Keep/delete for every checkpoint of the series, in step order, the other entries of
+    the model dir (all kept), and which state file entries to prune."""
 
     items: tuple[CheckpointPlanItem, ...]
+    series: tuple[str, ...]
+    series_source: str
+    others: tuple[KeptEntry, ...]
+    state_drop: tuple[str, ...]
 
     @property
     def keep_prefixes(self) -> tuple[str, ...]:
-        """Kept checkpoint prefixes, by ascending step."""
+        """Kept checkpoint names, by ascending step."""
         return tuple(i.prefix for i in self.items if i.keep)
 
     @property
     def delete_prefixes(self) -> tuple[str, ...]:
-        """Checkpoint prefixes to delete, by ascending step."""
+        """Checkpoint names to delete, by ascending step."""
         return tuple(i.prefix for i in self.items if not i.keep)
 
+    @property
+    def delete_batches(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The files to delete, in two batches: the deleted checkpoints' `.index` files
+        (what makes each a checkpoint), then their other files. A crash part-way leaves
+        only files of checkpoints that no longer exist, which the next run deletes."""
+        files = [f for i in self.items if not i.keep for f in i.files]
+        index = tuple(f for f in files if f.endswith(INDEX_SUFFIX))
+        return index, tuple(f for f in files if not f.endswith(INDEX_SUFFIX))
+
     def explain(self) -> str:
-        """One line per checkpoint: "<prefix> keep <rule>: <reason>" or "<prefix> delete: ..."."""
-        return "\n".join(
+        """The series, then one line per checkpoint ("<name> keep <rule>: <reason>" or
+        "<name> delete: <reason>"), per other entry ("<name> kept: <reason>") and for the
+        state file."""
+        lines = [f"series: {', '.join(self.series) or 'none'} ({self.series_source})"]
+        lines += [
             f"{i.prefix} keep {i.rule}: {i.reason}" if i.keep else f"{i.prefix} delete: {i.reason}"
             for i in self.items
+        ]
+        lines += [f"{o.name} kept: {o.reason}" for o in self.others]
+        if self.state_drop:
+            removed = ", ".join(self.state_drop)
+            lines.append(f"{STATE_FILENAME} state file: remove {removed} from its list")
+        return "\n".join(lines)
+
+
+def _series_of(
+    state: CheckpointState | None, checkpoint_prefix: str | None
+) -> tuple[tuple[str, ...], str]:
+    """The series whose checkpoints retention may delete, and where they come from: the one
+    named by the user, else those the state file lists, else none."""
+    if checkpoint_prefix is not None:
+        return (checkpoint_prefix,), "named by checkpoint_prefix"
+    if state is None:
+        return (), (
+            f"no {STATE_FILENAME} state file and no checkpoint_prefix: no checkpoint is deleted"
         )
+    if not state.series:
+        return (), (
+            f"the {STATE_FILENAME} state file names no checkpoint ending in -<step>: "
+            "no checkpoint is deleted"
+        )
+    return state.series, f"listed by the {STATE_FILENAME} state file"
 
 
 def plan_checkpoint_retention(
-    checkpoints: Sequence[CheckpointInfo],
+    entries: Sequence[ModelDirEntry],
     *,
     keep_newest: int,
-    state_latest: str | None,
+    state: CheckpointState | None,
+    checkpoint_prefix: str | None = None,
     newest_evaluated_step: int | None,
     exported_prefixes: Collection[str] = (),
     keep_exported: bool = False,
 ) -> CheckpointPlan:
-    """Keep the `keep_newest` newest checkpoints plus every protected one; delete the rest.
+    """Keep the `keep_newest` newest checkpoints of the series plus every protected one;
+    delete the rest of the series; keep and report everything else in the model dir.
 
-    `state_latest` and `exported_prefixes` match a checkpoint prefix by its name (last path
-    segment), wherever the recorded path puts its directory.
+    Recorded paths (the state file's, `exported_prefixes`) name checkpoints by their name
+    (last path segment), wherever the recorded path puts its directory: checkpoints live
+    directly in the model dir, which may have been copied since (local disk to GCS).
     """
     if isinstance(keep_newest, bool) or not isinstance(keep_newest, int) or keep_newest <= 0:
         raise ValueError(f"keep_newest must be a positive integer, got {keep_newest!r}")
@@ -92,45 +156,78 @@ def plan_checkpoint_retention(
         raise ValueError(
             f"newest_evaluated_step must be an integer or None, got {newest_evaluated_step!r}"
         )
-    ordered = sorted(
-        {c.prefix.rstrip("/"): c for c in checkpoints}.values(), key=lambda c: (c.step, c.prefix)
-    )
-    newest = {c.prefix for c in ordered[-keep_newest:]}
-    # Recorded paths name checkpoints of the model dir by their last path segment: the state
-    # file may record them relative, or (for a dir copied elsewhere, e.g. local disk to GCS) at
-    # the old location, and checkpoints live directly in the model dir.
-    latest = {checkpoint_name(state_latest)} if state_latest else set()
+    series, source = _series_of(state, checkpoint_prefix)
+    groups: dict[tuple[int, str], list[str]] = {}
+    others = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        owner = None if entry.is_dir else checkpoint_of_file(entry.name)
+        step = None if owner is None else checkpoint_step(owner)
+        if owner is not None and step is not None and checkpoint_series(owner) in series:
+            groups.setdefault((step, owner), []).append(entry.name)
+        else:
+            others.append(KeptEntry(entry.name, _why_kept(entry, owner, series, source)))
+    ordered = sorted(groups)
+    newest = {name for _, name in ordered[-keep_newest:]}
+    latest = checkpoint_name(state.model_checkpoint_path) if state is not None else None
     exported = {checkpoint_name(p) for p in exported_prefixes} if keep_exported else set()
     items = []
-    for info in ordered:
+    for step, name in ordered:
+        files = tuple(groups[step, name])
         reasons: list[tuple[str, str]] = []
-        if info.prefix in newest:
+        if name in newest:
             reasons.append((NEWEST, f"among the {keep_newest} newest"))
-        if checkpoint_name(info.prefix) in latest:
+        if name == latest:
             reasons.append((STATE_FILE, "the latest checkpoint in the state file"))
         if newest_evaluated_step is None:
             reasons.append((UNEVALUATED, "no checkpoint has been evaluated yet"))
-        elif info.step > newest_evaluated_step:
+        elif step > newest_evaluated_step:
             reasons.append(
                 (UNEVALUATED, f"newer than the newest evaluated step {newest_evaluated_step}")
             )
-        if checkpoint_name(info.prefix) in exported:
+        if name in exported:
             reasons.append((EXPORTED, "a committed version was exported from it"))
         if reasons:
             rule = ", ".join(r for r, _ in reasons)
-            items.append(
-                CheckpointPlanItem(
-                    info.prefix, info.step, True, rule, "; ".join(w for _, w in reasons)
-                )
-            )
+            why = "; ".join(w for _, w in reasons)
+            items.append(CheckpointPlanItem(name, step, files, True, rule, why))
         else:
-            items.append(
-                CheckpointPlanItem(
-                    info.prefix,
-                    info.step,
-                    False,
-                    "",
-                    f"evaluated, older than the {keep_newest} newest, not protected",
-                )
-            )
-    return CheckpointPlan(tuple(items))
+            why = f"evaluated, older than the {keep_newest} newest, not protected"
+            items.append(CheckpointPlanItem(name, step, files, False, "", why))
+    kept = {i.prefix for i in items if i.keep}
+    return CheckpointPlan(
+        items=tuple(items),
+        series=series,
+        series_source=source,
+        others=tuple(others),
+        state_drop=_state_drop(state, series, kept),
+    )
+
+
+def _state_drop(
+    state: CheckpointState | None, series: Collection[str], kept: Collection[str]
+) -> tuple[str, ...]:
+    """Names the state file lists that are of the series but not kept (deleted now, or
+    already gone): pruned from its list. The latest is never among them (it is kept)."""
+    if state is None:
+        return ()
+    names = dict.fromkeys(checkpoint_name(p) for p in state.all_model_checkpoint_paths)
+    latest = checkpoint_name(state.model_checkpoint_path)
+    return tuple(
+        n for n in names if n != latest and checkpoint_series(n) in series and n not in kept
+    )
+
+
+def _why_kept(entry: ModelDirEntry, owner: str | None, series: Sequence[str], source: str) -> str:
+    """Why an entry that is not a checkpoint of the series stays."""
+    if entry.is_dir:
+        return "a directory: checkpoint retention deletes checkpoint files only"
+    if entry.name == STATE_FILENAME:
+        return "the checkpoint state file"
+    if is_keras_weights(entry.name):
+        return "a Keras weights file: checkpoint retention deletes TF checkpoints only"
+    if not series:
+        return f"no series to delete from ({source})"
+    named = ", ".join(series)
+    if owner is not None:
+        return f"not a checkpoint of this model dir's series {named}"
+    return f"not a checkpoint file of this model dir's series {named}"

@@ -3,9 +3,9 @@
 
 A wait names exactly one target:
 - `checkpoint_path`: the result whose recorded `checkpoint_path` summary names that
-  checkpoint. Paths match when equal after dropping `file://` and trailing slashes, or when
-  their last segments (`model.ckpt-1200`) are equal: checkpoint names are unique within one
-  model directory, and an evaluator may record the path under another mount point.
+  checkpoint. Paths match when their last segments (`model.ckpt-1200`) are equal: checkpoint
+  names are unique within one model directory, and an evaluator records the path where the
+  model dir was (another mount point, or before it was copied to GCS).
 - `min_step`: the newest result with step >= min_step.
 - `newer_than_exporter`: the newest result with a step above the global step of that
   exporter's newest committed export (any result when the exporter has none yet). Its
@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_tf_export.core.checkpoints import checkpoint_name
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.names import validate_exporter_name
 
@@ -199,9 +200,9 @@ def why_not_found(newest_first: Iterable[EvalResult], wait: EvalWait) -> str:
 
 
 def same_checkpoint(recorded: str, wanted: str) -> bool:
-    """Whether two checkpoint paths name the same checkpoint of one model directory."""
-    a, b = _normalise_path(recorded), _normalise_path(wanted)
-    return a == b or a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+    """Whether two checkpoint paths name the same checkpoint of one model directory: the
+    same name, wherever each path puts it (as every recorded path is read)."""
+    return checkpoint_name(recorded) == checkpoint_name(wanted)
 
 
 def _meets_target(result: EvalResult, wait: EvalWait, exported_step: int | None) -> bool:
@@ -212,10 +213,6 @@ def _meets_target(result: EvalResult, wait: EvalWait, exported_step: int | None)
     if wait.min_step is not None:
         return result.step >= wait.min_step
     return exported_step is None or result.step > exported_step
-
-
-def _normalise_path(path: str) -> str:
-    return path.removeprefix("file://").rstrip("/")
 
 
 def _parse_step(value: object) -> int:

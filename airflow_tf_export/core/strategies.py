@@ -1,9 +1,12 @@
 """Final, latest and best export strategies: whether a checkpoint should become a new version.
 
-Decisions read only the committed versions of the exporter's directory (their metadata), so
+Decisions read the committed versions of the exporter's directory (their metadata), so
 restarts, retries and concurrent runs see the same state. Every strategy first checks whether
 the candidate checkpoint is already committed: a retry gets the existing version back instead
-of a second export.
+of a second export. Foreign versions (see `core.foreign`: e.g. the exports tf.estimator left
+in the same directory) count by their global step (and, for Best, their eval result): no
+strategy exports a step a foreign version holds, nor publishes what a foreign version already
+makes pointless (an older step, a worse model, a second final export).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from airflow_tf_export.core.comparison import (
     loss_smaller,
 )
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.foreign import (
+    ForeignVersion,
+    holding_step,
+    ignored_note,
+    newest_by_step,
+    unreadable_steps,
+)
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.core.names import validate_exporter_name
 from airflow_tf_export.core.retention import KeepNewest, KeepRule
@@ -85,8 +95,10 @@ class ExportStrategy(Protocol):
         candidate: Candidate,
         *,
         is_the_final_export: bool = False,
+        foreign: Sequence[ForeignVersion] = (),
     ) -> Decision:
-        """Whether `candidate` becomes a new version, given the committed versions."""
+        """Whether `candidate` becomes a new version, given the committed and the foreign
+        versions of the exporter directory."""
         ...
 
     def keep_rules(self) -> tuple[KeepRule, ...]:
@@ -134,6 +146,50 @@ def _newest_by_step(committed: Sequence[ExportMetadata]) -> ExportMetadata | Non
     return max(committed, key=lambda m: (m.global_step, m.version), default=None)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A version holding a global step, committed or foreign, and how reasons name it:
+    `name` ("version 5 (step 100)") and `clause` ("step 100 in version 5")."""
+
+    step: int
+    name: str
+    clause: str
+    foreign: bool
+
+
+def _newest_held(
+    committed: Sequence[ExportMetadata], foreign: Sequence[ForeignVersion]
+) -> _Held | None:
+    """The version with the highest step, committed or foreign (a committed one on a tie)."""
+    held = []
+    newest = _newest_by_step(committed)
+    if newest is not None:
+        step, version = newest.global_step, newest.version
+        held.append(
+            _Held(
+                step, f"version {version} (step {step})", f"step {step} in version {version}", False
+            )
+        )
+    newest_foreign = newest_by_step(foreign)
+    if newest_foreign is not None and newest_foreign.global_step is not None:
+        held.append(
+            _Held(newest_foreign.global_step, newest_foreign.label, newest_foreign.clause, True)
+        )
+    return max(held, key=lambda h: (h.step, not h.foreign), default=None)
+
+
+def _same_step_as_foreign(
+    foreign: Sequence[ForeignVersion], candidate: Candidate, note: str
+) -> Decision | None:
+    """A skip when a foreign version already holds the candidate's step (else None)."""
+    same = holding_step(foreign, candidate.global_step)
+    if same is None:
+        return None
+    return Decision(
+        False, f"skipped: step {candidate.global_step} is already exported as {same.label}{note}"
+    )
+
+
 def _default_keep_rules(exports_to_keep: int | None) -> tuple[KeepRule, ...]:
     return () if exports_to_keep is None else (KeepNewest(exports_to_keep),)
 
@@ -144,7 +200,8 @@ class FinalStrategy:
 
     Idempotent: a rerun for the same checkpoint returns the existing version. When a final
     export of a different checkpoint exists, the candidate is exported only if its global
-    step is newer (training was resumed and finished again); otherwise it is skipped.
+    step is newer (training was resumed and finished again); otherwise it is skipped. A
+    foreign version counts as a final export of its step.
     Final exports are never deleted by default (no keep rules, like the seeds: no GC).
     """
 
@@ -161,6 +218,7 @@ class FinalStrategy:
         candidate: Candidate,
         *,
         is_the_final_export: bool = False,
+        foreign: Sequence[ForeignVersion] = (),
     ) -> Decision:
         """See the class docstring."""
         existing = already_exported(committed, candidate)
@@ -168,20 +226,18 @@ class FinalStrategy:
             return _existing(existing)
         if not is_the_final_export:
             return Decision(False, "skipped: not the final export")
-        newest = _newest_by_step(committed)
+        note = ignored_note(unreadable_steps(foreign))
+        step = candidate.global_step
+        newest = _newest_held(committed, foreign)
         if newest is None:
-            return Decision(True, f"final export of step {candidate.global_step}")
-        if candidate.global_step <= newest.global_step:
+            return Decision(True, f"final export of step {step}{note}")
+        if step <= newest.step:
             return Decision(
                 False,
-                f"skipped: final export already exists as version {newest.version} "
-                f"(step {newest.global_step}); candidate step {candidate.global_step} is not newer",
+                f"skipped: final export already exists as {newest.name}; candidate step "
+                f"{step} is not newer{note}",
             )
-        return Decision(
-            True,
-            f"final export of step {candidate.global_step}, newer than step "
-            f"{newest.global_step} in version {newest.version}",
-        )
+        return Decision(True, f"final export of step {step}, newer than {newest.clause}{note}")
 
     def keep_rules(self) -> tuple[KeepRule, ...]:
         """No retention: final exports are kept."""
@@ -190,10 +246,11 @@ class FinalStrategy:
 
 @dataclass(frozen=True, kw_only=True)
 class LatestStrategy:
-    """Exports every new checkpoint whose global step is newer than every committed version's.
+    """Exports every new checkpoint whose global step is newer than every committed and
+    foreign version's.
 
     A checkpoint at the same step as a committed version (under another path, e.g. after a
-    restore) is skipped: it is not newer progress.
+    restore) is skipped: it is not newer progress; so is one at a step a foreign version holds.
     """
 
     name: str
@@ -210,23 +267,30 @@ class LatestStrategy:
         candidate: Candidate,
         *,
         is_the_final_export: bool = False,
+        foreign: Sequence[ForeignVersion] = (),
     ) -> Decision:
         """See the class docstring; `is_the_final_export` does not matter."""
         existing = already_exported(committed, candidate)
         if existing is not None:
             return _existing(existing)
-        newest = _newest_by_step(committed)
+        note = ignored_note(unreadable_steps(foreign))
+        same_step = _same_step_as_foreign(foreign, candidate, note)
+        if same_step is not None:
+            return same_step
+        newest = _newest_held(committed, foreign)
         step = candidate.global_step
         if newest is None:
-            return Decision(True, f"first export: step {step}, no committed version yet")
-        newest_clause = f"step {newest.global_step} in version {newest.version}"
-        if step < newest.global_step:
-            return Decision(False, f"skipped: candidate step {step} is older than {newest_clause}")
-        if step == newest.global_step:
+            what = "committed or readable foreign version" if foreign else "committed version"
+            return Decision(True, f"first export: step {step}, no {what} yet{note}")
+        if step < newest.step:
             return Decision(
-                False, f"skipped: candidate step {step} is not newer than {newest_clause}"
+                False, f"skipped: candidate step {step} is older than {newest.clause}{note}"
             )
-        return Decision(True, f"candidate step {step} is newer than {newest_clause}")
+        if step == newest.step:
+            return Decision(
+                False, f"skipped: candidate step {step} is not newer than {newest.clause}{note}"
+            )
+        return Decision(True, f"candidate step {step} is newer than {newest.clause}{note}")
 
     def keep_rules(self) -> tuple[KeepRule, ...]:
         """Keep the `exports_to_keep` newest versions (nothing is deleted when None)."""
@@ -245,8 +309,11 @@ class BestStrategy:
     direction, min_delta and absolute bounds), not both. The default compare_fn
     `loss_smaller` is decided as `MetricComparison("loss")`, which is equivalent and lets
     the reasons name the values. Committed versions without the compared metric are
-    ignored (and named in the reason). The first export happens when no comparable version
-    is committed, provided the candidate is admissible (bounds; a NaN metric never is).
+    ignored (and named in the reason). Foreign versions count with the eval result of their
+    step: the candidate must beat the best of them too, and a step a foreign version holds is
+    not exported again; those without a comparable eval result are named as ignored. The first
+    export happens when no comparable version is there, provided the candidate is admissible
+    (bounds; a NaN metric never is).
     """
 
     name: str = "best_exporter"
@@ -289,26 +356,30 @@ class BestStrategy:
         candidate: Candidate,
         *,
         is_the_final_export: bool = False,
+        foreign: Sequence[ForeignVersion] = (),
     ) -> Decision:
         """See the class docstring; `is_the_final_export` does not matter."""
         existing = already_exported(committed, candidate)
         if existing is not None:
             return _existing(existing)
         result = self._candidate_result(candidate)
+        note = self._ignored_note(committed) + ignored_note(self._ignored_foreign(foreign))
+        same_step = _same_step_as_foreign(foreign, candidate, note)
+        if same_step is not None:
+            return same_step
         admissible = self.comparator.admissible(result)
         if not admissible.better:
             return Decision(False, f"skipped: {admissible.reason}")
-        note = self._ignored_note(committed)
-        best = best_version(committed, self.comparator)
-        if best is None or best.eval_result is None:
+        rival = self._best_rival(committed, foreign)
+        if rival is None:
+            what = "committed or foreign version" if foreign else "committed version"
             return Decision(
-                True,
-                f"first export: no committed version to compare by "
-                f"{self.comparator.describe()}{note}",
+                True, f"first export: no {what} to compare by {self.comparator.describe()}{note}"
             )
-        verdict = self.comparator.compare(best.eval_result, result)
+        best_result, best_name = rival
+        verdict = self.comparator.compare(best_result, result)
         prefix = "" if verdict.better else "skipped: "
-        return Decision(verdict.better, f"{prefix}{verdict.reason} in version {best.version}{note}")
+        return Decision(verdict.better, f"{prefix}{verdict.reason} in {best_name}{note}")
 
     def keep_rules(self) -> tuple[KeepRule, ...]:
         """Keep the `exports_to_keep` newest versions (nothing is deleted when None)."""
@@ -328,6 +399,56 @@ class BestStrategy:
             )
         self.comparator.check(result)
         return result
+
+    def _best_rival(
+        self, committed: Sequence[ExportMetadata], foreign: Sequence[ForeignVersion]
+    ) -> tuple[EvalResult, str] | None:
+        """The eval result to beat and how to name its version: the best committed or the
+        best comparable foreign version, whichever ranks higher (committed on a tie)."""
+        rivals: list[tuple[EvalResult, str]] = []
+        best = best_version(committed, self.comparator)
+        if best is not None and best.eval_result is not None:
+            rivals.append((best.eval_result, f"version {best.version}"))
+        usable = sorted(
+            (
+                f
+                for f in foreign
+                if f.eval_result is not None and self.comparator.comparable(f.eval_result)
+            ),
+            key=lambda f: f.version,
+        )
+        best_foreign = max(usable, key=self._foreign_rank, default=None)
+        if best_foreign is not None and best_foreign.eval_result is not None:
+            rivals.append((best_foreign.eval_result, best_foreign.label))
+        if len(rivals) == 2 and self.comparator.rank_key(rivals[1][0]) > (
+            self.comparator.rank_key(rivals[0][0])
+        ):
+            return rivals[1]
+        return rivals[0] if rivals else None
+
+    def _foreign_rank(self, foreign: ForeignVersion) -> Any:
+        assert foreign.eval_result is not None
+        return self.comparator.rank_key(foreign.eval_result)
+
+    def _ignored_foreign(
+        self, foreign: Sequence[ForeignVersion]
+    ) -> list[tuple[ForeignVersion, str]]:
+        """Foreign versions Best cannot compare with, each with why."""
+        ignored = unreadable_steps(foreign)
+        for f in foreign:
+            if f.global_step is None:
+                continue
+            if f.eval_result is None:
+                ignored.append((f, f"step {f.global_step}: no eval result"))
+            elif not self.comparator.comparable(f.eval_result):
+                ignored.append(
+                    (
+                        f,
+                        f"step {f.global_step}: eval result not usable by "
+                        f"{self.comparator.describe()}",
+                    )
+                )
+        return ignored
 
     def _ignored_note(self, committed: Sequence[ExportMetadata]) -> str:
         ignored = sorted(

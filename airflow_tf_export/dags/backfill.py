@@ -1,10 +1,11 @@
 """DAG template: evaluate and export historical checkpoints, one data interval per DAG run.
 
-Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes, or Keras
-`<name>-<step>.weights.h5` files when the model definition restores those) whose time (the
-modification time of their `.index` file, as `tf.train.get_checkpoint_mtimes` reports it, or
-of the weights file) falls in the run's data interval, or whose global step is in the run's
-`min_step`..`max_step` params when either is given. Then, with dynamic task mapping, one
+Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes of the series its
+`checkpoint` state file lists, or Keras `<name>-<step>.weights.h5` files when the model
+definition restores those) whose time (the modification time of their `.index` file, as
+`tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
+interval, or whose global step is in the run's `min_step`..`max_step` params when either is
+given. Then, with dynamic task mapping, one
 task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
@@ -62,7 +63,12 @@ from airflow_tf_export.storage.checkpoints import list_checkpoints
 
 # Deleting checkpoints while other intervals of the same backfill still read them would
 # make the outcome depend on the order the runs happen to finish in.
-_CHECKPOINT_RETENTION_KEYS = ("model_dir", "checkpoints_to_keep", "keep_exported_checkpoints")
+_CHECKPOINT_RETENTION_KEYS = (
+    "model_dir",
+    "checkpoints_to_keep",
+    "checkpoint_prefix",
+    "keep_exported_checkpoints",
+)
 # DAG arguments the template sets: catchup stays off (past intervals are run with
 # `airflow backfill create`), params are the step range.
 _DAG_OWNED = ("catchup", "params")
@@ -121,7 +127,7 @@ def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
 def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: str) -> list[str]:
     """Task: the checkpoints of this run's data interval (or step range), by step, of the
     kind the model definition restores (TF checkpoints or Keras weights files)."""
-    from airflow_tf_export.savedmodel import KerasWeights, resolve_definition
+    from airflow_tf_export.savedmodel import resolve_definition
 
     context = get_current_context()
     params = context["params"]
@@ -130,7 +136,7 @@ def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: st
         raise AirflowFailException("backfill runs need a data interval; schedule the DAG by time")
     try:
         storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
-        keras_weights = isinstance(resolve_definition(model_definition).checkpoint, KerasWeights)
+        keras_weights = resolve_definition(model_definition).keras_weights
         paths = select_checkpoints_in_window(
             [
                 CheckpointFile(c.uri, c.step, c.mtime)
@@ -199,7 +205,8 @@ def backfill_dag(
     """A DAG that evaluates and exports the checkpoints of each data interval.
 
     :param model_dir: local path or ``gs://bucket/prefix`` with the checkpoints.
-    :param model_definition: import string of the ModelDefinition used for export.
+    :param model_definition: import string of the model definition used for export (a
+        ModelDefinition or an estimator.Estimator).
     :param exporters: exporter specs, e.g. ``[{"strategy": "best", "name": "best"}]``.
     :param schedule: a cron expression or preset, or a timedelta: the data intervals.
     :param timezone: IANA time zone name of a cron schedule.

@@ -106,7 +106,8 @@ def retraining_dag(
     """A DAG that retrains, evaluates, exports what its strategies accept and cleans up.
 
     :param model_dir: local path or ``gs://bucket/prefix``: checkpoints, eval events, exports.
-    :param model_definition: import string of the ModelDefinition used for export.
+    :param model_definition: import string of the model definition used for export (a
+        ModelDefinition or an estimator.Estimator).
     :param train: import string of the train callable, or a factory
         ``train(task_id=..., model_dir=...) -> BaseOperator``.
     :param evaluate: import string of the evaluate callable, a factory
@@ -124,7 +125,8 @@ def retraining_dag(
         default_deferrable``.
     :param eval_timeout: how long the sensor waits: a timedelta or a number of seconds.
     :param retention: RetentionOperator arguments: ``keep`` rules for every exporter dir and
-        optionally ``checkpoints_to_keep`` (the model dir's checkpoints), ``dry_run``, ...
+        optionally ``checkpoints_to_keep`` (the model dir's checkpoints) and
+        ``checkpoint_prefix`` (their series), ``dry_run``, ...
         (not ``exporter_dirs``, ``task_id``, ``gcp_conn_id`` or ``trigger_rule``, which the
         template sets).
     :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).

@@ -26,12 +26,13 @@ from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators._args import parse_eval_result
 from airflow_tf_export.operators.export import (
     DEFAULT_CONN_ID,
+    EvalEvents,
     best_strategy,
     check_event_file_pattern,
-    eval_result_from_events,
     failing_on_bad_input,
 )
 from airflow_tf_export.storage.checkpoints import resolve_checkpoint
+from airflow_tf_export.storage.export_flow import ForeignAdopter
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import exporter_uri
 
@@ -42,18 +43,20 @@ if TYPE_CHECKING:
 class CompareOperator(BaseOperator):
     """Whether a candidate beats the best committed version of exporter `name`.
 
-    Arguments mean what they mean for BestExportOperator. The XCom is a dict: `better`,
-    `reason`, `existing_version` (the checkpoint is already that version), `best_version`
-    and `best_eval_result`, the `candidate` (checkpoint, step, eval result), `comparison`
-    and the exporter `uri`.
+    Arguments mean what they mean for BestExportOperator, foreign versions (e.g.
+    tf.estimator's own exports) included. The XCom is a dict: `better`, `reason`,
+    `existing_version` (the checkpoint is already that version), `best_version` and
+    `best_eval_result` (of the committed versions), the `candidate` (checkpoint, step, eval
+    result), the `foreign_versions` considered, `comparison` and the exporter `uri`.
 
     :param model_dir: local path or `gs://bucket/prefix` with the checkpoints. (templated)
     :param name: the best exporter's name.
     :param export_dir_base: the exporter dir; default `<model_dir>/export/<name>`. (templated)
     :param eval_result: the candidate's eval result (the EvalMetricsSensor's XCom); when empty,
         read from the event files for the checkpoint's step. (templated)
-    :param checkpoint_path: the candidate checkpoint; default: the eval result's checkpoint,
-        the kept checkpoint of its step, else the latest. (templated)
+    :param checkpoint_path: the candidate checkpoint; default: the checkpoint the eval result
+        records (looked up by name in `model_dir`, wherever the recorded path points), the
+        kept checkpoint of its step, else the latest. (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`.
     :param comparison: declared comparison instead, e.g. `{"metric": "auc",
         "higher_is_better": True}`.
@@ -114,15 +117,17 @@ class CompareOperator(BaseOperator):
             checkpoint = resolve_checkpoint(
                 storage,
                 self.model_dir,
-                self.checkpoint_path or (given.checkpoint_path if given else None),
+                self.checkpoint_path,
+                recorded_path=given.checkpoint_path if given else None,
                 step=given.step if given else None,
             )
-            result = given or eval_result_from_events(
-                storage, self.model_dir, self.event_file_pattern, checkpoint.step
-            )
+            events = EvalEvents(storage, self.model_dir, self.event_file_pattern)
+            result = given or events.result(checkpoint.step)
             candidate = Candidate(checkpoint.path, checkpoint.step, result)
-            committed = exporter.committed()
-            decision = self.strategy.decide(committed, candidate)
+            state = exporter.scan()
+            committed = state.committed
+            foreign = ForeignAdopter(events.results)(state.foreign_versions)
+            decision = self.strategy.decide(committed, candidate, foreign=foreign)
         best = best_version(committed, self.strategy.comparator)
         self.log.info("compare for %r: %s", self.name, decision.reason)
         return {
@@ -138,6 +143,7 @@ class CompareOperator(BaseOperator):
                 "global_step": candidate.global_step,
                 "eval_result": result.to_dict(),
             },
+            "foreign_versions": [f.to_dict() for f in foreign],
             "comparison": self.strategy.comparator.describe(),
             "exporter": self.name,
             "uri": exporter.uri,

@@ -6,8 +6,10 @@ SavedModel (one or several modes) only when it does, publishes it atomically and
 retention. A new version is announced as an Airflow asset event (through an AssetAlias, so
 skipped exports announce nothing) carrying its version, step and metrics.
 
-Retry-safe: the decision reads only committed versions, so a retry after a crash finds the
-version an earlier try published and returns it instead of exporting again.
+Retry-safe: the decision reads committed versions, so a retry after a crash finds the
+version an earlier try published and returns it instead of exporting again. Foreign versions
+in the exporter dir (e.g. tf.estimator's own exports) count by their global step and, for
+Best, the eval result of that step in the event files; the XCom lists them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from airflow_tf_export.storage.uris import exporter_uri
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_tf_export.events.eval_dir import EvalDirReader
+
 DEFAULT_CONN_ID = "google_cloud_default"
 ASSET_ALIAS_PREFIX = "tf-export:"
 
@@ -79,7 +83,7 @@ def lineage_from(context: Context) -> Lineage | None:
 
 @contextmanager
 def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
-    """The checkpoint's files (a TF prefix's `.index` and `.data-*`, or a Keras
+    """The checkpoint's files (a TF prefix's `.index`, `.data-*` and `.meta`, or a Keras
     `.weights.h5` file) copied into a local temporary directory through Storage (GCS and
     local alike); yields the local checkpoint path, named as the original."""
     parent, names = checkpoint_files(storage, checkpoint)
@@ -176,16 +180,20 @@ class SavedModelExportOperator(BaseOperator):
             exporter = ExporterDir(hook.storage_for(base), base)
             write = self._writer(model_storage)
             eval_result = self.given_eval_result()
+            events = self.eval_events(model_storage)
             checkpoint = resolve_checkpoint(
                 model_storage,
                 self.model_dir,
-                self.checkpoint_path or (eval_result.checkpoint_path if eval_result else None),
+                self.checkpoint_path,
+                recorded_path=eval_result.checkpoint_path if eval_result else None,
                 step=eval_result.step if eval_result else None,
             )
+            if eval_result is None and events is not None:
+                eval_result = events.result(checkpoint.step)
             candidate = Candidate(
                 checkpoint_path=checkpoint.path,
                 global_step=checkpoint.step,
-                eval_result=eval_result or self.read_eval_result(model_storage, checkpoint),
+                eval_result=eval_result,
             )
             lineage = lineage_from(context)
             outcome = export_with_strategy(
@@ -195,6 +203,7 @@ class SavedModelExportOperator(BaseOperator):
                 functools.partial(write, checkpoint),
                 is_the_final_export=self.final_export(checkpoint.step),
                 lineage=lineage,
+                foreign_eval_results=None if events is None else events.results,
             )
         result = self.result(exporter, candidate, outcome)
         new = _new_version(outcome, lineage)
@@ -208,10 +217,9 @@ class SavedModelExportOperator(BaseOperator):
         """The eval result argument, parsed (only Best takes one)."""
         return None
 
-    def read_eval_result(
-        self, storage: Storage, checkpoint: ResolvedCheckpoint
-    ) -> EvalResult | None:
-        """The eval result when none was given (Best reads the event files)."""
+    def eval_events(self, storage: Storage) -> EvalEvents | None:
+        """Where eval results are read: the candidate's when none was given, and the foreign
+        versions' (only Best compares eval results)."""
         return None
 
     def final_export(self, global_step: int) -> bool:
@@ -316,7 +324,8 @@ class FinalExportOperator(SavedModelExportOperator):
 
     Give `is_the_final_export`, or `max_steps`: the export is final when the checkpoint's
     global step is at least `max_steps`, as train_and_evaluate decided. A rerun for the same
-    checkpoint returns the existing final version.
+    checkpoint returns the existing final version; a foreign version (e.g. the Estimator's
+    own final export) of the same or a newer step counts as the final export.
 
     :param is_the_final_export: whether this run's checkpoint is the final one.
     :param max_steps: the training's max_steps, from which `is_the_final_export` is derived.
@@ -361,8 +370,9 @@ class FinalExportOperator(SavedModelExportOperator):
 
 
 class LatestExportOperator(SavedModelExportOperator):
-    """Exports every checkpoint newer than the newest published one, keeping the
-    `exports_to_keep` newest versions (tf.estimator.LatestExporter).
+    """Exports every checkpoint newer than the newest published one, foreign versions (e.g.
+    the Estimator's own exports) included, keeping the `exports_to_keep` newest committed
+    versions (tf.estimator.LatestExporter).
 
     :param exports_to_keep: positive number of newest versions to keep, or None to keep all.
     """
@@ -381,20 +391,23 @@ class LatestExportOperator(SavedModelExportOperator):
 
 
 class BestExportOperator(SavedModelExportOperator):
-    """Exports a checkpoint only when its eval result beats every committed version's
+    """Exports a checkpoint only when its eval result beats every committed version's and
+    every foreign version's (the eval result of its step)
     (tf.estimator.BestExporter, with the best derived from the published versions so a
     restart never exports a worse model: tensorflow/tensorflow#47396).
 
     :param eval_result: the candidate's eval result: the EvalMetricsSensor's XCom (a dict,
-        its JSON, an XComArg). When empty, it is read from the event files. (templated)
+        its JSON, an XComArg). When empty, it is read from the event files. The checkpoint
+        it records (`checkpoint_path`, where the model dir was when it was evaluated) is
+        looked up by name in `model_dir`. (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`; default
         "loss smaller".
     :param comparison: a declared comparison instead of `compare_fn`: a MetricComparison or
         `{"metric": "auc", "higher_is_better": True, "min_delta": 0.001, ...}`.
     :param exports_to_keep: positive number of newest versions to keep (the best version is
         always kept), or None to keep all.
-    :param event_file_pattern: glob, relative to `model_dir`, of the eval event files.
-        (templated)
+    :param event_file_pattern: glob, relative to `model_dir`, of the eval event files (the
+        candidate's eval result when none is given, and the foreign versions'). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -433,11 +446,9 @@ class BestExportOperator(SavedModelExportOperator):
         check_event_file_pattern(self.event_file_pattern)
         return parse_eval_result(self.eval_result)
 
-    def read_eval_result(self, storage: Storage, checkpoint: ResolvedCheckpoint) -> EvalResult:
-        """The eval result of the checkpoint's step, from the event files."""
-        return eval_result_from_events(
-            storage, self.model_dir, self.event_file_pattern, checkpoint.step
-        )
+    def eval_events(self, storage: Storage) -> EvalEvents:
+        """The event files of `event_file_pattern` in the model dir (read when first needed)."""
+        return EvalEvents(storage, self.model_dir, self.event_file_pattern)
 
 
 def best_strategy(
@@ -463,25 +474,54 @@ def check_event_file_pattern(pattern: object) -> None:
     validate_event_file_pattern(pattern)
 
 
-def eval_result_from_events(
-    storage: Storage, model_dir: str, event_file_pattern: str, step: int
-) -> EvalResult:
-    """The merged eval result of `step` in the event files; ValueError lists what exists."""
-    from airflow_tf_export.events.eval_dir import EvalDirReader
+class EvalEvents:
+    """The eval event files of a model dir: read when a result is first needed, then read
+    incrementally (only what was appended) on each later lookup. Best reads the candidate's
+    eval result and those of the foreign versions' steps from them."""
 
-    reader = EvalDirReader(storage, model_dir, event_file_pattern)
-    try:
-        reader.refresh()
-    except BucketNotFoundError as err:
-        # Bad input; any other StorageError (an outage) stays retryable.
-        raise ValueError(f"cannot read eval event files {reader.pattern_uri}: {err}") from None
-    try:
-        return reader.result(step)
-    except KeyError:
-        steps = reader.steps()
-        shown = ", ".join(str(s) for s in steps[-10:]) or "none"
-        raise ValueError(
-            f"no eval result for step {step} in {reader.pattern_uri} "
-            f"({len(reader.event_files())} event files; newest steps: {shown}); pass "
-            "eval_result or wait for the evaluation with EvalMetricsSensor"
-        ) from None
+    def __init__(self, storage: Storage, model_dir: str, event_file_pattern: str) -> None:
+        self.storage = storage
+        self.model_dir = model_dir
+        self.event_file_pattern = event_file_pattern
+        self._reader: EvalDirReader | None = None
+
+    def result(self, step: int) -> EvalResult:
+        """The merged eval result of `step`; ValueError lists what exists."""
+        reader = self._refreshed()
+        try:
+            return reader.result(step)
+        except KeyError:
+            steps = reader.steps()
+            shown = ", ".join(str(s) for s in steps[-10:]) or "none"
+            raise ValueError(
+                f"no eval result for step {step} in {reader.pattern_uri} "
+                f"({len(reader.event_files())} event files; newest steps: {shown}); pass "
+                "eval_result or wait for the evaluation with EvalMetricsSensor"
+            ) from None
+
+    def results(self, steps: Sequence[int]) -> dict[int, EvalResult]:
+        """The eval results of those `steps` that have one (step -> result)."""
+        reader = self._refreshed()
+        found = {}
+        for step in steps:
+            try:
+                found[step] = reader.result(step)
+            except KeyError:
+                continue
+        return found
+
+    def _refreshed(self) -> EvalDirReader:
+        """The reader, with what was appended since the last lookup read. The events package
+        (protobuf descriptors) is imported here, at execute time, to keep DAG parsing fast."""
+        from airflow_tf_export.events.eval_dir import EvalDirReader
+
+        if self._reader is None:
+            self._reader = EvalDirReader(self.storage, self.model_dir, self.event_file_pattern)
+        try:
+            self._reader.refresh()
+        except BucketNotFoundError as err:
+            # Bad input; any other StorageError (an outage) stays retryable.
+            raise ValueError(
+                f"cannot read eval event files {self._reader.pattern_uri}: {err}"
+            ) from None
+        return self._reader

@@ -3,10 +3,13 @@
 Keep rules for versions are a JSON-able dict combined with OR (see `parse_keep_rules`); the
 newest committed version and the current best are always kept, and staging leftovers are
 deleted only after a grace period. Integer dirs without metadata that we did not write (e.g.
-tf.estimator exports) are reported under "foreign" and never deleted. Checkpoints keep the
+tf.estimator exports) are reported under "foreign" (and under "foreign_versions" with the
+global step read from each) and never deleted. Checkpoints of the model dir's own series
+(those its `checkpoint` state file lists, or `checkpoint_prefix`) keep the
 newest N plus every protected one (the state file's latest, unevaluated ones, and optionally
-those a version was exported from). `dry_run=True` only reports. The XCom holds every plan
-with the rule that decided each keep or delete.
+those a version was exported from); every other entry of the model dir is kept and reported,
+and the state file is pruned to list what remains. `dry_run=True` only reports. The XCom holds
+every plan with the rule that decided each keep or delete.
 """
 
 from __future__ import annotations
@@ -16,11 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_tf_export.core.checkpoint_retention import (
-    CheckpointInfo,
-    CheckpointPlan,
-    plan_checkpoint_retention,
-)
+from airflow_tf_export.core.checkpoint_retention import CheckpointPlan, plan_checkpoint_retention
 from airflow_tf_export.core.comparison import best_version
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.core.retention import (
@@ -37,11 +36,11 @@ from airflow_tf_export.operators.export import (
     failing_on_bad_input,
 )
 from airflow_tf_export.storage.base import Storage
-from airflow_tf_export.storage.checkpoints import (
-    StoredCheckpoint,
-    checkpoint_file,
-    list_checkpoints,
-    read_checkpoint_state,
+from airflow_tf_export.storage.checkpoint_cleanup import (
+    StateFileChange,
+    apply_checkpoint_plan,
+    plan_state_file,
+    read_model_dir,
 )
 from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
 
@@ -60,6 +59,10 @@ class RetentionOperator(BaseOperator):
         current best (loss, lower is better, when there is no "best" rule).
     :param model_dir: model directory whose checkpoints to thin out. (templated)
     :param checkpoints_to_keep: how many newest checkpoints to keep (with `model_dir`).
+    :param checkpoint_prefix: the series whose checkpoints may be deleted, e.g. `"ckpt"` for
+        `ckpt-<step>` (with `model_dir`); default: the series the model dir's `checkpoint`
+        state file lists (`model.ckpt` for an Estimator). Without either nothing is deleted.
+        Files of other series, Keras weights files and everything else are kept and reported.
     :param keep_exported_checkpoints: also keep checkpoints a version of `exporter_dirs`
         was exported from.
     :param event_file_pattern: eval event files, relative to `model_dir`: checkpoints newer
@@ -84,6 +87,7 @@ class RetentionOperator(BaseOperator):
         keep: Mapping[str, Any] | None = None,
         model_dir: str | None = None,
         checkpoints_to_keep: int | None = None,
+        checkpoint_prefix: str | None = None,
         keep_exported_checkpoints: bool = True,
         event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
         staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
@@ -96,6 +100,7 @@ class RetentionOperator(BaseOperator):
         self.keep = keep
         self.model_dir = model_dir
         self.checkpoints_to_keep = checkpoints_to_keep
+        self.checkpoint_prefix = checkpoint_prefix
         self.keep_exported_checkpoints = keep_exported_checkpoints
         self.event_file_pattern = event_file_pattern
         self.staging_grace_seconds = staging_grace_seconds
@@ -110,6 +115,16 @@ class RetentionOperator(BaseOperator):
             raise ValueError(
                 "give model_dir and checkpoints_to_keep together (or neither), got "
                 f"model_dir={model_dir!r}, checkpoints_to_keep={checkpoints_to_keep!r}"
+            )
+        if checkpoint_prefix is not None and model_dir is None:
+            raise ValueError(
+                f"checkpoint_prefix {checkpoint_prefix!r} names checkpoints of a model dir: "
+                "give model_dir and checkpoints_to_keep too"
+            )
+        if checkpoint_prefix is not None and not _is_series_name(checkpoint_prefix):
+            raise ValueError(
+                "checkpoint_prefix must be the name of the checkpoints without -<step> "
+                f"(e.g. 'ckpt' for ckpt-<step>, 'model.ckpt'), got {checkpoint_prefix!r}"
             )
         if not exporter_dirs and model_dir is None:
             raise ValueError("nothing to retain: give exporter_dirs and keep, or model_dir")
@@ -173,41 +188,39 @@ class RetentionOperator(BaseOperator):
 
     def _checkpoints(self, storage: Storage, exported: Sequence[ExportMetadata]) -> dict[str, Any]:
         assert self.model_dir is not None and self.checkpoints_to_keep is not None
-        model_dir = self.model_dir
-        checkpoints = list_checkpoints(storage, model_dir)
-        state = read_checkpoint_state(storage, model_dir)
+        contents = read_model_dir(storage, self.model_dir)
         from airflow_tf_export.events.eval_dir import EvalDirReader
 
-        reader = EvalDirReader(storage, model_dir, self.event_file_pattern)
+        reader = EvalDirReader(storage, self.model_dir, self.event_file_pattern)
         reader.refresh()
         steps = reader.steps()
         plan = plan_checkpoint_retention(
-            [CheckpointInfo(c.uri, c.step) for c in checkpoints],
+            contents.entries,
             keep_newest=self.checkpoints_to_keep,
-            state_latest=None if state is None else state.model_checkpoint_path,
+            state=None if contents.state_file is None else contents.state_file.state,
+            checkpoint_prefix=self.checkpoint_prefix,
             newest_evaluated_step=steps[-1] if steps else None,
             exported_prefixes=[m.checkpoint_path for m in exported],
             keep_exported=self.keep_exported_checkpoints,
         )
-        self.log.info("checkpoint retention of %s%s:\n%s", model_dir, self._mode(), plan.explain())
+        change = plan_state_file(contents, plan)
+        self.log.info(
+            "checkpoint retention of %s%s:\n%s", self.model_dir, self._mode(), plan.explain()
+        )
         if not self.report_only:
-            _delete_checkpoints(storage, model_dir, checkpoints, plan)
-        return _checkpoint_dict(model_dir, plan)
+            change = apply_checkpoint_plan(storage, contents, plan, change)
+        self.log.info("checkpoint state file: %s", change.explain())
+        return _checkpoint_dict(storage, self.model_dir, plan, change)
 
 
-def _delete_checkpoints(
-    storage: Storage, model_dir: str, checkpoints: Sequence[StoredCheckpoint], plan: CheckpointPlan
-) -> None:
-    """Delete the file that makes each planned checkpoint one first (a TF prefix's `.index`,
-    a Keras weights file itself), then its data files; a retry after a crash finds the
-    remaining data files again."""
-    doomed = set(plan.delete_prefixes)
-    files = [(c.uri, name) for c in checkpoints if c.uri in doomed for name in c.files]
-    defining = [name for uri, name in files if name == checkpoint_file(uri).rsplit("/", 1)[-1]]
-    rest = [name for _, name in files if name not in defining]
-    for batch in (defining, rest):
-        if batch:
-            storage.delete_trees([storage.join(model_dir, n) for n in batch])
+def _is_series_name(value: object) -> bool:
+    """A checkpoint name without its step: one non-empty path segment."""
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and "/" not in value
+        and value not in (".", "..")
+    )
 
 
 def _exporter_dict(
@@ -223,22 +236,45 @@ def _exporter_dict(
         "staging_keep": list(plan.staging_keep),
         "invalid": [{"version": v, "error": e} for v, e in state.invalid],
         "foreign": list(plan.foreign_versions),
+        "foreign_versions": [f.to_dict() for f in state.foreign_versions],
         "explain": plan.explain(),
     }
 
 
-def _checkpoint_dict(model_dir: str, plan: CheckpointPlan) -> dict[str, Any]:
+def _checkpoint_dict(
+    storage: Storage, model_dir: str, plan: CheckpointPlan, change: StateFileChange
+) -> dict[str, Any]:
     return {
         "model_dir": model_dir,
+        "series": list(plan.series),
+        "series_source": plan.series_source,
         "keep": [
-            {"prefix": i.prefix, "step": i.step, "rule": i.rule, "reason": i.reason}
+            {
+                "prefix": storage.join(model_dir, i.prefix),
+                "step": i.step,
+                "rule": i.rule,
+                "reason": i.reason,
+                "files": list(i.files),
+            }
             for i in plan.items
             if i.keep
         ],
         "delete": [
-            {"prefix": i.prefix, "step": i.step, "reason": i.reason}
+            {
+                "prefix": storage.join(model_dir, i.prefix),
+                "step": i.step,
+                "reason": i.reason,
+                "files": list(i.files),
+            }
             for i in plan.items
             if not i.keep
         ],
-        "explain": plan.explain(),
+        "other": [{"name": o.name, "reason": f"kept: {o.reason}"} for o in plan.others],
+        "state_file": {
+            "uri": change.uri,
+            "remove": list(change.removed),
+            "outcome": change.outcome,
+            "explain": change.explain(),
+        },
+        "explain": f"{plan.explain()}\n{change.explain()}",
     }

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from airflow_tf_export.savedmodel.checkpoint_paths import resolve_checkpoint
     from airflow_tf_export.savedmodel.definition import (
         DefinitionReference,
+        ExportDefinition,
         KerasWeights,
         ModelDefinition,
         TrackableCheckpoint,
@@ -50,6 +51,7 @@ _MODULE_OF = {
     "ClassificationOutput": "airflow_tf_export.savedmodel.export_outputs",
     "DefinitionError": "airflow_tf_export.savedmodel.errors",
     "DefinitionReference": "airflow_tf_export.savedmodel.definition",
+    "ExportDefinition": "airflow_tf_export.savedmodel.definition",
     "Feature": "airflow_tf_export.savedmodel.receivers",
     "KerasWeights": "airflow_tf_export.savedmodel.definition",
     "ModelDefinition": "airflow_tf_export.savedmodel.definition",
@@ -71,6 +73,7 @@ __all__ = [
     "ClassificationOutput",
     "DefinitionError",
     "DefinitionReference",
+    "ExportDefinition",
     "Feature",
     "KerasWeights",
     "ModelDefinition",

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import os
 
-from airflow_tf_export.core.checkpoints import KERAS_WEIGHTS_SUFFIX
+from airflow_tf_export.core.checkpoints import INDEX_SUFFIX, KERAS_WEIGHTS_SUFFIX
 from airflow_tf_export.savedmodel.errors import CheckpointError
-from airflow_tf_export.storage.checkpoints import (
-    INDEX_SUFFIX,
-    checkpoint_file,
-    recorded_checkpoint,
-)
+from airflow_tf_export.storage.checkpoints import checkpoint_file, recorded_checkpoint
 from airflow_tf_export.storage.local import LocalStorage
 
 

@@ -1,9 +1,13 @@
-"""The model definition: everything an export needs to know about one model.
+"""Model definitions: what an export needs to know about one model.
 
-It replaces an Estimator's `model_fn`, its receiver functions and its checkpoint setup, one
-field per concept (see docs/estimator-migration.md). A DAG names it by import string
-("my_pkg.model:definition") or passes a callable; `resolve_definition` turns either into a
-`ModelDefinition` at export time, so parsing the DAG file never imports the model code.
+`ExportDefinition` is the one contract `write_saved_model`, the operators and the DAG
+templates rely on. Two kinds implement it: `ModelDefinition` (Keras 3 / tf.Module models,
+built eagerly) and `airflow_tf_export.estimator.Estimator` (a TF1 graph-mode `model_fn`).
+`ModelDefinition` replaces an Estimator's `model_fn`, its receiver functions and its
+checkpoint setup, one field per concept (see docs/estimator-migration.md). A DAG names a
+definition by import string ("my_pkg.model:definition") or passes a callable;
+`resolve_definition` turns either into the definition at export time, so parsing the DAG
+file never imports the model code.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from airflow_tf_export.savedmodel.errors import DefinitionError
 from airflow_tf_export.savedmodel.export_outputs import (
@@ -31,8 +36,40 @@ from airflow_tf_export.savedmodel.receivers import (
     check_input_names,
 )
 
+if TYPE_CHECKING:
+    from airflow_tf_export.storage.base import WrittenModel
+
+_DEFINITION_KINDS = "a ModelDefinition or another ExportDefinition (such as an estimator.Estimator)"
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _REFERENCE = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
+
+
+@runtime_checkable
+class ExportDefinition(Protocol):
+    """A model definition: how to write a SavedModel from one of its checkpoints.
+
+    `write_saved_model` checks the arguments shared by every kind (modes, assets_extra,
+    export_dir, the checkpoint's existence), calls `check_modes` and then `write`, and
+    leaves `export_dir` as it found it when `write` fails. Implementations import
+    TensorFlow only inside `write`, so importing and resolving a definition stays cheap.
+    """
+
+    @property
+    def keras_weights(self) -> bool:
+        """Whether its checkpoints are Keras `<name>-<step>.weights.h5` files (False: TF
+        checkpoint prefixes): which files of a model dir count as its checkpoints."""
+        ...
+
+    def check_modes(self, modes: Iterable[str]) -> None:
+        """Raise DefinitionError naming what is missing to export the given modes."""
+        ...
+
+    def write(
+        self, checkpoint_path: str, export_dir: Path, modes: tuple[str, ...], *, as_text: bool
+    ) -> WrittenModel:
+        """Write the SavedModel of `checkpoint_path` into the empty dir `export_dir`, one
+        MetaGraphDef per mode (canonical names, in MODE_ORDER) sharing one `variables/`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -149,8 +186,21 @@ class ModelDefinition:
                     f"the model definition cannot export mode {mode!r}: set {', '.join(absent)}"
                 )
 
+    @property
+    def keras_weights(self) -> bool:
+        """Whether `checkpoint` is KerasWeights."""
+        return isinstance(self.checkpoint, KerasWeights)
 
-DefinitionReference = str | Callable[[], ModelDefinition] | ModelDefinition
+    def write(
+        self, checkpoint_path: str, export_dir: Path, modes: tuple[str, ...], *, as_text: bool
+    ) -> WrittenModel:
+        """Restore the model eagerly and save its traced signatures (keras_writer.py)."""
+        from airflow_tf_export.savedmodel.keras_writer import write_keras_saved_model
+
+        return write_keras_saved_model(self, checkpoint_path, export_dir, modes, as_text=as_text)
+
+
+DefinitionReference = str | Callable[[], ExportDefinition] | ExportDefinition
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -164,9 +214,10 @@ def parse_reference(reference: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def resolve_definition(reference: DefinitionReference) -> ModelDefinition:
-    """The ModelDefinition an import string or a callable names, imported now."""
-    if isinstance(reference, ModelDefinition):
+def resolve_definition(reference: DefinitionReference) -> ExportDefinition:
+    """The model definition an import string or a callable names, imported now (a definition
+    itself is returned as it is)."""
+    if is_definition(reference):
         return reference
     if isinstance(reference, str):
         target = _import_attribute(reference)
@@ -177,21 +228,32 @@ def resolve_definition(reference: DefinitionReference) -> ModelDefinition:
     else:
         raise DefinitionError(
             f"model definition reference {reference!r} must be an import string "
-            "'package.module:attribute', a callable or a ModelDefinition"
+            "'package.module:attribute', a callable or a model definition"
         )
-    if isinstance(target, ModelDefinition):
+    if is_definition(target):
         return target
     if not callable(target):
         raise DefinitionError(
-            f"{described} is a {type(target).__name__}, not a ModelDefinition or a callable "
+            f"{described} is a {type(target).__name__}, not {_DEFINITION_KINDS} or a callable "
             "returning one"
         )
-    definition = target()
-    if not isinstance(definition, ModelDefinition):
+    try:
+        definition = target()
+    except Exception as error:
         raise DefinitionError(
-            f"{described} returned a {type(definition).__name__}, not a ModelDefinition"
+            f"calling {described} for the model definition failed: {type(error).__name__}: {error}"
+        ) from error
+    if not is_definition(definition):
+        raise DefinitionError(
+            f"{described} returned a {type(definition).__name__}, not {_DEFINITION_KINDS}"
         )
     return definition
+
+
+def is_definition(value: object) -> TypeGuard[ExportDefinition]:
+    """Whether `value` is a model definition: an instance implementing ExportDefinition (a
+    class has the protocol's attributes too, but is a factory, called like one)."""
+    return isinstance(value, ExportDefinition) and not isinstance(value, type)
 
 
 def _import_attribute(reference: str) -> object:

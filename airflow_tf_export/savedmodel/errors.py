@@ -16,7 +16,11 @@ class DefinitionError(ValueError):
 
 
 class CheckpointMismatchError(CheckpointError):
-    """The checkpoint's variables do not match the model built by the definition."""
+    """The checkpoint's variables do not match the model built by the definition.
+
+    `missing`: the model's variables the checkpoint lacks; `unexpected`: the checkpoint's
+    variables the model has no place for; `mismatched`: variables both have, with a different
+    shape (or, for TF1 graphs, dtype)."""
 
     def __init__(
         self,
@@ -32,7 +36,7 @@ class CheckpointMismatchError(CheckpointError):
         if unexpected:
             parts.append(f"in the checkpoint but not in the model: {', '.join(unexpected)}")
         if mismatched:
-            parts.append(f"shape differs: {', '.join(mismatched)}")
+            parts.append(f"shape or dtype differs: {', '.join(mismatched)}")
         super().__init__("; ".join(parts), path)
         self.missing = missing
         self.unexpected = unexpected

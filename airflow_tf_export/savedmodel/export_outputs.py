@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 DEFAULT_SIGNATURE_KEY = "serving_default"
 
@@ -72,6 +72,8 @@ class RegressionOutput:
 
 ExportOutput = PredictOutput | ClassificationOutput | RegressionOutput
 
+_Output = TypeVar("_Output")
+
 
 def takes_serialized_examples(output: ExportOutput) -> bool:
     """Classify and regress signatures take one batch of serialized tf.Example strings."""
@@ -97,12 +99,21 @@ def serving_signatures(export_outputs: Mapping[str, ExportOutput]) -> dict[str, 
                 f"export output {key!r} is {output!r}; use PredictOutput, "
                 "ClassificationOutput or RegressionOutput"
             )
+    return with_default_signature(export_outputs)
+
+
+def with_default_signature(export_outputs: Mapping[str, _Output]) -> dict[str, _Output]:
+    """The export outputs by signature key with `serving_default` present, the Estimator's
+    rule for any kind of export output: one output under another key is also registered as
+    `serving_default`; several outputs must include it; none is a ValueError."""
+    if not export_outputs:
+        raise ValueError("export_outputs is empty; give at least one export output")
     signatures = dict(export_outputs)
     if DEFAULT_SIGNATURE_KEY not in signatures:
         if len(signatures) > 1:
             raise ValueError(
-                f"several export outputs ({', '.join(sorted(signatures))}) but none is "
-                f"{DEFAULT_SIGNATURE_KEY!r}; name the one served by default "
+                f"several export outputs ({', '.join(sorted(map(str, signatures)))}) but none "
+                f"is {DEFAULT_SIGNATURE_KEY!r}; name the one served by default "
                 f"{DEFAULT_SIGNATURE_KEY!r}"
             )
         (only,) = signatures.values()

@@ -6,6 +6,7 @@ from airflow_tf_export.storage.base import (
     Storage,
     StorageError,
     StorageNotFoundError,
+    VersionedBytes,
     VersionIntegrityError,
     WrittenModel,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "StorageError",
     "StorageNotFoundError",
     "VersionIntegrityError",
+    "VersionedBytes",
     "WrittenModel",
     "storage_for",
 ]

@@ -54,6 +54,15 @@ class WrittenModel:
 
 
 @dataclass(frozen=True)
+class VersionedBytes:
+    """A whole file's content and its generation: an opaque token that changes whenever the
+    file is written (GCS: the object generation; local disk: inode, mtime and a digest)."""
+
+    data: bytes
+    generation: str
+
+
+@dataclass(frozen=True)
 class Entry:
     """One child of a directory: a file (with size) or a sub-directory."""
 
@@ -96,6 +105,22 @@ class Storage(Protocol):
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write a whole small file atomically (readers see the old or the new content)."""
+        ...
+
+    def read_versioned(self, uri: str) -> VersionedBytes:
+        """A whole small file and its generation; StorageNotFoundError if it is absent."""
+        ...
+
+    def replace_if_unchanged(self, uri: str, data: bytes, generation: str) -> bool:
+        """Replace a file atomically if it is still at `generation` (from `read_versioned`);
+        False, writing nothing, when another writer changed or removed it since.
+
+        Readers, and the file after a crash, see the old or the new content, never a mix.
+        GCS: one upload with an `ifGenerationMatch` precondition (GCS enforces it). Local
+        disk: a fsynced temporary sibling renamed over the file after comparing the
+        generation; POSIX has no conditional rename, so a writer that replaces the file in
+        the instant between the comparison and the rename is overwritten.
+        """
         ...
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:

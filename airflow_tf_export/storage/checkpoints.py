@@ -1,11 +1,15 @@
 """Which checkpoint of a model directory to export, found through the Storage protocol.
 
-The one checkpoint resolver of the product, for local disk and GCS alike: the operators call
-it with the model dir's backend and savedmodel with LocalStorage. The `checkpoint` state file
-is parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does.
-A Keras weights file (`<name>-<step>.weights.h5`) is a checkpoint of its own: it exists when
-that one file does. Keras writes no state file, so it is only used when named explicitly
-(an operator's checkpoint_path, an eval result's, or the backfill's selection).
+The one checkpoint resolver of the product, for local disk and GCS alike: the operators
+(exports, compare), the backfill's selection and savedmodel (with LocalStorage) all use it,
+and checkpoint retention reads the state file through it. The `checkpoint` state file is
+parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does. A path
+some writer recorded (a state file entry, an eval result's `checkpoint_path`) names a
+checkpoint by its name in the model dir, never by where it points (`checkpoint_in_model_dir`):
+the dir may have been copied since. A Keras weights file (`<name>-<step>.weights.h5`) is a
+checkpoint of its own: it exists when that one file does. Keras writes no state file, so it
+is only used when named explicitly (an operator's checkpoint_path, an eval result's, or the
+backfill's selection).
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow_tf_export.core.checkpoints import (
+    INDEX_SUFFIX,
     KERAS_WEIGHTS_SUFFIX,
     STATE_FILENAME,
     CheckpointState,
     CheckpointStateError,
     checkpoint_name,
     checkpoint_prefix,
+    checkpoint_series,
     checkpoint_step,
     is_keras_weights,
     parse_checkpoint_state,
@@ -31,7 +37,8 @@ from airflow_tf_export.storage.base import (
     StorageNotFoundError,
 )
 
-INDEX_SUFFIX = ".index"
+# How many checkpoint names an error message lists.
+_SHOWN = 10
 
 
 class CheckpointError(ValueError):
@@ -66,13 +73,23 @@ class ResolvedCheckpoint:
 
 
 def resolve_checkpoint(
-    storage: Storage, model_dir: str, checkpoint_path: str | None, *, step: int | None = None
+    storage: Storage,
+    model_dir: str,
+    checkpoint_path: str | None = None,
+    *,
+    recorded_path: str | None = None,
+    step: int | None = None,
 ) -> ResolvedCheckpoint:
-    """The checkpoint to export: `checkpoint_path` if given (relative to `model_dir` unless
-    absolute; a TF checkpoint prefix or a Keras `.weights.h5` file), else
-    `recorded_checkpoint(storage, model_dir, step=step)`. Its name must end with its global
-    step, as tf.train.CheckpointManager names checkpoints (`ckpt-1200`), or as
-    `ckpt-1200.weights.h5` for a Keras weights file."""
+    """The checkpoint to export, by precedence:
+
+    - `checkpoint_path`, the user's own choice: relative to `model_dir` unless absolute (a
+      TF checkpoint prefix or a Keras `.weights.h5` file), used where it points;
+    - `recorded_path`, a path a writer recorded (an eval result's `checkpoint_path`): the
+      checkpoint of that name in `model_dir` (`checkpoint_in_model_dir`);
+    - else `recorded_checkpoint(storage, model_dir, step=step)`, from the state file.
+
+    Its name must end with its global step, as tf.train.CheckpointManager names checkpoints
+    (`ckpt-1200`), or as `ckpt-1200.weights.h5` for a Keras weights file."""
     if checkpoint_path:
         prefix = _absolute(storage, model_dir, checkpoint_path)
         if not _is_checkpoint(storage, prefix):
@@ -80,6 +97,10 @@ def resolve_checkpoint(
                 f"checkpoint {prefix!r} not found: {checkpoint_file(prefix)} does not exist",
                 prefix,
             )
+    elif recorded_path:
+        prefix = checkpoint_in_model_dir(
+            storage, model_dir, recorded_path, recorded_in="the eval result"
+        )
     else:
         prefix = recorded_checkpoint(storage, model_dir, step=step)
     found = step_in_name(prefix)
@@ -99,6 +120,35 @@ def resolve_checkpoint(
     return ResolvedCheckpoint(prefix, found)
 
 
+def checkpoint_in_model_dir(
+    storage: Storage, model_dir: str, recorded: str, *, recorded_in: str
+) -> str:
+    """The checkpoint a recorded path names, looked up BY NAME in `model_dir`.
+
+    Writers record where the model dir was when they wrote (the state file, an eval
+    result's `checkpoint_path`); the dir may have been copied since (to another local path,
+    to GCS), and an entry may point at another model dir (an absolute path, `../other/`).
+    Checkpoints live directly in their model dir, so only the recorded name is used: the
+    literal location is never read. CheckpointError names the recorded path, `model_dir`
+    and the checkpoints that do exist when there is none of that name.
+    """
+    name = checkpoint_name(recorded)
+    if name in ("", ".", ".."):
+        raise CheckpointError(
+            f"{recorded_in} records checkpoint {recorded!r}, which names no checkpoint file",
+            recorded,
+        )
+    uri = storage.join(model_dir, name)
+    if _is_checkpoint(storage, uri):
+        return uri
+    raise CheckpointError(
+        f"{recorded_in} records checkpoint {recorded!r}; recorded checkpoints are looked up by "
+        f"name in the model dir {model_dir}, which holds no {name!r} ({checkpoint_file(uri)} "
+        f"does not exist); it holds {_existing(storage, model_dir)}",
+        recorded,
+    )
+
+
 def checkpoint_file(checkpoint: str) -> str:
     """The file whose existence makes `checkpoint` a checkpoint: a Keras weights file itself,
     else the TF checkpoint prefix's `.index` file."""
@@ -107,7 +157,8 @@ def checkpoint_file(checkpoint: str) -> str:
 
 def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]:
     """The directory of `checkpoint` and the names of the files in it that make it up: the
-    Keras weights file itself, or the TF checkpoint prefix's `.index` and `.data-*` files."""
+    Keras weights file itself, or the TF checkpoint prefix's `.index`, `.data-*` and `.meta`
+    files."""
     parent, _, base = checkpoint.rstrip("/").rpartition("/")
     if is_keras_weights(base):
         return parent, [base]
@@ -123,13 +174,17 @@ def list_checkpoints(
     storage: Storage, model_dir: str, *, keras_weights: bool = False
 ) -> list[StoredCheckpoint]:
     """The checkpoints of one kind directly in `model_dir`, by step: TF checkpoint prefixes
-    (their `.index` and `.data-*` files), or with `keras_weights` the Keras
+    (their `.index`, `.data-*` and `.meta` files) of the series the state file lists (all
+    `<name>-<step>` prefixes when there is no state file), or with `keras_weights` the Keras
     `<name>-<step>.weights.h5` files. One kind at a time: a TF model dir may hold weights
     files of another kind of step (epochs), or pretrained ones, that are not its checkpoints."""
+    state = None if keras_weights else read_checkpoint_state(storage, model_dir)
     groups: dict[tuple[str, int], list[Entry]] = {}
     for entry in storage.list_dir(model_dir):
         named = None if entry.is_dir else _checkpoint_of(entry.name)
-        if named is not None and is_keras_weights(named[0]) == keras_weights:
+        if named is None or is_keras_weights(named[0]) != keras_weights:
+            continue
+        if state is None or checkpoint_series(named[0]) in state.series:
             groups.setdefault(named, []).append(entry)
     found = []
     for (name, step), entries in groups.items():
@@ -155,12 +210,9 @@ def _checkpoint_of(filename: str) -> tuple[str, int] | None:
 
 
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
-    """The checkpoint prefix the model dir's state file records: the kept checkpoint of
-    `step` when the file still lists one, else the latest.
-
-    A state file copied together with its directory (e.g. from local disk to GCS) records
-    paths of the old location; the checkpoint is then looked up by its name in `model_dir`.
-    """
+    """The checkpoint the model dir's state file records: the kept checkpoint of `step` when
+    the file still lists one, else the latest; looked up by name in `model_dir`
+    (`checkpoint_in_model_dir`), wherever the entry's path points."""
     state = read_checkpoint_state(storage, model_dir)
     if state is None:
         raise CheckpointError(
@@ -176,38 +228,63 @@ def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = 
         if step is not None and checkpoint_step(p) == step
     ]
     recorded = at_step[-1] if at_step else state.model_checkpoint_path
-    candidates = [_absolute(storage, model_dir, recorded)]
-    by_name = storage.join(model_dir, checkpoint_name(recorded))
-    if by_name not in candidates:
-        candidates.append(by_name)
-    for candidate in candidates:
-        if _is_checkpoint(storage, candidate):
-            return candidate
-    raise CheckpointError(
-        f"{storage.join(model_dir, STATE_FILENAME)} names checkpoint {recorded!r}, but no "
-        f"checkpoint exists at {' or '.join(candidates)}",
+    return checkpoint_in_model_dir(
+        storage,
+        model_dir,
         recorded,
+        recorded_in=f"the state file {storage.join(model_dir, STATE_FILENAME)}",
     )
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """The model dir's `checkpoint` state file as read: its URI, text and generation (to
+    rewrite it only if nobody changed it since) and what it says."""
+
+    uri: str
+    text: str
+    generation: str
+    state: CheckpointState
 
 
 def read_checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState | None:
     """The model dir's parsed `checkpoint` state file, or None when there is none."""
     state_uri = storage.join(model_dir, STATE_FILENAME)
     try:
-        text = storage.read_bytes(state_uri).decode("utf-8")
+        data = storage.read_bytes(state_uri)
     except StorageNotFoundError:
         return None
-    except (BucketNotFoundError, UnicodeDecodeError) as err:
-        # Bad input; any other StorageError (an outage) stays retryable.
-        raise CheckpointError(
-            f"cannot read the checkpoint state file {state_uri}: {err}", state_uri
-        ) from None
+    except BucketNotFoundError as err:
+        raise _unreadable(state_uri, err) from None
+    return _parse_state(state_uri, data)[1]
+
+
+def read_state_file(storage: Storage, model_dir: str) -> StateFile | None:
+    """The model dir's `checkpoint` state file with its generation, or None when there is
+    none."""
+    state_uri = storage.join(model_dir, STATE_FILENAME)
     try:
-        return parse_checkpoint_state(text, source=state_uri)
-    except CheckpointStateError as err:
-        raise CheckpointError(
-            f"cannot read the checkpoint state file {state_uri}: {err}", state_uri
-        ) from None
+        read = storage.read_versioned(state_uri)
+    except StorageNotFoundError:
+        return None
+    except BucketNotFoundError as err:
+        raise _unreadable(state_uri, err) from None
+    text, state = _parse_state(state_uri, read.data)
+    return StateFile(state_uri, text, read.generation, state)
+
+
+def _parse_state(state_uri: str, data: bytes) -> tuple[str, CheckpointState]:
+    """The text and the parsed state; CheckpointError (bad input) when unreadable. Any other
+    StorageError of the read (an outage) stays retryable."""
+    try:
+        text = data.decode("utf-8")
+        return text, parse_checkpoint_state(text, source=state_uri)
+    except (UnicodeDecodeError, CheckpointStateError) as err:
+        raise _unreadable(state_uri, err) from None
+
+
+def _unreadable(state_uri: str, err: Exception) -> CheckpointError:
+    return CheckpointError(f"cannot read the checkpoint state file {state_uri}: {err}", state_uri)
 
 
 def _absolute(storage: Storage, model_dir: str, path: str) -> str:
@@ -215,6 +292,26 @@ def _absolute(storage: Storage, model_dir: str, path: str) -> str:
     if path.startswith("/") or "://" in path:
         return path.rstrip("/")
     return storage.join(model_dir, path)
+
+
+def _existing(storage: Storage, model_dir: str) -> str:
+    """The checkpoints in `model_dir` (TF prefixes with their `.index`, Keras weights
+    files), by step, for error messages."""
+    try:
+        entries = storage.list_dir(model_dir)
+    except StorageNotFoundError:
+        return "nothing: it does not exist"
+    present = {e.name for e in entries if not e.is_dir}
+    found = {
+        named
+        for name in present
+        if (named := _checkpoint_of(name)) is not None and checkpoint_file(named[0]) in present
+    }
+    shown = [name for name, _ in sorted(found, key=lambda named: (named[1], named[0]))]
+    if not shown:
+        return "no checkpoint"
+    more = f" and {len(shown) - _SHOWN} older" if len(shown) > _SHOWN else ""
+    return f"the checkpoints {', '.join(shown[-_SHOWN:])}{more}"
 
 
 def _is_checkpoint(storage: Storage, prefix: str) -> bool:

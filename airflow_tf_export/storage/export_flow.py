@@ -3,20 +3,24 @@
 The decision is taken twice: once before the (slow) SavedModel write, and again just before
 publishing, under the backend's exporter lock, on a fresh scan. So a Best exporter racing
 another one on the same directory never publishes a model that stopped being better while
-it was being written.
+it was being written. Both decisions see the foreign versions of that scan (e.g. the
+Estimator's own exports), with the eval results of their steps when the caller can look
+them up (Best).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from airflow_tf_export.core.comparison import Comparator, best_version
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.foreign import ForeignVersion, known_steps, with_eval_results
 from airflow_tf_export.core.metadata import ExportMetadata, Lineage
 from airflow_tf_export.core.retention import (
     DEFAULT_STAGING_GRACE_SECONDS,
@@ -29,17 +33,21 @@ from airflow_tf_export.storage.base import WrittenModel
 from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
 
 WriteSavedModel = Callable[[Path], WrittenModel]
+EvalResultsOfSteps = Callable[[Sequence[int]], Mapping[int, EvalResult]]
+"""Looks up the eval results of global steps: step -> result for those that have one."""
 
 
 @dataclass(frozen=True)
 class ExportOutcome:
     """What one export call did: the decision, the version it published (or the existing
-    version of the same checkpoint), and the retention plan applied afterwards."""
+    version of the same checkpoint), the retention plan applied afterwards, and the foreign
+    versions the decision considered."""
 
     decision: Decision
     metadata: ExportMetadata | None
     version_uri: str | None
     retention: RetentionPlan
+    foreign: tuple[ForeignVersion, ...] = ()
 
     @property
     def exported(self) -> bool:
@@ -55,6 +63,7 @@ class ExportOutcome:
             "existing_version": self.decision.existing_version,
             "version_uri": self.version_uri,
             "metadata": None if self.metadata is None else json.loads(self.metadata.to_json()),
+            "foreign_versions": [f.to_dict() for f in self.foreign],
             "retention": {
                 "keep": list(self.retention.keep_versions),
                 "delete": list(self.retention.delete_versions),
@@ -76,31 +85,49 @@ def export_with_strategy(
     keep_rules: Sequence[KeepRule] | None = None,
     now_seconds: int | None = None,
     staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
+    foreign_eval_results: EvalResultsOfSteps | None = None,
 ) -> ExportOutcome:
     """Export `candidate` if `strategy` says so, then apply retention.
 
     `write_savedmodel(directory)` writes the SavedModel into the given empty local directory
     and returns what it wrote. Retention uses `keep_rules` if given, else the strategy's
     own (`exports_to_keep`); the newest committed version and, for strategies with a
-    `comparator` (Best), the best version are always kept.
+    `comparator` (Best), the best version are always kept; foreign versions are never
+    deleted. `foreign_eval_results` (Best) looks up the eval results of the foreign versions'
+    steps; it is called only when there are foreign versions with a known step, and only for
+    steps it has not already found.
     """
     storage = exporter.storage
+    adopt = ForeignAdopter(foreign_eval_results)
+    first = exporter.scan()
+    foreign = adopt(first.foreign_versions)
     decision = strategy.decide(
-        exporter.scan().committed, candidate, is_the_final_export=is_the_final_export
+        first.committed, candidate, is_the_final_export=is_the_final_export, foreign=foreign
     )
     if not decision.export:
         with storage.exporter_lock(exporter.uri):
             state = exporter.scan(now_seconds=now_seconds)
             return _finish(
-                exporter, strategy, decision, state, None, keep_rules, staging_grace_seconds
+                exporter,
+                strategy,
+                decision,
+                state,
+                None,
+                keep_rules,
+                staging_grace_seconds,
+                foreign,
             )
     with storage.staging_dir(exporter.uri) as staging:
         written = write_savedmodel(staging)
         with storage.exporter_lock(exporter.uri):
             scanned = exporter.scan(now_seconds=now_seconds)
             state = replace(scanned, staging=[s for s in scanned.staging if s.name != staging.name])
+            foreign = adopt(state.foreign_versions)
             decision = strategy.decide(
-                state.committed, candidate, is_the_final_export=is_the_final_export
+                state.committed,
+                candidate,
+                is_the_final_export=is_the_final_export,
+                foreign=foreign,
             )
             published = None
             if decision.export:
@@ -112,8 +139,30 @@ def export_with_strategy(
                     now_seconds=now,
                 )
             return _finish(
-                exporter, strategy, decision, state, published, keep_rules, staging_grace_seconds
+                exporter,
+                strategy,
+                decision,
+                state,
+                published,
+                keep_rules,
+                staging_grace_seconds,
+                foreign,
             )
+
+
+class ForeignAdopter:
+    """Gives foreign versions the eval results of their steps, looking each step up until it
+    is found (the first decision and the one under the lock share what was found)."""
+
+    def __init__(self, lookup: EvalResultsOfSteps | None) -> None:
+        self.lookup = lookup
+        self.found: dict[int, EvalResult] = {}
+
+    def __call__(self, foreign: Sequence[ForeignVersion]) -> list[ForeignVersion]:
+        missing = [s for s in known_steps(foreign) if s not in self.found]
+        if self.lookup is not None and missing:
+            self.found.update(self.lookup(missing))
+        return with_eval_results(foreign, self.found)
 
 
 def _metadata(
@@ -147,6 +196,7 @@ def _finish(
     published: ExportMetadata | None,
     keep_rules: Sequence[KeepRule] | None,
     staging_grace_seconds: float,
+    foreign: Sequence[ForeignVersion],
 ) -> ExportOutcome:
     """Plan and apply retention over the committed versions (plus the one just published)."""
     committed = [*state.committed, *([published] if published else [])]
@@ -169,4 +219,5 @@ def _finish(
         metadata=shown,
         version_uri=None if shown is None else exporter.version_uri(shown.version),
         retention=plan,
+        foreign=tuple(foreign),
     )

@@ -7,8 +7,10 @@ whose files match the manifest by name and size. `verify` also compares every CR
 An integer directory without `export_metadata.json` is uncommitted. It is ours only while the
 GCS claim `temp-claim-<version>` of its publish exists (a local publish renames a complete
 directory, so a crash of ours never leaves one); otherwise it is foreign, e.g. a tf.estimator
-export, and retention keeps it. One with our metadata but no saved_model file is a delete of
-ours cut short (GCS deletes saved_model first and the metadata last): cleaned up too.
+export, and retention keeps it. A scan reads each foreign version's global step from its
+SavedModel variables (see `tensor_bundle`), once per scan, so the strategies can count it.
+One with our metadata but no saved_model file is a delete of ours cut short (GCS deletes
+saved_model first and the metadata last): cleaned up too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from airflow_tf_export.core.foreign import ForeignVersion
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
 from airflow_tf_export.core.retention import RetentionPlan, StagingDir
 from airflow_tf_export.core.versions import claim_version, is_staging_name, parse_version
@@ -42,11 +45,14 @@ _METADATA_READERS = 8
 class ExporterDirState:
     """What one scan found. `staging` holds every uncommitted entry, ours and foreign (see
     `StagingDir.ours`). `invalid` holds (version, error) for version directories that have
-    metadata but cannot be trusted; they are reported, never deleted automatically."""
+    metadata but cannot be trusted; they are reported, never deleted automatically.
+    `foreign_versions` holds the foreign versions with the global step read from each (or why
+    it could not be read), sorted by version."""
 
     committed: list[ExportMetadata] = field(default_factory=list)
     staging: list[StagingDir] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    foreign_versions: list[ForeignVersion] = field(default_factory=list)
 
     @property
     def foreign(self) -> list[int]:
@@ -82,8 +88,11 @@ class ExporterDir:
     def scan(self, *, now_seconds: float | None = None) -> ExporterDirState:
         """Classify every child: committed versions (sorted), uncommitted entries (`temp-*`
         and integer dirs without metadata, with the claim of their publish if there is one,
-        aged by their newest file) and invalid versions. A missing exporter directory is an
-        empty one (nothing exported yet)."""
+        aged by their newest file), invalid versions, and the foreign versions with their
+        global steps. A missing exporter directory is an empty one (nothing exported yet)."""
+        return self._scan(now_seconds, read_foreign_steps=True)
+
+    def _scan(self, now_seconds: float | None, *, read_foreign_steps: bool) -> ExporterDirState:
         try:
             top = self.storage.list_dir(self.uri)
         except StorageNotFoundError:
@@ -97,6 +106,7 @@ class ExporterDir:
         claims = {v: c for c in children.values() if (v := claim_version(c.name)) is not None}
         state = ExporterDirState()
         candidates: list[tuple[int, _Child]] = []
+        foreign: list[tuple[int, _Child]] = []
         for child in children.values():
             version = parse_version(child.name)
             if is_staging_name(child.name):
@@ -107,12 +117,16 @@ class ExporterDir:
                 state.invalid.append((version, f"{self._at(child.name)} is a file, not a version"))
             elif METADATA_FILENAME not in child.files:
                 state.staging.append(_staging(child, now, claims.get(version)))
+                if version not in claims:
+                    foreign.append((version, child))
             elif not any(name in child.files for name in SAVED_MODEL_FILENAMES):
                 state.staging.append(_staging(child, now, deleting=True))
             else:
                 candidates.append((version, child))
         with ThreadPoolExecutor(_METADATA_READERS) as pool:
             checked = pool.map(lambda vc: self._check(*vc), candidates)
+            if read_foreign_steps:
+                state.foreign_versions.extend(pool.map(lambda vc: self._foreign(*vc), foreign))
             for (version, _child), result in zip(candidates, checked, strict=True):
                 if isinstance(result, ExportMetadata):
                     state.committed.append(result)
@@ -120,11 +134,12 @@ class ExporterDir:
                     state.invalid.append((version, result))
         state.committed.sort(key=lambda m: m.version)
         state.invalid.sort()
+        state.foreign_versions.sort(key=lambda f: f.version)
         return state
 
     def committed(self) -> list[ExportMetadata]:
-        """Committed versions sorted by version."""
-        return self.scan().committed
+        """Committed versions sorted by version (foreign versions' steps are not read)."""
+        return self._scan(None, read_foreign_steps=False).committed
 
     def newest_committed(self) -> ExportMetadata | None:
         """The committed version with the highest number, or None."""
@@ -172,6 +187,22 @@ class ExporterDir:
         for batch in (names, plan.claim_delete):
             if batch:
                 self.storage.delete_trees([self.storage.join(self.uri, n) for n in batch])
+
+    def _foreign(self, version: int, child: _Child) -> ForeignVersion:
+        """The foreign version with its global step, or with why that cannot be read. The
+        bundle reader (protobuf descriptors) is imported only now: DAG parsing imports this
+        module and stays fast."""
+        from airflow_tf_export.storage.sstable import TableError
+        from airflow_tf_export.storage.tensor_bundle import (
+            TensorBundleError,
+            saved_model_global_step,
+        )
+
+        try:
+            step = saved_model_global_step(self.storage, self.version_uri(version), child.files)
+        except (TensorBundleError, TableError) as err:
+            return ForeignVersion(version, unreadable=str(err))
+        return ForeignVersion(version, step)
 
     def _check(self, version: int, child: _Child) -> ExportMetadata | str | None:
         """The committed metadata, why the version is invalid, or None if it vanished.

@@ -53,6 +53,7 @@ from airflow_tf_export.storage.base import (
     Entry,
     StorageError,
     StorageNotFoundError,
+    VersionedBytes,
 )
 from airflow_tf_export.storage.manifest import (
     SAVED_MODEL_FILENAMES,
@@ -64,6 +65,7 @@ from airflow_tf_export.storage.uris import StorageUri, parse_uri
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
+_MAX_VERSIONED_READS = 5
 DEFAULT_LOCK_LEASE_SECONDS = 60.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
 _LOCK_MAX_BACKOFF_SECONDS = 2.0
@@ -226,6 +228,44 @@ class GcsStorage:
         parsed = self._parse(uri)
         with self._errors(parsed):
             self._client.bucket(parsed.bucket).blob(parsed.path).upload_from_string(data)
+
+    def read_versioned(self, uri: str) -> VersionedBytes:
+        """The object and its generation: its metadata, then a download of exactly that
+        generation (`ifGenerationMatch`; read again if it was replaced in between)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        parsed = self._parse(uri)
+        bucket = self._client.bucket(parsed.bucket)
+        for _attempt in range(_MAX_VERSIONED_READS):
+            with self._errors(parsed):
+                blob = bucket.get_blob(parsed.path)
+                if blob is None:
+                    self._raise_not_found(parsed)
+                generation = int(blob.generation)
+                try:
+                    data: bytes = blob.download_as_bytes(if_generation_match=generation)
+                except PreconditionFailed:
+                    continue
+            return VersionedBytes(data, str(generation))
+        raise StorageError(
+            f"{parsed} was replaced during each of {_MAX_VERSIONED_READS} reads; retry later"
+        )
+
+    def replace_if_unchanged(self, uri: str, data: bytes, generation: str) -> bool:
+        """One upload with `ifGenerationMatch=<generation>`: GCS writes it only over that
+        generation, atomically. A 412 means another writer changed or removed the object,
+        unless the object now holds exactly `data` (our own retried request succeeded)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        parsed = self._parse(uri)
+        blob = self._client.bucket(parsed.bucket).blob(parsed.path)
+        with self._errors(parsed):
+            try:
+                blob.upload_from_string(data, if_generation_match=int(generation))
+            except PreconditionFailed:
+                current = self._client.bucket(parsed.bucket).get_blob(parsed.path)
+                return current is not None and bool(current.download_as_bytes() == data)
+        return True
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
         """Download objects below `uri` (all, or only the relative `names`) in parallel."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import shutil
 import time
@@ -25,6 +26,7 @@ from airflow_tf_export.storage.base import (
     Entry,
     StorageError,
     StorageNotFoundError,
+    VersionedBytes,
 )
 from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
 from airflow_tf_export.storage.uris import parse_uri
@@ -148,18 +150,56 @@ class LocalStorage:
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Write via a temporary sibling, fsync, rename over the target, fsync the parent."""
         path = self._path(uri)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         with _os_errors(uri):
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with temporary.open("wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            with self._temporary_sibling(path, data) as temporary:
                 os.replace(temporary, path)
-            finally:
-                temporary.unlink(missing_ok=True)
             _fsync_path(path.parent)
+
+    def read_versioned(self, uri: str) -> VersionedBytes:
+        """The whole file and its generation: inode, modification time and SHA-256 of the
+        content read (TensorFlow replaces files by renaming, which changes the inode; an
+        in-place write within the clock's granularity still changes the digest)."""
+        with _os_errors(uri):
+            return self._read_versioned(self._path(uri))
+
+    def replace_if_unchanged(self, uri: str, data: bytes, generation: str) -> bool:
+        """Write a fsynced temporary sibling, compare the file's generation, rename the
+        temporary over it and fsync the parent; False (nothing written) when the file
+        changed or vanished since `generation` was read."""
+        path = self._path(uri)
+        with _os_errors(uri), self._temporary_sibling(path, data) as temporary:
+            try:
+                current = self._read_versioned(path).generation
+            except FileNotFoundError:
+                return False
+            if current != generation:
+                return False
+            os.replace(temporary, path)
+            _fsync_path(path.parent)
+        return True
+
+    @staticmethod
+    @contextmanager
+    def _temporary_sibling(path: Path, data: bytes) -> Iterator[Path]:
+        """`data` in a fsynced hidden file next to `path`, removed on exit unless renamed."""
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with temporary.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            yield temporary
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    @staticmethod
+    def _read_versioned(path: Path) -> VersionedBytes:
+        with path.open("rb") as handle:
+            stat = os.fstat(handle.fileno())
+            data = handle.read()
+        digest = hashlib.sha256(data).hexdigest()
+        return VersionedBytes(data, f"{stat.st_ino}:{stat.st_mtime_ns}:{digest}")
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
         """Copy files below `uri` (all, or only the relative `names`) into `local_dir`."""

@@ -3,6 +3,7 @@
 A complete SavedModel in `export/<name>/1580000000/` without our metadata (a tf.estimator
 export, or one copied in by hand) was not written by this product: every export and every
 RetentionOperator run keeps it and reports it as foreign, and it never counts as committed.
+(How the strategies count the real Estimator exports: test_storage_estimator_exports.py.)
 On GCS, a publish of ours that died before its metadata leaves `<v>/` plus its claim
 `temp-claim-<v>`: that one is ours and is cleaned up after the grace period.
 """
@@ -101,9 +102,16 @@ def test_a_foreign_version_survives_every_export_and_is_never_committed(
     if case == "final-not-final-yet":
         assert published == [] and state.committed == []
     else:
-        # The foreign version is neither "already exported", nor the newest, nor the best:
-        # the first candidate is published as if the directory were empty.
+        # Its files are not a readable SavedModel, so its global step is unknown: it is
+        # ignored (and named) and the first candidate is published as into an empty dir.
         assert outcomes[0].exported
+        (foreign,) = outcomes[0].foreign
+        assert foreign.global_step is None
+        assert "is not an SSTable: its footer ends in" in str(foreign.unreadable)
+        assert (
+            f"(ignored foreign versions: {ESTIMATOR_VERSION} (global step unreadable: "
+            f"{foreign.unreadable}))" in outcomes[0].decision.reason
+        )
         assert [m.version for m in state.committed] == (
             published if strategy.exports_to_keep is None else published[-1:]
         )
@@ -120,6 +128,9 @@ def test_retention_operator_keeps_and_reports_a_foreign_version(
 
     (plan,) = result["exporters"]
     assert plan["foreign"] == [ESTIMATOR_VERSION]
+    (foreign,) = plan["foreign_versions"]
+    assert (foreign["version"], foreign["global_step"]) == (ESTIMATOR_VERSION, None)
+    assert "is not an SSTable" in foreign["unreadable"]
     assert [d["version"] for d in plan["delete"]] == ours[:2]
     assert [k["version"] for k in plan["keep"]] == ours[2:]
     assert plan["staging_delete"] == []

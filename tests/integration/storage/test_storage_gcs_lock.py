@@ -2,14 +2,13 @@
 
 The gcp-storage-emulator enforces no preconditions at all, so these tests run through a
 proxy that enforces `ifGenerationMatch` as real GCS does: `=0` on uploads (create-only, done
-by RecordingProxy) and `=<generation>` on uploads and deletes (added here), which is what
-makes taking over an expired lock safe.
+by RecordingProxy) and `=<generation>` on uploads and deletes (GenerationEnforcingProxy),
+which is what makes taking over an expired lock safe.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import signal
 import subprocess
 import sys
@@ -18,15 +17,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from gcs_fixtures import (
-    RecordingProxy,
-    _precondition_failed,
-    _uploaded_object_name,
-    emulator_client,
-)
+from gcs_fixtures import GenerationEnforcingProxy, RecordingProxy, emulator_client
 from storage_test_models import template, write_model_files
 
 from airflow_tf_export.core.eval_result import EvalResult
@@ -38,34 +31,6 @@ from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.gcs import GcsStorage
 
 LOCK = f"m/export/e/{EXPORTER_LOCK_NAME}"
-
-
-class GenerationEnforcingProxy(RecordingProxy):
-    """Also answers 412 to an upload or delete whose `ifGenerationMatch=<n>` (n != 0) is not
-    the object's current generation, checked and forwarded under one lock."""
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream, enforce_create_only=True)
-        self._generation_lock = threading.Lock()
-
-    def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        parts = urlsplit(path)
-        query = parse_qs(parts.query)
-        expected = query.get("ifGenerationMatch", ["0"])[0]
-        if expected == "0":
-            return super()._forward(method, path, headers, body)
-        bucket, _, rest = parts.path.split("/b/", 1)[1].partition("/o")
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        name = _uploaded_object_name(query, content_type, body)
-        name = name or unquote(rest.lstrip("/"))
-        meta_path = f"/storage/v1/b/{bucket}/o/{name.replace('/', '%2F')}"
-        with self._generation_lock:
-            status, _, meta = super()._forward("GET", meta_path, {}, b"")
-            if status != 200 or json.loads(meta)["generation"] != expected:
-                return _precondition_failed()
-            return super()._forward(method, path, headers, body)
 
 
 @pytest.fixture

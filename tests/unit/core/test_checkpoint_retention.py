@@ -1,4 +1,5 @@
-"""Checkpoint retention never deletes the state-file checkpoint, unevaluated or protected ones."""
+"""Checkpoint retention deletes only checkpoints of the model dir's own series, never the
+state file's latest, unevaluated or protected ones, and prunes the state file to match."""
 
 from __future__ import annotations
 
@@ -9,25 +10,44 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_tf_export.core.checkpoint_retention import (
-    CheckpointInfo,
     CheckpointPlanItem,
+    ModelDirEntry,
     plan_checkpoint_retention,
 )
+from airflow_tf_export.core.checkpoints import (
+    CheckpointState,
+    checkpoint_name,
+    checkpoint_prefix,
+    checkpoint_series,
+    parse_checkpoint_state,
+    prune_checkpoint_state,
+)
+
+DATA = ".data-00000-of-00001"
 
 
-def checkpoints(*steps: int, base: str = "/model") -> list[CheckpointInfo]:
-    return [CheckpointInfo(f"{base}/ckpt-{step}", step) for step in steps]
+def files(*names: str) -> list[ModelDirEntry]:
+    return [ModelDirEntry(name) for name in names]
+
+
+def tf_checkpoints(*steps: int, series: str = "ckpt", meta: bool = False) -> list[ModelDirEntry]:
+    suffixes = (".index", DATA, *((".meta",) if meta else ()))
+    return files(*(f"{series}-{step}{suffix}" for step in steps for suffix in suffixes))
+
+
+def state(latest: str, *kept: str) -> CheckpointState:
+    return CheckpointState(latest, (*kept, latest) if latest not in kept else kept)
+
+
+def plan(entries: list[ModelDirEntry], **kwargs: Any) -> Any:
+    arguments: dict[str, Any] = {"keep_newest": 1, "state": None, "newest_evaluated_step": None}
+    return plan_checkpoint_retention(entries, **{**arguments, **kwargs})
 
 
 @pytest.mark.parametrize("keep_newest", [0, -1, 2.5, True, None])
 def test_keep_newest_must_be_a_positive_integer(keep_newest: object) -> None:
     with pytest.raises(ValueError) as caught:
-        plan_checkpoint_retention(
-            checkpoints(1),
-            keep_newest=keep_newest,  # type: ignore[arg-type]
-            state_latest=None,
-            newest_evaluated_step=None,
-        )
+        plan(tf_checkpoints(1), keep_newest=keep_newest)
     assert str(caught.value) == f"keep_newest must be a positive integer, got {keep_newest!r}"
 
 
@@ -36,151 +56,305 @@ def test_newest_evaluated_step_must_be_an_integer(evaluated: object) -> None:
     with pytest.raises(
         ValueError, match=f"newest_evaluated_step must be an integer or None, got {evaluated!r}"
     ):
-        plan_checkpoint_retention(
-            checkpoints(1),
-            keep_newest=1,
-            state_latest=None,
-            newest_evaluated_step=evaluated,  # type: ignore[arg-type]
-        )
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"prefix": "", "step": 1}, "checkpoint prefix must be a non-empty path, got ''"),
-        ({"prefix": 3, "step": 1}, "checkpoint prefix must be a non-empty path, got 3"),
-        (
-            {"prefix": "/m/ckpt-1", "step": -1},
-            "checkpoint '/m/ckpt-1' step must be an integer >= 0, got -1",
-        ),
-        (
-            {"prefix": "/m/ckpt-1", "step": "1"},
-            "checkpoint '/m/ckpt-1' step must be an integer >= 0, got '1'",
-        ),
-    ],
-)
-def test_checkpoint_info_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        CheckpointInfo(**kwargs)
-    assert str(caught.value) == message
+        plan(tf_checkpoints(1), newest_evaluated_step=evaluated)
 
 
 def test_plan_keeps_newest_state_file_unevaluated_and_exported_and_explains() -> None:
-    plan = plan_checkpoint_retention(
-        checkpoints(500, 100, 200, 300, 400),
-        keep_newest=1,
-        state_latest="ckpt-300",
+    result = plan(
+        tf_checkpoints(500, 100, 200, 300, 400),
+        state=state("ckpt-300", "ckpt-100", "ckpt-200", "ckpt-300"),
         newest_evaluated_step=400,
         exported_prefixes=["/model/ckpt-100/"],
         keep_exported=True,
     )
-    assert plan.keep_prefixes == ("/model/ckpt-100", "/model/ckpt-300", "/model/ckpt-500")
-    assert plan.delete_prefixes == ("/model/ckpt-200", "/model/ckpt-400")
-    assert plan.explain().splitlines() == [
-        "/model/ckpt-100 keep exported: a committed version was exported from it",
-        "/model/ckpt-200 delete: evaluated, older than the 1 newest, not protected",
-        "/model/ckpt-300 keep state-file: the latest checkpoint in the state file",
-        "/model/ckpt-400 delete: evaluated, older than the 1 newest, not protected",
-        "/model/ckpt-500 keep newest, unevaluated: among the 1 newest; "
+    assert result.keep_prefixes == ("ckpt-100", "ckpt-300", "ckpt-500")
+    assert result.delete_prefixes == ("ckpt-200", "ckpt-400")
+    assert result.state_drop == ("ckpt-200",)
+    assert result.explain().splitlines() == [
+        "series: ckpt (listed by the checkpoint state file)",
+        "ckpt-100 keep exported: a committed version was exported from it",
+        "ckpt-200 delete: evaluated, older than the 1 newest, not protected",
+        "ckpt-300 keep state-file: the latest checkpoint in the state file",
+        "ckpt-400 delete: evaluated, older than the 1 newest, not protected",
+        "ckpt-500 keep newest, unevaluated: among the 1 newest; "
         "newer than the newest evaluated step 400",
+        "checkpoint state file: remove ckpt-200 from its list",
     ]
 
 
-def test_exported_checkpoints_are_deletable_unless_keep_exported() -> None:
-    plan = plan_checkpoint_retention(
-        checkpoints(1, 2, 3),
-        keep_newest=1,
-        state_latest="/model/ckpt-3",
-        newest_evaluated_step=3,
-        exported_prefixes=["/model/ckpt-1"],
+def test_an_estimator_checkpoint_is_its_index_data_and_meta() -> None:
+    result = plan(
+        tf_checkpoints(100, 125, 150, series="model.ckpt", meta=True),
+        state=state("model.ckpt-150", "model.ckpt-100", "model.ckpt-125"),
+        newest_evaluated_step=150,
     )
-    assert plan.delete_prefixes == ("/model/ckpt-1", "/model/ckpt-2")
+    assert result.series == ("model.ckpt",)
+    (deleted_100, deleted_125) = [i for i in result.items if not i.keep]
+    assert sorted(deleted_100.files) == [
+        "model.ckpt-100.data-00000-of-00001",
+        "model.ckpt-100.index",
+        "model.ckpt-100.meta",
+    ]
+    assert result.delete_batches == (
+        ("model.ckpt-100.index", "model.ckpt-125.index"),
+        (
+            "model.ckpt-100.data-00000-of-00001",
+            "model.ckpt-100.meta",
+            "model.ckpt-125.data-00000-of-00001",
+            "model.ckpt-125.meta",
+        ),
+    )
+    assert deleted_125.step == 125
+    assert result.state_drop == ("model.ckpt-100", "model.ckpt-125")
+
+
+def test_other_series_and_other_files_are_kept_and_reported() -> None:
+    entries = [
+        *tf_checkpoints(100, 150, series="model.ckpt", meta=True),
+        *files(
+            "checkpoint",
+            "report-5.index",
+            "notes-7.data-00000-of-00001",
+            "pretrained-1.index",
+            "pretrained-1" + DATA,
+            "graph.pbtxt",
+            "events.out.tfevents.1.host",
+            "model.ckpt-100.index.tmp",
+            "ckpt-3.weights.h5",
+        ),
+        ModelDirEntry("export", is_dir=True),
+        ModelDirEntry("eval", is_dir=True),
+    ]
+    result = plan(
+        entries, state=state("model.ckpt-150", "model.ckpt-100"), newest_evaluated_step=150
+    )
+    assert result.delete_prefixes == ("model.ckpt-100",)
+    series = "not a checkpoint of this model dir's series model.ckpt"
+    not_a_file = "not a checkpoint file of this model dir's series model.ckpt"
+    directory = "a directory: checkpoint retention deletes checkpoint files only"
+    weights = "a Keras weights file: checkpoint retention deletes TF checkpoints only"
+    assert {o.name: o.reason for o in result.others} == {
+        "checkpoint": "the checkpoint state file",
+        "ckpt-3.weights.h5": weights,
+        "eval": directory,
+        "events.out.tfevents.1.host": not_a_file,
+        "export": directory,
+        "graph.pbtxt": not_a_file,
+        "model.ckpt-100.index.tmp": not_a_file,
+        "notes-7.data-00000-of-00001": series,
+        "pretrained-1.data-00000-of-00001": series,
+        "pretrained-1.index": series,
+        "report-5.index": series,
+    }
+    assert "report-5.index kept: not a checkpoint of this model dir's series model.ckpt" in (
+        result.explain().splitlines()
+    )
+
+
+def test_without_a_state_file_or_a_named_series_nothing_is_deleted() -> None:
+    result = plan(tf_checkpoints(1, 2, 3), newest_evaluated_step=3)
+    assert result.items == ()
+    assert result.series == ()
+    why = "no checkpoint state file and no checkpoint_prefix: no checkpoint is deleted"
+    assert result.series_source == why
+    assert {o.reason for o in result.others} == {f"no series to delete from ({why})"}
+    assert result.explain().splitlines()[0] == f"series: none ({why})"
+
+
+def test_a_state_file_naming_no_stepped_checkpoint_owns_no_series() -> None:
+    result = plan(tf_checkpoints(1, 2), state=state("final"), newest_evaluated_step=2)
+    assert result.delete_prefixes == ()
+    assert "names no checkpoint ending in -<step>" in result.series_source
+
+
+def test_a_named_series_replaces_the_state_files() -> None:
+    entries = tf_checkpoints(1, 2, 3) + tf_checkpoints(1, 2, 3, series="model.ckpt")
+    result = plan(
+        entries,
+        state=state("model.ckpt-3", "model.ckpt-1", "model.ckpt-2"),
+        checkpoint_prefix="ckpt",
+        newest_evaluated_step=3,
+    )
+    assert result.series == ("ckpt",)
+    assert result.series_source == "named by checkpoint_prefix"
+    assert result.delete_prefixes == ("ckpt-1", "ckpt-2")
+    # The state file's entries are of another series: none is pruned.
+    assert result.state_drop == ()
+
+
+def test_entries_of_checkpoints_that_are_gone_are_pruned_too() -> None:
+    """A run that crashed after deleting files and before rewriting the state file left
+    entries naming checkpoints that no longer exist: the next run prunes them."""
+    result = plan(
+        tf_checkpoints(3),
+        state=state("ckpt-3", "/old/place/ckpt-1", "ckpt-2"),
+        newest_evaluated_step=3,
+    )
+    assert result.items == (
+        CheckpointPlanItem(
+            "ckpt-3",
+            3,
+            ("ckpt-3.data-00000-of-00001", "ckpt-3.index"),
+            True,
+            "newest, state-file",
+            "among the 1 newest; the latest checkpoint in the state file",
+        ),
+    )
+    assert result.state_drop == ("ckpt-1", "ckpt-2")
+
+
+def test_leftover_files_of_a_deleted_checkpoint_are_deleted_with_the_series() -> None:
+    result = plan(
+        files(
+            "model.ckpt-1" + DATA,
+            "model.ckpt-1.meta",
+            *[e.name for e in tf_checkpoints(2, series="model.ckpt")],
+        ),
+        state=state("model.ckpt-2"),
+        newest_evaluated_step=2,
+    )
+    assert result.delete_batches == ((), ("model.ckpt-1.data-00000-of-00001", "model.ckpt-1.meta"))
 
 
 def test_nothing_evaluated_keeps_everything() -> None:
-    plan = plan_checkpoint_retention(
-        checkpoints(1, 2, 3), keep_newest=1, state_latest=None, newest_evaluated_step=None
-    )
-    assert plan.delete_prefixes == ()
-    assert plan.items[0] == CheckpointPlanItem(
-        "/model/ckpt-1", 1, True, "unevaluated", "no checkpoint has been evaluated yet"
-    )
+    result = plan(tf_checkpoints(1, 2, 3), state=state("ckpt-3"))
+    assert result.delete_prefixes == ()
+    assert result.items[0].rule == "unevaluated"
+    assert result.items[0].reason == "no checkpoint has been evaluated yet"
 
 
-def test_state_file_paths_match_absolute_relative_and_uri_prefixes() -> None:
-    for base, latest in [
-        ("gs://bucket/run", "ckpt-1"),
-        ("gs://bucket/run", "gs://bucket/run/ckpt-1"),
-        ("/model", "/model/ckpt-1/"),
-        ("/model/sub", "sub/ckpt-1"),
-    ]:
-        plan = plan_checkpoint_retention(
-            checkpoints(1, 2, 3, base=base),
-            keep_newest=1,
-            state_latest=latest,
-            newest_evaluated_step=3,
-        )
-        assert plan.keep_prefixes == (f"{base}/ckpt-1", f"{base}/ckpt-3"), (base, latest)
-
-
-def test_paths_recorded_before_the_model_dir_was_copied_match_by_name() -> None:
-    """A state file copied with its model dir (local disk to GCS) and exports made before the
-    copy record the old location."""
-    plan = plan_checkpoint_retention(
-        checkpoints(1, 2, 3, 4, base="gs://bucket/run"),
-        keep_newest=1,
-        state_latest="/home/me/run/ckpt-2",
-        newest_evaluated_step=4,
-        exported_prefixes=["/home/me/run/ckpt-1"],
+@pytest.mark.parametrize(
+    "latest",
+    ["ckpt-1", "gs://bucket/run/ckpt-1", "/model/ckpt-1/", "sub/ckpt-1", "../../other/ckpt-1"],
+)
+def test_recorded_paths_name_checkpoints_by_name(latest: str) -> None:
+    """The state file records paths relative, absolute, at an old location (a dir copied
+    from local disk to GCS) or of another dir: only the checkpoint's name counts."""
+    result = plan(
+        tf_checkpoints(1, 2, 3),
+        state=state(latest, "ckpt-2"),
+        newest_evaluated_step=3,
+        exported_prefixes=["/home/me/run/ckpt-2"],
         keep_exported=True,
     )
-    assert plan.keep_prefixes == (
-        "gs://bucket/run/ckpt-1",
-        "gs://bucket/run/ckpt-2",
-        "gs://bucket/run/ckpt-4",
+    assert result.keep_prefixes == ("ckpt-1", "ckpt-2", "ckpt-3")
+
+
+def test_exported_checkpoints_are_deletable_unless_keep_exported() -> None:
+    result = plan(
+        tf_checkpoints(1, 2, 3),
+        state=state("ckpt-3"),
+        newest_evaluated_step=3,
+        exported_prefixes=["/model/ckpt-1"],
     )
-    assert plan.delete_prefixes == ("gs://bucket/run/ckpt-3",)
+    assert result.delete_prefixes == ("ckpt-1", "ckpt-2")
 
 
-def test_a_different_checkpoint_name_does_not_match() -> None:
-    plan = plan_checkpoint_retention(
-        checkpoints(1, 2), keep_newest=1, state_latest="kpt-1", newest_evaluated_step=2
+# A model dir as a strategy: checkpoints of the series with some of their files (a crash may
+# have left only some), checkpoint-shaped files of other series, other files and dirs, and
+# maybe a state file (paths relative or absolute, with or without timestamps).
+SERIES = ("model.ckpt", "ckpt")
+OTHERS = ("pretrained", "report", "notes")
+SUFFIXES = (".index", DATA, ".meta")
+
+
+@st.composite
+def model_dirs(draw: st.DrawFn) -> tuple[list[ModelDirEntry], str | None, str | None]:
+    series = draw(st.sampled_from(SERIES))
+    steps = draw(st.lists(st.integers(0, 60), unique=True, max_size=12))
+    names = [
+        f"{series}-{step}{suffix}"
+        for step in steps
+        for suffix in draw(st.sets(st.sampled_from(SUFFIXES), min_size=1))
+    ]
+    names += [
+        f"{other}-{step}{suffix}"
+        for other, step, suffix in draw(
+            st.lists(
+                st.tuples(st.sampled_from(OTHERS), st.integers(0, 60), st.sampled_from(SUFFIXES))
+            )
+        )
+    ]
+    names += draw(
+        st.sets(st.sampled_from(["graph.pbtxt", "events.out.tfevents.1.h", "ckpt-4.weights.h5"]))
     )
-    assert plan.delete_prefixes == ("/model/ckpt-1",)
+    entries = [ModelDirEntry(n) for n in dict.fromkeys(names)]
+    entries += [
+        ModelDirEntry(d, is_dir=True) for d in draw(st.sets(st.sampled_from(["eval", "export"])))
+    ]
+    text = None
+    if draw(st.booleans()):
+        listed = draw(st.lists(st.integers(0, 60), min_size=1, max_size=6, unique=True))
+        listed_names = [f"{series}-{s}" for s in sorted(listed)]
+        listed_names += draw(
+            st.lists(st.sampled_from(["pretrained-1", "report-5"]), max_size=2, unique=True)
+        )
+        directory = draw(st.sampled_from(["", "/old/run/", "gs://b/run/"]))
+        latest = listed_names[len(listed) - 1]
+        text = f'model_checkpoint_path: "{directory}{latest}"\n'
+        text += "".join(f'all_model_checkpoint_paths: "{directory}{n}"\n' for n in listed_names)
+        if draw(st.booleans()):
+            text += "".join(
+                f"all_model_checkpoint_timestamps: {1.7e9 + i}\n" for i in range(len(listed_names))
+            )
+            text += "last_preserved_timestamp: 1699999999.5\n"
+    prefix = draw(st.one_of(st.none(), st.sampled_from(SERIES)))
+    return entries, text, prefix
 
 
-@given(
-    st.lists(st.integers(0, 50), unique=True, max_size=20),
-    st.integers(1, 5),
-    st.one_of(st.none(), st.integers(0, 50)),
-    st.one_of(st.none(), st.integers(0, 50)),
-    st.sets(st.integers(0, 50), max_size=5),
-    st.booleans(),
-)
-def test_protected_checkpoints_are_never_deleted(
-    steps: list[int],
+@given(model_dirs(), st.integers(1, 4), st.one_of(st.none(), st.integers(0, 60)))
+def test_only_the_series_is_ever_deleted_and_the_state_file_matches_what_is_kept(
+    model_dir: tuple[list[ModelDirEntry], str | None, str | None],
     keep_newest: int,
-    latest_step: int | None,
     evaluated: int | None,
-    exported_steps: set[int],
-    keep_exported: bool,
 ) -> None:
-    plan = plan_checkpoint_retention(
-        checkpoints(*steps),
+    entries, text, prefix = model_dir
+    parsed = None if text is None else parse_checkpoint_state(text)
+    result = plan(
+        entries,
         keep_newest=keep_newest,
-        state_latest=None if latest_step is None else f"ckpt-{latest_step}",
+        state=parsed,
+        checkpoint_prefix=prefix,
         newest_evaluated_step=evaluated,
-        exported_prefixes=[f"/model/ckpt-{s}" for s in exported_steps],
-        keep_exported=keep_exported,
     )
-    protected = set(sorted(steps)[-keep_newest:])
-    if latest_step is not None:
-        protected.add(latest_step)
-    protected |= {s for s in steps if evaluated is None or s > evaluated}
-    if keep_exported:
-        protected |= exported_steps
-    deleted = {int(prefix.rsplit("-", 1)[1]) for prefix in plan.delete_prefixes}
-    kept = {int(prefix.rsplit("-", 1)[1]) for prefix in plan.keep_prefixes}
-    assert deleted == set(steps) - protected
-    assert kept == set(steps) & protected
-    assert [item.step for item in plan.items] == sorted(steps)
+    owned = {prefix} if prefix else set(parsed.series if parsed else ())
+    assert set(result.series) == owned
+    index_files, other_files = result.delete_batches
+    deleted = index_files + other_files
+    # Never a file outside the series, a directory, or the state file's latest checkpoint.
+    directories = {e.name for e in entries if e.is_dir}
+    for name in deleted:
+        owner = checkpoint_prefix(name)
+        assert owner is not None and checkpoint_series(owner) in owned
+        assert name not in directories
+        if parsed is not None:
+            assert owner != checkpoint_name(parsed.model_checkpoint_path)
+    if not owned:
+        assert deleted == ()
+    # Every entry is either one checkpoint's file or reported as kept; none is lost.
+    planned = [f for i in result.items for f in i.files] + [o.name for o in result.others]
+    assert sorted(planned) == sorted(e.name for e in entries)
+    # `.index` files go first, and a deleted checkpoint loses all its files.
+    assert all(f.endswith(".index") for f in index_files)
+    assert not any(f.endswith(".index") for f in other_files)
+    if text is None or parsed is None:
+        assert result.state_drop == ()
+        return
+    # The pruned state file still parses, keeps its latest and its other series' entries,
+    # and of the series lists exactly the checkpoints it listed that are kept.
+    pruned = parse_checkpoint_state(prune_checkpoint_state(text, result.state_drop))
+    assert pruned.model_checkpoint_path == parsed.model_checkpoint_path
+    kept = set(result.keep_prefixes)
+    latest = checkpoint_name(parsed.model_checkpoint_path)
+
+    def of_series(s: CheckpointState, inside: bool) -> list[str]:
+        return [
+            checkpoint_name(p)
+            for p in s.all_model_checkpoint_paths
+            if (checkpoint_series(p) in owned) == inside
+        ]
+
+    assert of_series(pruned, True) == [
+        n for n in of_series(parsed, True) if n in kept or n == latest
+    ]
+    assert of_series(pruned, False) == of_series(parsed, False)

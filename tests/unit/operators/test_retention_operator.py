@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from events.event_builders import simple_value_event, write_events
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.metadata import ExportMetadata
@@ -108,6 +109,41 @@ def test_pinned_every_steps_and_abandoned_staging(exporter: str) -> None:
     assert NOW + 100 in versions(exporter)
 
 
+def test_a_state_file_that_cannot_be_pruned_stops_retention_before_anything_is_deleted(
+    tmp_path: Path,
+) -> None:
+    for step in (10, 20, 30):
+        (tmp_path / f"ckpt-{step}.index").write_bytes(b"i")
+    state = (
+        'model_checkpoint_path: "ckpt-30"\n'
+        'all_model_checkpoint_paths: "ckpt-10"\n'
+        'all_model_checkpoint_paths: "ckpt-30"\n'
+        "all_model_checkpoint_timestamps: 1795200000.0\n"
+    )
+    write_events(
+        tmp_path / "eval" / "events.out.tfevents.1.host",
+        [simple_value_event(30, {"loss": 0.5})],
+    )
+    # With the timestamp line left out, the same model dir would lose ckpt-10 and ckpt-20.
+    (tmp_path / "checkpoint").write_text(state.rsplit("all_model", 1)[0])
+    op = retention(model_dir=str(tmp_path), checkpoints_to_keep=1, dry_run=True)
+    planned = op.execute({})["checkpoints"]  # type: ignore[arg-type]
+    assert [d["step"] for d in planned["delete"]] == [10, 20]
+    (tmp_path / "checkpoint").write_text(state)
+    op = retention(model_dir=str(tmp_path), checkpoints_to_keep=1)
+    with pytest.raises(AirflowFailException, match="so no checkpoint is deleted") as raised:
+        op.execute({})  # type: ignore[arg-type]
+    assert "1 all_model_checkpoint_timestamps for 2 all_model_checkpoint_paths" in str(raised.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint",
+        "ckpt-10.index",
+        "ckpt-20.index",
+        "ckpt-30.index",
+        "eval",
+    ]
+    assert (tmp_path / "checkpoint").read_text() == state
+
+
 def test_checkpoints_are_all_kept_until_something_was_evaluated(tmp_path: Path) -> None:
     for step in (10, 20, 30):
         (tmp_path / f"ckpt-{step}.index").write_bytes(b"i")
@@ -132,6 +168,14 @@ def test_checkpoints_are_all_kept_until_something_was_evaluated(tmp_path: Path) 
         ({"exporter_dirs": ["/e"], "keep": {"newest": -1}}, "-1"),
         ({"exporter_dirs": ["/e"], "keep": {"latest": 1}}, "'latest'"),
         ({"model_dir": "/m", "checkpoints_to_keep": 2, "dry_run": "yes"}, "dry_run"),
+        (
+            {"exporter_dirs": ["/e"], "keep": {"newest": 1}, "checkpoint_prefix": "ckpt"},
+            "checkpoint_prefix 'ckpt' names checkpoints of a model dir: give model_dir",
+        ),
+        ({"model_dir": "/m", "checkpoints_to_keep": 2, "checkpoint_prefix": ""}, "got ''"),
+        ({"model_dir": "/m", "checkpoints_to_keep": 2, "checkpoint_prefix": "a/ckpt"}, "a/ckpt"),
+        ({"model_dir": "/m", "checkpoints_to_keep": 2, "checkpoint_prefix": ".."}, "'..'"),
+        ({"model_dir": "/m", "checkpoints_to_keep": 2, "checkpoint_prefix": 5}, "got 5"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time(kwargs: dict[str, Any], match: str) -> None:

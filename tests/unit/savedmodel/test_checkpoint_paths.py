@@ -62,9 +62,10 @@ def test_no_state_file_names_the_model_dir(tmp_path: Path) -> None:
 def test_a_deleted_latest_checkpoint_is_named(tmp_path: Path) -> None:
     _checkpoint(tmp_path, "ckpt-10")
     _state(tmp_path, "ckpt-20", "ckpt-10")
-    with pytest.raises(CheckpointError, match="names checkpoint 'ckpt-20'") as raised:
+    with pytest.raises(CheckpointError, match="records checkpoint 'ckpt-20'") as raised:
         resolve_checkpoint(str(tmp_path), None)
-    assert str(tmp_path / "ckpt-20") in str(raised.value)
+    assert str(tmp_path / "ckpt-20.index") in str(raised.value)
+    assert "it holds the checkpoints ckpt-10" in str(raised.value)
 
 
 def test_a_missing_explicit_checkpoint_is_named(tmp_path: Path) -> None:

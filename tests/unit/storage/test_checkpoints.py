@@ -1,5 +1,6 @@
-"""The one checkpoint resolver, on local disk: state file, kept step, moved model dirs, and
-bad input naming the path. The GCS side runs in tests/integration/storage.
+"""The one checkpoint resolver, on local disk: state file, kept step, moved model dirs,
+recorded paths found by name in the model dir (never where they point), and bad input naming
+the path. The GCS side runs in tests/integration/storage.
 
 Resolution reads only the state file and file names (no TensorFlow): the checkpoint files
 here are empty stand-ins named as tf.train.CheckpointManager names them; the savedmodel and
@@ -15,6 +16,7 @@ import pytest
 from airflow_tf_export.storage.checkpoints import (
     CheckpointError,
     ResolvedCheckpoint,
+    list_checkpoints,
     recorded_checkpoint,
     resolve_checkpoint,
 )
@@ -48,10 +50,100 @@ def test_latest_or_the_kept_checkpoint_of_the_eval_step(tmp_path: Path, recorded
     assert resolve_checkpoint(storage, str(model), None, step=50).step == 60
 
 
-def test_an_absolute_recorded_path_is_used_as_written(tmp_path: Path) -> None:
-    elsewhere = checkpoint_dir(tmp_path / "elsewhere", "", steps=(7,))
-    model = checkpoint_dir(tmp_path / "model", f'model_checkpoint_path: "{elsewhere}/ckpt-7"\n')
-    assert recorded_checkpoint(LocalStorage(), str(model)) == str(elsewhere / "ckpt-7")
+@pytest.mark.parametrize("outside", ["absolute", "dot-dot"])
+def test_a_state_file_entry_pointing_at_another_model_dir_uses_this_ones_checkpoint(
+    tmp_path: Path, outside: str
+) -> None:
+    elsewhere = checkpoint_dir(tmp_path / "other", "", steps=(60,))
+    recorded = f"{elsewhere}/ckpt-60" if outside == "absolute" else "../other/ckpt-60"
+    model = checkpoint_dir(tmp_path / "model", f'model_checkpoint_path: "{recorded}"\n')
+    assert recorded_checkpoint(LocalStorage(), str(model)) == str(model / "ckpt-60")
+
+
+@pytest.mark.parametrize("outside", ["absolute", "dot-dot"])
+def test_a_state_file_entry_whose_name_is_not_in_the_model_dir_is_an_error(
+    tmp_path: Path, outside: str
+) -> None:
+    """The other model dir has the checkpoint; it is never used silently."""
+    elsewhere = checkpoint_dir(tmp_path / "other", "", steps=(70,))
+    recorded = f"{elsewhere}/ckpt-70" if outside == "absolute" else "../other/ckpt-70"
+    model = checkpoint_dir(tmp_path / "model", f'model_checkpoint_path: "{recorded}"\n')
+    with pytest.raises(CheckpointError) as raised:
+        resolve_checkpoint(LocalStorage(), str(model), None)
+    assert str(raised.value) == (
+        f"the state file {model / 'checkpoint'} records checkpoint {recorded!r}; recorded "
+        f"checkpoints are looked up by name in the model dir {model}, which holds no "
+        f"'ckpt-70' ({model / 'ckpt-70.index'} does not exist); it holds the checkpoints "
+        "ckpt-20, ckpt-40, ckpt-60"
+    )
+    assert raised.value.path == recorded
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "/old/location/of/model/ckpt-40",
+        "file:///old/location/of/model/ckpt-40",
+        "gs://bucket/run/ckpt-40",
+        "ckpt-40",
+        "../elsewhere/ckpt-40",
+    ],
+)
+def test_an_eval_results_checkpoint_is_found_by_name(tmp_path: Path, recorded: str) -> None:
+    model = checkpoint_dir(tmp_path / "model", STATE.format(d=""))
+    resolved = resolve_checkpoint(LocalStorage(), str(model), recorded_path=recorded, step=40)
+    assert resolved == ResolvedCheckpoint(str(model / "ckpt-40"), 40)
+
+
+def test_an_eval_results_checkpoint_that_is_not_in_the_model_dir_is_named(
+    tmp_path: Path,
+) -> None:
+    model = checkpoint_dir(tmp_path / "model", STATE.format(d=""), steps=(60,))
+    with pytest.raises(CheckpointError) as raised:
+        resolve_checkpoint(LocalStorage(), str(model), recorded_path="/old/run/ckpt-40", step=40)
+    message = str(raised.value)
+    assert message.startswith("the eval result records checkpoint '/old/run/ckpt-40'; ")
+    assert f"model dir {model}, which holds no 'ckpt-40'" in message
+    assert message.endswith("it holds the checkpoints ckpt-60")
+    assert raised.value.path == "/old/run/ckpt-40"
+    with pytest.raises(CheckpointError, match="names no checkpoint file"):
+        resolve_checkpoint(LocalStorage(), str(model), recorded_path="/old/run/..")
+
+
+def test_an_error_in_an_absent_model_dir_says_so(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="it holds nothing: it does not exist"):
+        resolve_checkpoint(LocalStorage(), str(tmp_path / "gone"), recorded_path="ckpt-1")
+
+
+def test_an_explicit_checkpoint_path_is_used_where_it_points(tmp_path: Path) -> None:
+    """The user's own checkpoint_path wins over the eval result's, even in another dir."""
+    elsewhere = checkpoint_dir(tmp_path / "other", "", steps=(40,))
+    model = checkpoint_dir(tmp_path / "model", STATE.format(d=""))
+    chosen = str(elsewhere / "ckpt-40")
+    resolved = resolve_checkpoint(LocalStorage(), str(model), chosen, recorded_path="ckpt-20")
+    assert resolved == ResolvedCheckpoint(chosen, 40)
+
+
+def test_listing_gives_the_checkpoints_of_the_state_files_series(tmp_path: Path) -> None:
+    model = checkpoint_dir(tmp_path / "model", STATE.format(d="/old/"), steps=(20, 40))
+    for name in ("ckpt-40.meta", "pretrained-1.index", "report-5.index", "ckpt-40.index.tmp"):
+        (model / name).write_bytes(b"")
+    listed = list_checkpoints(LocalStorage(), str(model))
+    assert [(c.uri, c.files) for c in listed] == [
+        (str(model / "ckpt-20"), ("ckpt-20.data-00000-of-00001", "ckpt-20.index")),
+        (
+            str(model / "ckpt-40"),
+            ("ckpt-40.data-00000-of-00001", "ckpt-40.index", "ckpt-40.meta"),
+        ),
+    ]
+    (model / "checkpoint").unlink()
+    without_state = [c.uri for c in list_checkpoints(LocalStorage(), str(model))]
+    assert without_state == [
+        str(model / "pretrained-1"),
+        str(model / "report-5"),
+        str(model / "ckpt-20"),
+        str(model / "ckpt-40"),
+    ]
 
 
 def test_a_state_file_copied_from_another_backend_finds_its_checkpoint_by_name(
@@ -78,9 +170,9 @@ def test_a_deleted_latest_checkpoint_is_named_with_where_it_was_looked_for(
     tmp_path: Path,
 ) -> None:
     model = checkpoint_dir(tmp_path, STATE.format(d="/old/"), steps=(20, 40))
-    with pytest.raises(CheckpointError, match="names checkpoint '/old/ckpt-60'") as raised:
+    with pytest.raises(CheckpointError, match="records checkpoint '/old/ckpt-60'") as raised:
         resolve_checkpoint(LocalStorage(), str(model), None)
-    assert f"/old/ckpt-60 or {model / 'ckpt-60'}" in str(raised.value)
+    assert f"{model / 'ckpt-60.index'} does not exist" in str(raised.value)
     assert raised.value.path == "/old/ckpt-60"
 
 

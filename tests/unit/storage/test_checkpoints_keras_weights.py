@@ -123,9 +123,9 @@ def test_list_checkpoints_gives_one_kind_by_step(tmp_path: Path) -> None:
         "ckpt-30.weights.h5",
         "model.weights.h5",
         "ckpt-9.weights.h5.tmp",
-        "checkpoint",
         "events.out.tfevents.1.host",
     )
+    (model / "checkpoint").write_text('model_checkpoint_path: "ckpt-20"\n')
     (model / "ckpt-40.weights.h5").mkdir()
     storage = LocalStorage()
     tf_checkpoints = list_checkpoints(storage, str(model))
