@@ -1,16 +1,18 @@
 """The six canned estimators, with tf.estimator's names and constructor arguments.
 
-Each constructor checks its arguments (see `arguments`) and builds the `CannedModel` whose
-model_fn rebuilds the TF 2.15 graph. `model_dir`, `config`, `warm_start_from` and
-`batch_norm=True` are rejected with what to do instead; `serving_input_receiver_fn` and
-`supervised_input_receiver_fn` are this package's additions (the receivers of the serve, and
-of the train and eval, signatures).
+Each is an `estimator.Estimator`: its constructor checks the arguments (see `arguments`) and
+builds the `CannedModel` whose model_fn rebuilds the TF 2.15 graph. `model_dir`, `config`,
+`warm_start_from` and `batch_norm=True` are rejected with what to do instead.
+`serving_input_receiver_fn` and `supervised_input_receiver_fn` are this package's additions:
+the receivers of the serve, and of the train and eval, signatures (see `receivers` for the
+defaults).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from airflow_tf_export.estimator.canned import receivers
 from airflow_tf_export.estimator.canned.arguments import (
     COMBINED_DNN_LEARNING_RATE,
     LINEAR_LEARNING_RATE,
@@ -24,6 +26,7 @@ from airflow_tf_export.estimator.canned.arguments import (
 )
 from airflow_tf_export.estimator.canned.heads import Head
 from airflow_tf_export.estimator.canned.model import CannedModel, DnnPart, LinearPart
+from airflow_tf_export.estimator.definition import Estimator
 from airflow_tf_export.savedmodel.errors import DefinitionError
 
 
@@ -34,8 +37,9 @@ def relu(features: Any) -> Any:
     return tf.nn.relu(features)
 
 
-class _CannedEstimator:
-    """What the six share: the model they rebuild, and the receivers of their signatures."""
+class _CannedEstimator(Estimator):
+    """What the six share: an Estimator whose model_fn is the canned model's, with the
+    default receivers unless others are given."""
 
     def __init__(
         self,
@@ -44,9 +48,20 @@ class _CannedEstimator:
         serving_input_receiver_fn: Any,
         supervised_input_receiver_fn: Any,
     ) -> None:
-        self.canned_model = model
-        self.serving_input_receiver_fn = serving_input_receiver_fn
-        self.supervised_input_receiver_fn = supervised_input_receiver_fn
+        self._canned_model = model
+        columns = model.feature_columns
+        super().__init__(
+            model.model_fn,
+            serving_input_receiver_fn=serving_input_receiver_fn
+            or receivers.serving_input_receiver_fn(columns),
+            supervised_input_receiver_fn=supervised_input_receiver_fn
+            or receivers.supervised_input_receiver_fn(columns, model.head),
+        )
+
+    @property
+    def canned_model(self) -> CannedModel:
+        """The model this estimator rebuilds: its head, its parts and their optimizers."""
+        return self._canned_model
 
 
 def _linear(

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_tf_export.estimator.canned import metrics
+from airflow_tf_export.estimator.export_outputs import (
+    ClassificationOutput,
+    ExportOutput,
+    PredictOutput,
+    RegressionOutput,
+)
 
 DEFAULT_SERVING_KEY = "serving_default"
 CLASSIFY_SERVING_KEY = "classification"
@@ -177,15 +183,15 @@ class BinaryClassHead(_ClassHead):
                 **self._class_predictions(two_class_logits),
             }
 
-    def export_outputs(self, export: Any, predictions: dict[str, Any]) -> dict[str, Any]:
-        classification = export.ClassificationOutput(
+    def export_outputs(self, predictions: dict[str, Any]) -> dict[str, ExportOutput]:
+        classification = ClassificationOutput(
             scores=predictions["probabilities"], classes=predictions["all_classes"]
         )
         return {
             DEFAULT_SERVING_KEY: classification,
             CLASSIFY_SERVING_KEY: classification,
-            REGRESS_SERVING_KEY: export.RegressionOutput(value=predictions["logistic"]),
-            PREDICT_SERVING_KEY: export.PredictOutput(predictions),
+            REGRESS_SERVING_KEY: RegressionOutput(value=predictions["logistic"]),
+            PREDICT_SERVING_KEY: PredictOutput(predictions),
         }
 
     def loss_and_metrics(
@@ -238,14 +244,14 @@ class MultiClassHead(_ClassHead):
         with tf.name_scope("predictions"):
             return {"logits": logits, **self._class_predictions(logits)}
 
-    def export_outputs(self, export: Any, predictions: dict[str, Any]) -> dict[str, Any]:
-        classification = export.ClassificationOutput(
+    def export_outputs(self, predictions: dict[str, Any]) -> dict[str, ExportOutput]:
+        classification = ClassificationOutput(
             scores=predictions["probabilities"], classes=predictions["all_classes"]
         )
         return {
             DEFAULT_SERVING_KEY: classification,
             CLASSIFY_SERVING_KEY: classification,
-            PREDICT_SERVING_KEY: export.PredictOutput(predictions),
+            PREDICT_SERVING_KEY: PredictOutput(predictions),
         }
 
     def loss_and_metrics(
@@ -288,12 +294,12 @@ class RegressionHead(_Head):
     def predictions(self, logits: Any) -> dict[str, Any]:
         return {"predictions": logits}
 
-    def export_outputs(self, export: Any, predictions: dict[str, Any]) -> dict[str, Any]:
-        regression = export.RegressionOutput(value=predictions["predictions"])
+    def export_outputs(self, predictions: dict[str, Any]) -> dict[str, ExportOutput]:
+        regression = RegressionOutput(value=predictions["predictions"])
         return {
             DEFAULT_SERVING_KEY: regression,
             REGRESS_SERVING_KEY: regression,
-            PREDICT_SERVING_KEY: export.PredictOutput(predictions),
+            PREDICT_SERVING_KEY: PredictOutput(predictions),
         }
 
     def loss_and_metrics(

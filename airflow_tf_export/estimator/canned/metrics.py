@@ -69,9 +69,9 @@ def _mean(values: Any, weights: Any) -> MeanMetric:
     weights = _broadcast(weights, values)
     value_sum = tf.reduce_sum(values * weights)
     with tf.control_dependencies([value_sum]):
-        total_added = total.assign_add(value_sum)
+        total_added = total.assign_add(value_sum, read_value=False)
     with tf.control_dependencies([total_added]):
-        update = count.assign_add(tf.reduce_sum(weights))
+        update = count.assign_add(tf.reduce_sum(weights), read_value=False)
     return MeanMetric(tf.math.divide_no_nan(total, count), update, total, count)
 
 

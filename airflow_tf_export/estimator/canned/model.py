@@ -16,6 +16,8 @@ from airflow_tf_export.estimator.canned.heads import Head
 from airflow_tf_export.estimator.canned.networks import Logits, dnn_logits, linear_logits
 from airflow_tf_export.estimator.canned.optimizer_updates import minimize
 from airflow_tf_export.estimator.canned.optimizers import OptimizerSpec
+from airflow_tf_export.estimator.mode_keys import ModeKeys
+from airflow_tf_export.estimator.spec import EstimatorSpec
 
 
 @dataclass(frozen=True)
@@ -56,36 +58,30 @@ class CannedModel:
             *(self.linear.columns if self.linear else ()),
         )
 
-    def model_fn(self, features: Any, labels: Any, mode: str, estimator: Any) -> Any:
-        """The EstimatorSpec for `mode`, built in the current graph, whose global step exists.
+    def model_fn(self, features: Any, labels: Any, mode: str) -> EstimatorSpec:
+        """The EstimatorSpec for `mode`, built in the current graph, whose global step exists."""
+        import tensorflow as tf
 
-        `estimator` is the module that provides `ModeKeys`, `EstimatorSpec` and `export`.
-        """
         if not isinstance(features, dict):
             raise ValueError(f"features must be a dict of tensors, got {type(features).__name__}")
-        modes = estimator.ModeKeys
-        trained = self._networks(features, training=mode == modes.TRAIN)
+        trained = self._networks(features, training=mode == ModeKeys.TRAIN)
         logits = trained[0][1].logits
         for _, part in trained[1:]:
             logits = logits + part.logits
-        import tensorflow as tf
-
         with tf.name_scope("head"):
             predictions = self.head.predictions(logits)
-            if mode == modes.PREDICT:
-                outputs = self.head.export_outputs(estimator.export, predictions)
-                return estimator.EstimatorSpec(
-                    mode, predictions=predictions, export_outputs=outputs
-                )
+            if mode == ModeKeys.PREDICT:
+                outputs = self.head.export_outputs(predictions)
+                return EstimatorSpec(mode, predictions=predictions, export_outputs=outputs)
             loss, eval_metric_ops = self.head.loss_and_metrics(
                 features, labels, logits, predictions
             )
-            if mode == modes.EVAL:
-                return estimator.EstimatorSpec(
+            if mode == ModeKeys.EVAL:
+                return EstimatorSpec(
                     mode, predictions=predictions, loss=loss, eval_metric_ops=eval_metric_ops()
                 )
         train_op = _train_op(loss, trained)
-        return estimator.EstimatorSpec(mode, predictions=predictions, loss=loss, train_op=train_op)
+        return EstimatorSpec(mode, predictions=predictions, loss=loss, train_op=train_op)
 
     def _networks(
         self, features: dict[str, Any], *, training: bool

@@ -11,10 +11,9 @@ import base64
 import json
 import shutil
 import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,41 +37,6 @@ CHECKPOINT = "model.ckpt-150"
 TOLERANCE = 1e-5
 
 
-@dataclass
-class _Spec:
-    """Stands in for `airflow_tf_export.estimator.EstimatorSpec` until the base package lands:
-    the same fields, kept as given."""
-
-    mode: str
-    predictions: Any = None
-    loss: Any = None
-    train_op: Any = None
-    eval_metric_ops: Any = None
-    export_outputs: Any = None
-
-
-@dataclass
-class _Output:
-    """Stands in for the `estimator.export` outputs: the signature's output tensors by key."""
-
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-
-# The estimator module the model_fn is given: until the base package lands, a stand-in with
-# tf.estimator's ModeKeys, EstimatorSpec and export outputs that records what it is given.
-ESTIMATOR = types.SimpleNamespace(
-    ModeKeys=types.SimpleNamespace(TRAIN="train", EVAL="eval", PREDICT="infer"),
-    EstimatorSpec=_Spec,
-    export=types.SimpleNamespace(
-        ClassificationOutput=lambda scores=None, classes=None: _Output(
-            {k: v for k, v in {"scores": scores, "classes": classes}.items() if v is not None}
-        ),
-        RegressionOutput=lambda value: _Output({"outputs": value}),
-        PredictOutput=lambda outputs: _Output(dict(outputs)),
-    ),
-)
-
-
 def reference(name: str) -> dict[str, Any]:
     return json.loads((DATA / name / "reference" / "outputs.json").read_text())
 
@@ -86,13 +50,14 @@ def copy_checkpoint(name: str, tmp_path: Path) -> str:
     return str(target / CHECKPOINT)
 
 
-def canned_model(name: str) -> Any:
-    """The model's CannedModel, built by specs.py with this package's canned estimators."""
+def canned_estimator(name: str) -> Any:
+    """The model's canned estimator, built by specs.py with `airflow_tf_export.estimator` in
+    place of `tf.estimator`: the one-import migration."""
     import tensorflow as tf
 
-    from airflow_tf_export.estimator import canned
+    from airflow_tf_export import estimator
 
-    return specs.MODELS[name].build(tf, canned).canned_model
+    return specs.MODELS[name].build(tf, estimator)
 
 
 def serialized_examples(name: str) -> list[bytes]:
@@ -117,10 +82,10 @@ def supervised_values(name: str) -> dict[str, Any]:
 
 @dataclass
 class Built:
-    """One mode's graph: the spec the model_fn returned and the placeholders to feed."""
+    """One mode's graph: the spec the model_fn returned and the receiver's inputs by key."""
 
     graph: Any
-    spec: _Spec
+    spec: Any
     inputs: dict[str, Any]
 
     def feed(self, values: dict[str, Any]) -> dict[Any, Any]:
@@ -128,34 +93,21 @@ class Built:
 
 
 def build(name: str, mode: str) -> Built:
-    """The canned graph of `name` for `mode` ("infer", "eval" or "train") in a new graph: for
-    "infer" it parses serialized tf.Examples, for the others it takes raw supervised inputs
-    (what tests/data/estimator/generate.py fed the Estimator's own export)."""
+    """The canned graph of `name` for `mode` ("infer", "eval" or "train") in a new graph, fed
+    by the estimator's default receivers, as an export builds it."""
     import tensorflow as tf
 
-    spec = specs.MODELS[name]
-    model = canned_model(name)
+    estimator = canned_estimator(name)
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.train.get_or_create_global_step()
         if mode == "infer":
-            examples = tf.compat.v1.placeholder(tf.string, [None], name="input_example_tensor")
-            features = tf.io.parse_example(examples, spec.parse_spec(tf))
-            return Built(
-                graph, model.model_fn(features, None, mode, ESTIMATOR), {"examples": examples}
-            )
-        inputs = {}
-        for key, parsing in spec.parse_spec(tf).items():
-            shape = [None, *parsing.shape] if hasattr(parsing, "shape") else [None]
-            inputs[key] = tf.compat.v1.placeholder(parsing.dtype, shape, name=key)
-        if spec.weight_column:
-            inputs[spec.weight_column] = tf.compat.v1.placeholder(tf.float32, [None])
-        label = tf.compat.v1.placeholder(
-            tf.as_dtype(spec.label_dtype), [None, *spec.label_shape], name="label"
-        )
-        features = {key: tensor for key, tensor in inputs.items()}
-        built = model.model_fn(features, label, mode, ESTIMATOR)
-        return Built(graph, built, {**inputs, "label": label})
+            receiver = estimator.serving_input_receiver_fn()
+            spec = estimator.model_fn(receiver.features, None, mode)
+        else:
+            receiver = estimator.supervised_input_receiver_fn()
+            spec = estimator.model_fn(receiver.features, receiver.labels, mode)
+    return Built(graph, spec, receiver.receiver_tensors)
 
 
 @contextmanager
@@ -198,3 +150,94 @@ def assert_matches(actual: Any, expected: Any, what: str) -> float:
     difference = max_difference(actual, expected)
     assert difference <= TOLERANCE, f"{what}: max abs difference {difference}"
     return difference
+
+
+def write_all_modes(name: str, directory: Path) -> Path:
+    """The canned estimator's train, eval and serve SavedModel of the copied checkpoint."""
+    from airflow_tf_export.savedmodel import write_saved_model
+
+    checkpoint = copy_checkpoint(name, directory)
+    export_dir = directory / "export"
+    write_saved_model(
+        canned_estimator(name), checkpoint, export_dir, modes=("train", "eval", "serve")
+    )
+    return export_dir
+
+
+def signature_structure(export_dir: Path, tag: str) -> dict[str, Any]:
+    """Signature key -> method name, and each input and output key with its dtype and shape."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, [tag], str(export_dir))
+        return {
+            key: (
+                signature.method_name,
+                {k: (v.dtype, str(v.tensor_shape)) for k, v in sorted(signature.inputs.items())},
+                {k: (v.dtype, str(v.tensor_shape)) for k, v in sorted(signature.outputs.items())},
+            )
+            for key, signature in meta.signature_def.items()
+        }
+
+
+def _signature_feed(graph: Any, signature: Any, values: dict[str, Any]) -> dict[Any, Any]:
+    return {
+        graph.get_tensor_by_name(info.name): values[key] for key, info in signature.inputs.items()
+    }
+
+
+def run_eval(export_dir: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """The eval signature, as generate.py ran the Estimator's: update ops, then the values."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["eval"], str(export_dir))
+        signature = meta.signature_def["eval"]
+        feed = _signature_feed(graph, signature, values)
+        tensors = {k: graph.get_tensor_by_name(v.name) for k, v in signature.outputs.items()}
+        ran = session.run({k: t for k, t in tensors.items() if not k.endswith("/value")}, feed)
+        ran.update(session.run({k: t for k, t in tensors.items() if k.endswith("/value")}, feed))
+        return ran
+
+
+def run_train_step(
+    export_dir: Path,
+    values: dict[str, Any],
+    *,
+    start: dict[str, np.ndarray] | None = None,
+    noise: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+) -> tuple[float, dict[str, np.ndarray]]:
+    """The train signature's loss, then one run of the train op; every variable after it.
+
+    `start`: values loaded into the named variables first. `noise`, for a graph with
+    dropout: the uniform noise fed into its dropout ops (first hidden layer first) for the
+    loss run and for the train run.
+    """
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session() as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["train"], str(export_dir))
+        variables = tf.compat.v1.global_variables()
+        for variable in variables:
+            if start is not None and variable.op.name in start:
+                variable.load(start[variable.op.name], session)
+        signature = meta.signature_def["train"]
+        feed = _signature_feed(graph, signature, values)
+        runs = [dict(feed), dict(feed)]
+        if noise is not None:
+            for run, arrays in zip(runs, noise, strict=True):
+                run.update(zip(_dropout_noise(graph), arrays, strict=True))
+        loss = session.run(graph.get_tensor_by_name(signature.outputs["loss"].name), runs[0])
+        (train_op,) = graph.get_collection("saved_model_train_op")
+        session.run(train_op, runs[1])
+        return float(loss), {v.op.name: session.run(v) for v in variables}
+
+
+def _dropout_noise(graph: Any) -> list[Any]:
+    """The uniform noise tensors of a graph's dropout ops, first hidden layer first."""
+    ops = [
+        op for op in graph.get_operations() if op.type == "RandomUniform" and "dropout" in op.name
+    ]
+    if not ops:
+        raise AssertionError("noise given for a graph without dropout")
+    return [op.outputs[0] for op in sorted(ops, key=lambda op: op.name)]

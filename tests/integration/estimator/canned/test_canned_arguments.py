@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from canned_support import CANNED_MODELS, ESTIMATOR, build, copy_checkpoint, specs
+from canned_support import CANNED_MODELS, build, copy_checkpoint, specs
 
 from airflow_tf_export.estimator import canned
 from airflow_tf_export.estimator.canned.optimizers import resolve_optimizer
@@ -176,10 +176,10 @@ def test_default_activation_is_relu_and_none_means_no_activation() -> None:
     age = tf.feature_column.numeric_column("age")
     consumers = {}
     for label, arguments in (("default", {}), ("none", {"activation_fn": None})):
-        model = canned.DNNRegressor([3], [age], **arguments).canned_model
+        regressor = canned.DNNRegressor([3], [age], **arguments)
         with tf.Graph().as_default() as graph:
             tf.compat.v1.train.get_or_create_global_step()
-            model.model_fn({"age": tf.constant([[-4.0], [5.0]])}, None, "infer", ESTIMATOR)
+            regressor.model_fn({"age": tf.constant([[-4.0], [5.0]])}, None, "infer")
             layer = graph.get_operation_by_name("dnn/hiddenlayer_0/BiasAdd").outputs[0]
             consumers[label] = {op.type for op in layer.consumers()}
     assert consumers == {"default": {"Relu"}, "none": {"MatMul"}}
