@@ -19,6 +19,7 @@ from airflow_tf_export.estimator.export_outputs import (
     PredictOutput,
     RegressionOutput,
 )
+from airflow_tf_export.savedmodel.errors import DefinitionError
 
 DEFAULT_SERVING_KEY = "serving_default"
 CLASSIFY_SERVING_KEY = "classification"
@@ -67,15 +68,17 @@ def _dense_labels(labels: Any, logits: Any, dimension: int) -> Any:
     import tensorflow as tf
 
     if labels is None:
-        raise ValueError("the head needs labels in the train and eval modes, got None")
+        raise DefinitionError("the head needs labels in the train and eval modes, got None")
     if isinstance(labels, tf.SparseTensor):
-        raise ValueError(f"labels must be a dense tensor of shape [batch, {dimension}]")
+        raise DefinitionError(f"labels must be a dense tensor of shape [batch, {dimension}]")
     labels = tf.convert_to_tensor(labels)
     if labels.shape.rank is not None and labels.shape.rank == logits.shape.rank - 1:
         labels = tf.expand_dims(labels, -1)
     last = labels.shape[-1] if labels.shape.rank else None
     if last is not None and last != dimension:
-        raise ValueError(f"labels have {last} values per example; the head expects {dimension}")
+        raise DefinitionError(
+            f"labels have {last} values per example; the head expects {dimension}"
+        )
     return labels
 
 
@@ -93,7 +96,7 @@ class _ClassHead(_Head):
         labels = _dense_labels(labels, logits, 1)
         if self.label_vocabulary is not None:
             if labels.dtype != tf.string:
-                raise ValueError(
+                raise DefinitionError(
                     "labels must be strings when label_vocabulary is given, "
                     f"got {labels.dtype.name}"
                 )
@@ -106,7 +109,7 @@ class _ClassHead(_Head):
             )
             labels = table.lookup(labels)
         elif not (labels.dtype.is_integer or (self.n_classes == 2 and labels.dtype.is_floating)):
-            raise ValueError(
+            raise DefinitionError(
                 f"labels must be integer class ids, got {labels.dtype.name}; give "
                 "label_vocabulary to use string labels"
             )

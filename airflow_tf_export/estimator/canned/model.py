@@ -18,6 +18,7 @@ from airflow_tf_export.estimator.canned.optimizer_updates import minimize
 from airflow_tf_export.estimator.canned.optimizers import OptimizerSpec
 from airflow_tf_export.estimator.mode_keys import ModeKeys
 from airflow_tf_export.estimator.spec import EstimatorSpec
+from airflow_tf_export.savedmodel.errors import DefinitionError
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class CannedModel:
         import tensorflow as tf
 
         if not isinstance(features, dict):
-            raise ValueError(f"features must be a dict of tensors, got {type(features).__name__}")
+            raise DefinitionError(
+                f"features must be a dict of tensors, got {type(features).__name__}"
+            )
         trained = self._networks(features, training=mode == ModeKeys.TRAIN)
         logits = trained[0][1].logits
         for _, part in trained[1:]:

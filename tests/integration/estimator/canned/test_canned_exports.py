@@ -10,6 +10,7 @@ signature outputs, and, after one train step, every variable it had.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,13 @@ from canned_support import (
     CANNED_MODELS,
     DATA,
     assert_matches,
+    copy_checkpoint,
     reference,
     run_eval,
     run_train_step,
     serialized_examples,
     signature_structure,
+    specs,
     supervised_values,
     write_all_modes,
 )
@@ -76,3 +79,31 @@ def test_one_train_step_gives_the_estimator_s_variables(export: Any) -> None:
     for key, value in variables.items():
         assert_matches(value, expected["variables_after_step"][key], key)
     assert int(np.asarray(variables["global_step"])) == 151
+
+
+def test_a_receiver_that_does_not_fit_the_head_fails_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    import tensorflow as tf
+
+    from airflow_tf_export import estimator
+    from airflow_tf_export.savedmodel import write_saved_model
+    from airflow_tf_export.savedmodel.errors import DefinitionError
+
+    name = "linear_regressor"
+    spec = specs.MODELS[name]
+    features = {
+        key: tf.TensorSpec([None, *getattr(parsing, "shape", ())], parsing.dtype, name=key)
+        for key, parsing in spec.parse_spec(tf).items()
+    }
+    three_targets = tf.TensorSpec([None, 3], tf.float32, name="label")
+    receiver = estimator.experimental.build_raw_supervised_input_receiver_fn(
+        features, three_targets
+    )
+    regressor = spec.build(tf, estimator, supervised_input_receiver_fn=receiver)
+    export_dir = tmp_path / "export"
+    with pytest.raises(
+        DefinitionError, match="labels have 3 values per example; the head expects 1"
+    ):
+        write_saved_model(regressor, copy_checkpoint(name, tmp_path), export_dir, modes=("eval",))
+    assert not export_dir.exists() or not any(export_dir.iterdir())

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from airflow_tf_export.estimator.canned.arguments import classification_head, regression_head
+from airflow_tf_export.savedmodel.errors import DefinitionError
 
 LOGITS = np.array([[-1.0], [2.0], [0.5], [-0.2], [1.1], [-2.4]], dtype=np.float32)
 WEIGHTS = np.array([1.0, 2.0, 0.5, 1.5, 1.0, 0.25], dtype=np.float32)
@@ -149,14 +150,16 @@ def test_labels_outside_the_classes_fail_when_the_graph_runs(
 
 
 def test_label_shape_and_type_mismatches_fail_when_the_graph_is_built() -> None:
-    with pytest.raises(ValueError, match="labels have 3 values per example; the head expects 2"):
+    with pytest.raises(
+        DefinitionError, match="labels have 3 values per example; the head expects 2"
+    ):
         _run(
             regression_head(2, None, "sum"),
             np.zeros((2, 2), np.float32),
             np.zeros((2, 3), np.float32),
             {},
         )
-    with pytest.raises(ValueError, match="give label_vocabulary to use string labels"):
+    with pytest.raises(DefinitionError, match="give label_vocabulary to use string labels"):
         _run(
             classification_head(3, None, None, "sum"),
             np.zeros((2, 3), np.float32),
