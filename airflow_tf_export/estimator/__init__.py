@@ -16,6 +16,10 @@ A model_fn module written for `tf.estimator` runs after one change of import:
             features, labels),
     )
 
+The canned estimators (LinearClassifier, LinearRegressor, DNNClassifier, DNNRegressor,
+DNNLinearCombinedClassifier, DNNLinearCombinedRegressor) are Estimators too, with
+tf.estimator's arguments (docs/canned-estimators.md): `estimator.LinearClassifier(...)`.
+
 `definition` is a model definition like a Keras ModelDefinition: the export operators, the
 DAG templates and `savedmodel.write_saved_model` take it (or its import string) and write
 SavedModels from the TF1 checkpoints (`model.ckpt-<step>`) an Estimator left in its
@@ -32,6 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_tf_export.estimator import experimental, export
+    from airflow_tf_export.estimator.canned import (
+        DNNClassifier,
+        DNNLinearCombinedClassifier,
+        DNNLinearCombinedRegressor,
+        DNNRegressor,
+        LinearClassifier,
+        LinearRegressor,
+    )
     from airflow_tf_export.estimator.definition import Estimator
     from airflow_tf_export.estimator.mode_keys import ModeKeys
     from airflow_tf_export.estimator.spec import EstimatorSpec
@@ -40,10 +52,33 @@ _MODULE_OF = {
     "Estimator": "airflow_tf_export.estimator.definition",
     "EstimatorSpec": "airflow_tf_export.estimator.spec",
     "ModeKeys": "airflow_tf_export.estimator.mode_keys",
+    **{
+        name: "airflow_tf_export.estimator.canned"
+        for name in (
+            "LinearClassifier",
+            "LinearRegressor",
+            "DNNClassifier",
+            "DNNRegressor",
+            "DNNLinearCombinedClassifier",
+            "DNNLinearCombinedRegressor",
+        )
+    },
 }
 _SUBMODULES = ("experimental", "export")
 
-__all__ = ["Estimator", "EstimatorSpec", "ModeKeys", "experimental", "export"]
+__all__ = [
+    "DNNClassifier",
+    "DNNLinearCombinedClassifier",
+    "DNNLinearCombinedRegressor",
+    "DNNRegressor",
+    "Estimator",
+    "EstimatorSpec",
+    "LinearClassifier",
+    "LinearRegressor",
+    "ModeKeys",
+    "experimental",
+    "export",
+]
 
 
 def __getattr__(name: str) -> Any:
