@@ -27,6 +27,8 @@ def feature_columns(tf: Any) -> dict[str, Any]:
     """Every kind of feature column the canned estimators take, by name."""
     fc = tf.feature_column
     age = fc.numeric_column("age")
+    # Ages are 18..80: unscaled, they saturate the ReLU layers of the DNNs.
+    age_scaled = fc.numeric_column("age", normalizer_fn=lambda value: (value - 45.0) / 15.0)
     x = fc.numeric_column("x", shape=(2,))
     language = fc.categorical_column_with_vocabulary_list("language", LANGUAGES)
     color = fc.categorical_column_with_vocabulary_file(
@@ -37,6 +39,7 @@ def feature_columns(tf: Any) -> dict[str, Any]:
     age_buckets = fc.bucketized_column(age, boundaries=[25.0, 35.0, 50.0, 65.0])
     return {
         "age": age,
+        "age_scaled": age_scaled,
         "x": x,
         "language": language,
         "color": color,
@@ -154,7 +157,7 @@ MODELS: dict[str, ModelSpec] = {
                 ]
             },
             lambda tf: {
-                "hidden_units": [8, 4],
+                "hidden_units": [10, 6],
                 "n_classes": 3,
                 "label_vocabulary": ["low", "mid", "high"],
                 "dropout": 0.1,
@@ -181,7 +184,7 @@ MODELS: dict[str, ModelSpec] = {
             "DNNLinearCombinedClassifier",
             lambda c: {
                 "linear_feature_columns": [c["age_x_language"], c["hour"]],
-                "dnn_feature_columns": [c["language_embedding"], c["age"]],
+                "dnn_feature_columns": [c["language_embedding"], c["age_scaled"]],
             },
             lambda tf: {"dnn_hidden_units": [4]},
             _binary,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import specs
 from canned_support import (
     DATA,
     TOLERANCE,
@@ -25,12 +26,15 @@ from canned_support import (
 )
 
 NAME = "dnn_classifier"
-HIDDEN_UNITS = (8, 4)
 
 
 def _noise(seed: int, batch: int) -> list[np.ndarray]:
+    """Uniform noise for each hidden layer's dropout, shaped as specs.py builds the model."""
+    import tensorflow as tf
+
+    hidden_units = specs.MODELS[NAME].options(tf)["hidden_units"]
     rng = np.random.RandomState(seed)
-    return [rng.uniform(size=(batch, width)).astype(np.float32) for width in HIDDEN_UNITS]
+    return [rng.uniform(size=(batch, width)).astype(np.float32) for width in hidden_units]
 
 
 def _offset_weights(checkpoint: Path) -> dict[str, np.ndarray]:
