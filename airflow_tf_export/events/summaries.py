@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from airflow_tf_export.events import protos
@@ -33,8 +34,16 @@ _NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
 class EventValues(NamedTuple):
     """The usable values of one summary event: scalars by tag and strings by tag."""
 
-    scalars: dict[str, float]
-    strings: dict[str, str]
+    scalars: Mapping[str, float]
+    strings: Mapping[str, str]
+
+
+class DecodedEvent(NamedTuple):
+    """A summary event's step, wall time and usable values."""
+
+    step: int
+    wall_time: float
+    values: EventValues
 
 
 class UndecodableEventError(ValueError):
@@ -55,9 +64,21 @@ def read_stamp(data: bytes) -> tuple[int, float] | None:
 
 def decode_values(data: bytes) -> EventValues:
     """The scalars and strings of a serialized `Event` (both empty when it has none usable)."""
+    return _values(_parse(protos.Event, data))
+
+
+def decode_event(data: bytes) -> DecodedEvent | None:
+    """Step, wall time and values of a serialized `Event`; None when it has no summary."""
+    event = _parse(protos.Event, data)
+    if not event.HasField("summary"):
+        return None
+    return DecodedEvent(event.step, event.wall_time, _values(event))
+
+
+def _values(event: Any) -> EventValues:
     scalars: dict[str, float] = {}
     strings: dict[str, str] = {}
-    for value in _parse(protos.Event, data).summary.value:
+    for value in event.summary.value:
         kind = value.WhichOneof("value")
         if kind == "simple_value":
             scalars[value.tag] = value.simple_value
