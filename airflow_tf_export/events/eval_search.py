@@ -12,6 +12,7 @@ from airflow_tf_export.core.eval_wait import (
     lowest_useful_step,
     select_result,
     settling_rule,
+    why_not_found,
 )
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.storage.base import Storage
@@ -43,3 +44,11 @@ def find_eval_result(
     reader.set_min_step(lowest_useful_step(wait, exported_step))
     reader.refresh(settling_rule(wait, exported_step))
     return select_result(reader.newest_first(), wait, exported_step)
+
+
+def why_still_waiting(reader: EvalDirReader, wait: EvalWait) -> str:
+    """What the newest result read lacks, for the log of a wait that goes on."""
+    reason = why_not_found(reader.newest_first(), wait)
+    if reader.min_step is None:
+        return reason
+    return f"{reason} (events below step {reader.min_step} are not read)"

@@ -170,6 +170,9 @@ MAX_PERIOD = 32
 """Longest period of records looked for (a TF2 evaluator writes one event per metric)."""
 MIN_RUN = 16
 """Fewer repetitions than this are framed record by record: not worth the column work."""
+MAX_RUN = 4096
+"""Longer runs are cut: each column operation runs in C without letting other threads in
+(a triggerer's event loop among them), so its length is kept to a few milliseconds."""
 _FIRST_SCAN = 8
 
 
@@ -227,7 +230,7 @@ def find_run(buffer: bytes, pos: int) -> RecordRun | None:
     if not period:
         return None
     period_bytes = spans[period][0] - HEADER_SIZE
-    count = (size - pos) // period_bytes
+    count = min((size - pos) // period_bytes, MAX_RUN)
     for (data_start, _), header in zip(spans[:period], headers, strict=False):
         start = pos + data_start - HEADER_SIZE
         for index in range(HEADER_SIZE):

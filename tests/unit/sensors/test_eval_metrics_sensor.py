@@ -175,7 +175,13 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
     assert deferred.value.timeout is not None and deferred.value.timeout.total_seconds() == 3600
     trigger = deferred.value.trigger
     assert isinstance(trigger, EvalMetricsTrigger)
-    assert trigger.serialize()[1] == {
+    kwargs = trigger.serialize()[1]
+    # The trigger starts where the sensor's poke stopped reading: after the whole file.
+    cursor = kwargs.pop("cursor")
+    assert [(f["uri"], f["offset"]) for f in cursor["files"]] == [
+        (str(model_dir / EVENT_FILE), (model_dir / EVENT_FILE).stat().st_size)
+    ]
+    assert kwargs == {
         "model_dir": str(model_dir),
         "event_file_pattern": "eval/*.tfevents.*",
         "checkpoint_path": None,
