@@ -133,13 +133,16 @@ class EvalDirReader:
                     reader = self._files[uri] = EventFileReader(
                         self.storage, uri, chunk_size=self.chunk_size
                     )
-                for writes in reader.read_new(info, self._floor, stats):
+                for writes in reader.read_new(info, self._current_floor, stats):
                     self._merger.add(uri, writes)
                     if settles is not None and writes:
                         self._settle(writes, settles)
         finally:
             self.totals.add(stats)
         return stats
+
+    def _current_floor(self) -> int | None:
+        return self._floor
 
     def _settle(self, writes: list[Write], settles: Callable[[EvalResult], bool]) -> None:
         floor = self._floor
@@ -189,6 +192,10 @@ class EvalDirReader:
         """Every result, ascending by step."""
         return self._merger.results()
 
+    def metrics_by_step(self) -> dict[int, Mapping[str, float]]:
+        """Every step's merged metrics, by step (the metrics of `results()`, sooner)."""
+        return self._merger.metrics_by_step()
+
     def newest_first(self) -> Iterator[EvalResult]:
         """Results from the highest step down, built lazily."""
         return self._merger.newest_first()
@@ -198,15 +205,18 @@ class EvalDirReader:
         (`resume`); None when it holds more than `MAX_CURSOR_WRITES` events."""
         if len(self._merger) > MAX_CURSOR_WRITES:
             return None
+        writes = [
+            [step, wall_time, uri, offset, _encode(scalars), dict(strings)]
+            for step, (wall_time, uri, offset, scalars, strings, _) in self._merger.stored()
+        ]
+        if len(writes) > MAX_CURSOR_WRITES:
+            return None
         return {
             "version": CURSOR_VERSION,
             "pattern_uri": self.pattern_uri,
             "min_step": self._floor,
             "files": [reader.state() for reader in self._files.values()],
-            "writes": [
-                [step, wall_time, uri, offset, _encode(scalars), dict(strings)]
-                for step, (wall_time, uri, offset, scalars, strings) in self._merger.stored()
-            ],
+            "writes": writes,
         }
 
     def resume(self, cursor: object) -> bool:
@@ -230,7 +240,8 @@ class EvalDirReader:
             merger = StepMerger()
             for step, wall_time, uri, offset, scalars, strings in cursor["writes"]:
                 merger.add(
-                    uri, [(int(offset), int(step), float(wall_time), _decode(scalars), strings)]
+                    uri,
+                    [(int(offset), int(step), float(wall_time), _decode(scalars), strings, None)],
                 )
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring a damaged eval reader cursor: %.200r", cursor)

@@ -16,7 +16,7 @@ change costs no request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +96,10 @@ class EventFileReader:
         return reader
 
     def read_new(
-        self, info: FileInfo, min_step: int | None, stats: ReadStats
+        self, info: FileInfo, min_step: Callable[[], int | None], stats: ReadStats
     ) -> Iterator[list[Write]]:
-        """The new summary events at steps >= `min_step`, a list per chunk read.
+        """The new summary events at steps >= `min_step()` (asked again as reading goes: a
+        wait may raise it), in lists of at most a run's events.
 
         A record cut off at the end of the file is left for the next read; damaged and
         undecodable records are skipped, logged and counted in `stats`.
@@ -124,11 +125,13 @@ class EventFileReader:
                 break
             fetched_to += len(data)
             buffer = pending + data if pending else data
-            yield self._scan(buffer, min_step, stats)
+            yield from self._scan(buffer, min_step, stats)
             pending = buffer[self.offset - (fetched_to - len(buffer)) :]
         self._seen = (info.size, info.mtime)
 
-    def _scan(self, buffer: bytes, min_step: int | None, stats: ReadStats) -> list[Write]:
+    def _scan(
+        self, buffer: bytes, min_step: Callable[[], int | None], stats: ReadStats
+    ) -> Iterator[list[Write]]:
         base = self.offset
         framing = split_records(buffer, base, resyncing=self._resyncing)
         for region in framing.damaged:
@@ -149,21 +152,22 @@ class EventFileReader:
             else:
                 stats.undecodable_records += 1
 
-        writes: list[Write] = []
         for run in framing.runs:
             stats.records += run.count * len(run.records)
-            writes += run_events(buffer, base, run, min_step, damaged)
+            yield from run_events(buffer, base, run, min_step(), damaged)
         stats.records += len(framing.records)
+        writes: list[Write] = []
+        floor = min_step()
         for offset, record in framing.records:
             try:
                 stamp = read_stamp(record)
-                if stamp is None or (min_step is not None and stamp[0] < min_step):
+                if stamp is None or (floor is not None and stamp[0] < floor):
                     continue
                 values = decode_values(record)
             except UndecodableEventError as error:
                 damaged(offset, str(error))
                 continue
-            writes.append((offset, stamp[0], stamp[1], values.scalars, values.strings))
+            writes.append((offset, stamp[0], stamp[1], values.scalars, values.strings, None))
         self.offset = framing.end
         self._resyncing = framing.resyncing
         consumed = framing.end - base
@@ -171,4 +175,5 @@ class EventFileReader:
             self._tail = buffer[consumed - TAIL_SIZE : consumed]
         else:
             self._tail = (self._tail + buffer[:consumed])[-TAIL_SIZE:]
-        return writes
+        if writes:
+            yield writes

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import struct
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
-from operator import add, and_, eq, itemgetter, lshift, or_, rshift
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise, repeat
+from operator import add, eq, itemgetter, le, lshift, or_
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -57,8 +57,15 @@ TEMPLATE_MIN_RECORDS = 64
 """Fewer kept records than this are decoded one by one (a template costs a few columns per
 byte of the record, whatever the number of records)."""
 
-Write = tuple[int, int, float, Mapping[str, float], Mapping[str, str]]
-"""(record offset in the file, step, wall time, scalars, strings) of one kept summary event."""
+PartTags = tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+Parts = tuple[PartTags, tuple[tuple[float, int], ...]]
+"""The events a bundle stands for: each one's scalar and string tags, then each one's
+(wall time, record offset)."""
+
+Write = tuple[int, int, float, Mapping[str, float], Mapping[str, str], Parts | None]
+"""(record offset in the file, step, wall time, scalars, strings, parts) of one kept summary
+event, or of a bundle of the events one period of a run wrote at one step (`parts` then
+says which; the offset and wall time are the newest event's)."""
 
 Indices = range | list[int]
 """Records of a kind, by their index in it: a range when they follow each other."""
@@ -67,7 +74,6 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _LOW_SEVEN = bytes(range(128)) * 2
 _HIGH_BIT = bytes([0] * 128 + [1] * 128)
 _MASK_DELTA = 0xA282EAD8
-_FOOTER = struct.Struct("<I")
 _ELEMENT_FORMATS = {
     protos.DT_FLOAT: "f",
     protos.DT_DOUBLE: "d",
@@ -107,16 +113,125 @@ def run_events(
     run: RecordRun,
     min_step: int | None,
     on_damage: Callable[[int, str], None],
-) -> list[Write]:
-    """The summary events of `run` at steps >= `min_step` (all when None), CRC-checked.
+) -> Iterator[list[Write]]:
+    """The summary events of `run` at steps >= `min_step` (all when None), CRC-checked, in
+    lists: one per place in the period, or one of bundles (`bundle`).
 
     `on_damage(offset, reason)` hears of each kept record that fails its CRC or its decoding.
     """
-    writes: list[Write] = []
+    pieces: list[Columns | list[Write]] = []
     for data_offset, length in run.records:
         kind = _Kind(run.start + data_offset, length, run.period, run.count)
-        writes += _kind_events(buffer, base_offset, kind, min_step, on_damage)
-    return writes
+        pieces += _kind_events(buffer, base_offset, kind, min_step, on_damage)
+    bundled = bundle(pieces) if len(pieces) == len(run.records) > 1 else None
+    if bundled is not None:
+        yield bundled
+        return
+    for piece in pieces:
+        writes = piece.writes() if isinstance(piece, Columns) else piece
+        if writes:
+            yield writes
+
+
+def bundle(pieces: Sequence[Columns | list[Write]]) -> list[Write] | None:
+    """One write per step for the events of a run's places, when they can stand as one:
+    every place decoded by a template, all at the same steps, no tag in two places, and
+    wall times in the order of the records (so the last place's event is the newest).
+
+    A run need not start with a step's first event: with places p0..pk, the step's first
+    event may be at place r, its others at r+1..pk and then at p0..r-1 of the next period.
+    The events of the steps cut at the run's two ends are handed back one by one.
+
+    The merged result of a step is then the bundle's values, exactly as if each event had
+    been merged on its own; `StepMerger` takes a bundle apart when its step has other
+    events too, so the merge stays exact whatever else is written.
+    """
+    columns = [piece for piece in pieces if isinstance(piece, Columns)]
+    if len(columns) != len(pieces):
+        return None
+    scalar_tags = [tag for c in columns for tag in c.scalar_tags]
+    string_tags = [tag for c in columns for tag in c.string_tags]
+    if len(set(scalar_tags)) != len(scalar_tags) or len(set(string_tags)) != len(string_tags):
+        return None
+    for first in range(len(columns)):
+        steps = columns[first].steps
+        later, earlier = columns[first:], columns[:first]
+        if all(c.steps == steps for c in later) and all(c.steps[1:] == steps[:-1] for c in earlier):
+            if not first:
+                return _bundled(columns)
+            cut = [c.part(0, 1) for c in earlier] + [c.part(-1, None) for c in later]
+            whole = [c.part(0, -1) for c in later] + [c.part(1, None) for c in earlier]
+            bundled = _bundled(whole)
+            if bundled is None:
+                return None
+            return bundled + [write for c in cut for write in c.writes()]
+    return None
+
+
+def _bundled(columns: list[Columns]) -> list[Write] | None:
+    if not all(all(map(le, a.wall_times, b.wall_times)) for a, b in pairwise(columns)):
+        return None
+    part_tags: PartTags = tuple((tuple(c.scalar_tags), tuple(c.string_tags)) for c in columns)
+    keys = zip(*[zip(c.wall_times, c.offsets, strict=True) for c in columns], strict=True)
+    newest = columns[-1]
+    merged = Columns(
+        newest.offsets,
+        newest.steps,
+        newest.wall_times,
+        [tag for c in columns for tag in c.scalar_tags],
+        [column for c in columns for column in c.scalar_columns],
+        [tag for c in columns for tag in c.string_tags],
+        [column for c in columns for column in c.string_columns],
+    )
+    return merged.writes(zip(repeat(part_tags), keys))
+
+
+class Columns(NamedTuple):
+    """Kept events of one template, column by column (every record intact)."""
+
+    offsets: Sequence[int]
+    steps: Sequence[int]
+    wall_times: Sequence[float]
+    scalar_tags: list[str]
+    scalar_columns: list[Sequence[float]]
+    string_tags: list[str]
+    string_columns: list[Sequence[str]]
+
+    def part(self, start: int, stop: int | None) -> Columns:
+        """The events `start:stop`."""
+        return Columns(
+            self.offsets[start:stop],
+            self.steps[start:stop],
+            self.wall_times[start:stop],
+            self.scalar_tags,
+            [column[start:stop] for column in self.scalar_columns],
+            self.string_tags,
+            [column[start:stop] for column in self.string_columns],
+        )
+
+    def writes(self, parts: Iterable[Parts | None] | None = None) -> list[Write]:
+        """One write per event (or bundle, with its `parts`)."""
+        scalars = (
+            map(dict, map(zip, repeat(self.scalar_tags), zip(*self.scalar_columns, strict=True)))
+            if self.scalar_columns
+            else repeat(_EMPTY)
+        )
+        strings = (
+            map(dict, map(zip, repeat(self.string_tags), zip(*self.string_columns, strict=True)))
+            if self.string_columns
+            else repeat(_EMPTY)
+        )
+        return list(
+            zip(
+                self.offsets,
+                self.steps,
+                self.wall_times,
+                scalars,
+                strings,
+                repeat(None) if parts is None else parts,
+                strict=False,
+            )
+        )
 
 
 def _kind_events(
@@ -125,16 +240,20 @@ def _kind_events(
     kind: _Kind,
     min_step: int | None,
     on_damage: Callable[[int, str], None],
-) -> list[Write]:
+) -> list[Columns | list[Write]]:
     envelope = _envelope(buffer[kind.first : kind.first + kind.length])
-    if envelope is None or not envelope.fits(buffer, kind):
+    groups = None if envelope is None else envelope.step_groups(buffer, kind)
+    if envelope is None or groups is None:
         every = kind.starts(range(kind.number))
-        return _one_by_one(buffer, base_offset, every, kind.length, min_step, on_damage)
-    kept = envelope.at_or_above(buffer, kind, min_step)
+        return [_one_by_one(buffer, base_offset, every, kind.length, min_step, on_damage)]
+    kept = _at_or_above(groups, kind.number, min_step)
+    if not kept:
+        return []
     if len(kept) < TEMPLATE_MIN_RECORDS:
         starts = kind.starts(kept)
-        return _one_by_one(buffer, base_offset, starts, kind.length, min_step, on_damage)
-    return _by_template(buffer, base_offset, kind, kept, envelope, on_damage)
+        return [_one_by_one(buffer, base_offset, starts, kind.length, min_step, on_damage)]
+    steps = _steps(groups, kind.number)
+    return _by_template(buffer, base_offset, kind, kept, steps, envelope, on_damage)
 
 
 def _one_by_one(
@@ -159,24 +278,43 @@ def _one_by_one(
             continue
         if event is not None and (min_step is None or event.step >= min_step):
             values = event.values
-            writes.append((offset, event.step, event.wall_time, values.scalars, values.strings))
+            writes.append(
+                (offset, event.step, event.wall_time, values.scalars, values.strings, None)
+            )
     return writes
 
 
 def _crc_checks(buffer: bytes, starts: Sequence[int], length: int) -> list[bool]:
     """Whether each record's data (`length` bytes from each start) matches its footer CRC."""
-    ends = [start + length for start in starts]
-    crcs = list(map(_crc32c, map(buffer.__getitem__, map(slice, starts, ends))))
-    rotated = map(or_, map(rshift, crcs, repeat(15)), map(lshift, crcs, repeat(17)))
-    masked = list(map(and_, map(add, rotated, repeat(_MASK_DELTA)), repeat(0xFFFFFFFF)))
-    if isinstance(starts, range) and starts:
-        footers = _gather(buffer, ends[0], starts.step, len(starts), 4)
-        stored = list(struct.unpack(f"<{len(starts)}I", footers))
+    count = len(starts)
+    if not count:
+        return []
+    ends = list(map(add, starts, repeat(length)))
+    crcs = struct.pack(
+        f"<{count}I", *map(_crc32c, map(buffer.__getitem__, map(slice, starts, ends)))
+    )
+    if isinstance(starts, range):
+        footers = bytes(_gather(buffer, ends[0], starts.step, count, 4))
     else:
-        stored = list(map(itemgetter(0), map(_FOOTER.unpack_from, repeat(buffer), ends)))
-    if masked == stored:
-        return [True] * len(starts)
-    return list(map(eq, masked, stored))
+        footers = b"".join(map(buffer.__getitem__, map(slice, ends, map(add, ends, repeat(4)))))
+    if _masked(crcs, count) == footers:
+        return [True] * count
+    computed = struct.unpack(f"<{count}I", _masked(crcs, count))
+    stored = struct.unpack(f"<{count}I", footers)
+    return list(map(eq, computed, stored))
+
+
+def _masked(crcs: bytes, count: int) -> bytes:
+    """TFRecord's mask of `count` little-endian CRCs, all at once: every 32-bit lane of one
+    big integer is rotated right by 15 and has the mask delta added, carries kept in lane."""
+    lanes = int.from_bytes(crcs, "little")
+    ones = int.from_bytes(b"\x01\x00\x00\x00" * count, "little")
+    rotated = ((lanes >> 15) & (0x0001FFFF * ones)) | ((lanes << 17) & (0xFFFE0000 * ones))
+    delta = _MASK_DELTA * ones
+    low = 0x7FFFFFFF * ones
+    high = 0x80000000 * ones
+    masked = ((rotated & low) + (delta & low)) ^ ((rotated ^ delta) & high)
+    return masked.to_bytes(4 * count, "little")
 
 
 # -- The wire format, read directly (only to find where things are) -------------------------
@@ -240,64 +378,53 @@ class _Envelope:
         self.step = step
         self._fixed = fixed  # (position, byte): field tags and the summary's length
 
-    def fits(self, buffer: bytes, kind: _Kind) -> bool:
-        """Whether every record of the kind has this envelope."""
+    def step_groups(self, buffer: bytes, kind: _Kind) -> list[bytes] | None:
+        """The 7-bit groups of every record's step, least significant first, a column per
+        group; None when a record of the kind has another envelope."""
         first, _, stride, count = kind
         for pos, byte in self._fixed:
             if leading_matches(buffer, first + pos, stride, count, byte) != count:
-                return False
+                return None
         if self.step is None:
-            return True
+            return []
         start, end = self.step
-        for pos in range(start, end):  # a varint's continuation bits make its length
-            more = column(buffer, first + pos, stride, count).translate(_HIGH_BIT)
+        groups = []
+        for pos in range(start, end):
+            values = column(buffer, first + pos, stride, count)
+            more = values.translate(_HIGH_BIT)  # continuation bits make a varint's length
             if more != (b"\x01" if pos < end - 1 else b"\x00") * count:
-                return False
-        return True
+                return None
+            groups.append(values.translate(_LOW_SEVEN))
+        return groups
 
-    def at_or_above(self, buffer: bytes, kind: _Kind, min_step: int | None) -> Indices:
-        """Indices of the records at steps >= `min_step` (of a kind this envelope fits)."""
-        if min_step is None or min_step <= 0:
-            return range(kind.number)
-        if self.step is None:
-            return []
-        start, end = self.step
-        width = end - start
-        if min_step >= 1 << (7 * width):
-            return []
-        # Each step as a big-endian number of its 7-bit groups: ordered like the steps.
-        keys = struct.unpack(f">{kind.number}Q", self._groups(buffer, kind))
-        floor = sum(((min_step >> (7 * g)) & 0x7F) << (8 * g) for g in range(width))
-        if max(keys) < floor:
-            return []
-        if list(keys) == sorted(keys):
-            return range(bisect_left(keys, floor), kind.number)
-        return [index for index, key in enumerate(keys) if key >= floor]
 
-    def steps(self, buffer: bytes, kind: _Kind) -> list[int]:
-        """The step of every record of a kind this envelope fits."""
-        if self.step is None:
-            return [0] * kind.number
-        start, end = self.step
-        steps: list[int] = []
-        for group, pos in enumerate(range(start, end)):
-            low = column(buffer, kind.first + pos, kind.stride, kind.number).translate(_LOW_SEVEN)
-            steps = (
-                list(low)
-                if not group
-                else list(map(or_, steps, map(lshift, low, repeat(7 * group))))
-            )
-        return steps
+def _at_or_above(groups: list[bytes], count: int, min_step: int | None) -> Indices:
+    """Indices of the records whose step (as `step_groups`) is >= `min_step`."""
+    if min_step is None or min_step <= 0:
+        return range(count)
+    if not groups or min_step >= 1 << (7 * len(groups)):
+        return []
+    # Each step as a number whose bytes are its 7-bit groups: ordered like the steps.
+    lanes = bytearray(8 * count)
+    for group, values in enumerate(groups):
+        lanes[7 - group :: 8] = values
+    keys = struct.unpack(f">{count}Q", lanes)
+    floor = sum(((min_step >> (7 * g)) & 0x7F) << (8 * g) for g in range(len(groups)))
+    if max(keys) < floor:
+        return []
+    if list(keys) == sorted(keys):
+        return range(bisect_left(keys, floor), count)
+    return [index for index, key in enumerate(keys) if key >= floor]
 
-    def _groups(self, buffer: bytes, kind: _Kind) -> bytearray:
-        """The step's 7-bit groups, 8 bytes per record, most significant first."""
-        assert self.step is not None
-        start, end = self.step
-        out = bytearray(8 * kind.number)
-        for group, pos in enumerate(range(start, end)):
-            low = column(buffer, kind.first + pos, kind.stride, kind.number).translate(_LOW_SEVEN)
-            out[7 - group :: 8] = low
-        return out
+
+def _steps(groups: list[bytes], count: int) -> list[int]:
+    """The step of every record, from its `step_groups`."""
+    if not groups:
+        return [0] * count
+    steps = list(groups[0])
+    for group, values in enumerate(groups[1:], start=1):
+        steps = list(map(or_, steps, map(lshift, values, repeat(7 * group))))
+    return steps
 
 
 def _envelope(data: bytes) -> _Envelope | None:
@@ -454,13 +581,13 @@ def _by_template(
     base_offset: int,
     kind: _Kind,
     kept: Indices,
+    steps: list[int],
     envelope: _Envelope,
     on_damage: Callable[[int, str], None],
-) -> list[Write]:
+) -> list[Columns | list[Write]]:
     """Decode the kept records of one kind through templates, one per cycle position."""
     cycle = _cycle(buffer, kind, envelope)
-    steps = envelope.steps(buffer, kind)
-    writes: list[Write] = []
+    pieces: list[Columns | list[Write]] = []
     for phase in range(cycle):
         records = _Kind(
             kind.first + phase * kind.stride,
@@ -477,15 +604,16 @@ def _by_template(
             continue
         template = _checked_template(buffer, records, envelope)
         if template is None:
-            writes += _one_by_one(
-                buffer, base_offset, records.starts(positions), kind.length, None, on_damage
-            )
+            starts = records.starts(positions)
+            pieces.append(_one_by_one(buffer, base_offset, starts, kind.length, None, on_damage))
             continue
         phase_steps = _select(steps[phase::cycle], positions)
-        writes += _template_events(
-            buffer, base_offset, template, records, positions, phase_steps, envelope, on_damage
+        pieces.append(
+            _template_events(
+                buffer, base_offset, template, records, positions, phase_steps, envelope, on_damage
+            )
         )
-    return writes
+    return pieces
 
 
 def _cycle(buffer: bytes, kind: _Kind, envelope: _Envelope) -> int:
@@ -537,8 +665,9 @@ def _template_events(
     steps: Sequence[int],
     envelope: _Envelope,
     on_damage: Callable[[int, str], None],
-) -> list[Write]:
-    """The kept records (`positions` among the template's records) decoded from columns."""
+) -> Columns | list[Write]:
+    """The kept records (`positions` among the template's records) decoded from columns;
+    as writes when some fail their CRC (they are left out)."""
     if isinstance(positions, range):  # read the columns of the kept records only
         records = _Kind(
             records.first + positions.start * records.stride,
@@ -547,49 +676,41 @@ def _template_events(
             len(positions),
         )
         positions = range(len(positions))
-    first, length = records.first, records.length
+    first = records.first
     starts = records.starts(positions)
     wall_times: Sequence[float] = (
         [0.0] * len(positions)
         if envelope.wall_time is None
         else _select(_numbers(buffer, first + envelope.wall_time, records, "d"), positions)
     )
-    scalar_tags: list[str] = []
-    scalar_columns: list[Sequence[float]] = []
-    string_tags: list[str] = []
-    string_columns: list[Sequence[str]] = []
+    columns = Columns(
+        list(map(add, starts, repeat(base_offset - HEADER_SIZE))),
+        steps,
+        wall_times,
+        [],
+        [],
+        [],
+        [],
+    )
     for slot in template.slots:
         if slot.kind == "s":
-            string_tags.append(slot.tag)
-            string_columns.append(
-                _select(_strings(buffer, first + slot.start, records, slot), positions)
-            )
+            columns.string_tags.append(slot.tag)
+            values = _strings(buffer, first + slot.start, records, slot)
+            columns.string_columns.append(_select(values, positions))
         else:
-            scalar_tags.append(slot.tag)
-            scalar_columns.append(
-                _select(_numbers(buffer, first + slot.start, records, slot.kind), positions)
-            )
+            columns.scalar_tags.append(slot.tag)
+            numbers = _numbers(buffer, first + slot.start, records, slot.kind)
+            columns.scalar_columns.append(_select(numbers, positions))
     for tag, number in template.constant_scalars.items():
-        scalar_tags.append(tag)
-        scalar_columns.append(repeat(number, len(positions)))  # type: ignore[arg-type]
+        columns.scalar_tags.append(tag)
+        columns.scalar_columns.append([number] * len(positions))
     for tag, text in template.constant_strings.items():
-        string_tags.append(tag)
-        string_columns.append(repeat(text, len(positions)))  # type: ignore[arg-type]
-    scalars = (
-        map(dict, map(zip, repeat(scalar_tags), zip(*scalar_columns, strict=True)))
-        if scalar_columns
-        else repeat(_EMPTY)
-    )
-    strings = (
-        map(dict, map(zip, repeat(string_tags), zip(*string_columns, strict=True)))
-        if string_columns
-        else repeat(_EMPTY)
-    )
-    offsets = map(add, starts, repeat(base_offset - HEADER_SIZE))
-    writes: list[Write] = list(zip(offsets, steps, wall_times, scalars, strings, strict=False))
-    checks = _crc_checks(buffer, starts, length)
+        columns.string_tags.append(tag)
+        columns.string_columns.append([text] * len(positions))
+    checks = _crc_checks(buffer, starts, records.length)
     if all(checks):
-        return writes
+        return columns
+    writes = columns.writes()
     for write, intact in zip(writes, checks, strict=True):
         if not intact:
             on_damage(write[0], "data CRC")

@@ -8,23 +8,28 @@ The merge is order-independent: reading files in any order, all at once or in in
 gives the same results.
 
 Events arrive decoded (only their usable values: scalars and strings); a step's result is
-built when it is asked for. `drop_below` forgets steps a wait can no longer use.
+built when it is asked for. `drop_below` forgets steps a wait can no longer use. A bundle
+(see `event_runs.bundle`) stands for several events of one step; when its step has other
+events too, it is taken apart into them, so the merge is the same as event by event.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
+from itertools import repeat
+from operator import itemgetter, methodcaller
 
 from airflow_tf_export.core.eval_result import EvalResult
-from airflow_tf_export.events.event_runs import Write
+from airflow_tf_export.events.event_runs import Parts, Write
 
 CHECKPOINT_PATH_TAG = "checkpoint_path"
 """The string summary Estimator writes after each evaluation: the checkpoint evaluated."""
 
-# (wall_time, event file URI, record offset, scalars, strings); the first three decide
-# which write is later.
-Stored = tuple[float, str, int, Mapping[str, float], Mapping[str, str]]
+# (wall_time, event file URI, record offset, scalars, strings, parts); the first three
+# decide which write is later.
+Stored = tuple[float, str, int, Mapping[str, float], Mapping[str, str], Parts | None]
 
 
 class StepMerger:
@@ -41,30 +46,62 @@ class StepMerger:
         """How many writes are held."""
         return len(self._first) + sum(map(len, self._more.values()))
 
-    def add(self, uri: str, writes: Iterable[Write]) -> None:
-        """Keep the usable summary events read from the event file `uri`."""
-        first, more, ascending = self._first, self._more, self._ascending
-        for offset, step, wall_time, scalars, strings in writes:
-            if not scalars and CHECKPOINT_PATH_TAG not in strings:
-                continue
-            stored = (wall_time, uri, offset, scalars, strings)
+    def add(self, uri: str, writes: list[Write]) -> None:
+        """Keep the usable summary events read from the event file `uri`.
+
+        A batch of steps all new, or all already held (a TF2 writer's second metric of
+        each step), is filed without a Python step per event.
+        """
+        if not all(map(itemgetter(3), writes)):  # some without scalars: keep checkpoint paths
+            writes = [write for write in writes if write[3] or CHECKPOINT_PATH_TAG in write[4]]
+        steps = list(map(itemgetter(1), writes))
+        stored = list(
+            zip(
+                map(itemgetter(2), writes),
+                repeat(uri),
+                map(itemgetter(0), writes),
+                map(itemgetter(3), writes),
+                map(itemgetter(4), writes),
+                map(itemgetter(5), writes),
+                strict=False,
+            )
+        )
+        first, more = self._first, self._more
+        batch = dict(zip(steps, stored, strict=True))
+        if len(batch) == len(steps):
+            if batch.keys().isdisjoint(first.keys()):  # views: iterates the smaller
+                first.update(batch)
+                self._note_new_steps(steps)
+                return
+            if batch.keys() <= first.keys():
+                held = map(more.setdefault, steps, map(list, repeat((), len(steps))))
+                deque(map(list.append, held, stored), maxlen=0)
+                return
+        for step, write in zip(steps, stored, strict=True):
             if step in first:
-                more.setdefault(step, []).append(stored)
-                continue
-            first[step] = stored
-            if ascending is not None and (not ascending or step > ascending[-1]):
-                ascending.append(step)  # evaluators write steps in order: no re-sorting
+                more.setdefault(step, []).append(write)
             else:
-                ascending = None
-        self._ascending = ascending
+                first[step] = write
+                self._note_new_steps([step])
+
+    def _note_new_steps(self, steps: list[int]) -> None:
+        ascending = self._ascending
+        if ascending is None or not steps:
+            return
+        if (not ascending or steps[0] > ascending[-1]) and steps == sorted(set(steps)):
+            ascending += steps  # evaluators write steps in order: no re-sorting
+        else:
+            self._ascending = None
 
     def stored(self) -> Iterator[tuple[int, Stored]]:
-        """Every write held, with its step."""
+        """Every event held, with its step (bundles taken apart)."""
         for step, write in self._first.items():
-            yield step, write
+            for event in _events(write):
+                yield step, event
         for step, writes in self._more.items():
             for write in writes:
-                yield step, write
+                for event in _events(write):
+                    yield step, event
 
     def drop_below(self, step: int) -> None:
         """Forget every step below `step`."""
@@ -80,16 +117,21 @@ class StepMerger:
         if first is None:
             return None
         if step not in self._more:
-            wall_time, uri, _, scalars, strings = first
+            wall_time, uri, _, scalars, strings, _ = first
             return EvalResult(step, scalars, strings.get(CHECKPOINT_PATH_TAG), wall_time, uri)
-        metrics: dict[str, float] = {}
-        checkpoint_path = None
-        writes = sorted([first, *self._more[step]], key=lambda write: write[:3])
-        for _, _, _, scalars, strings in writes:
-            metrics.update(scalars)
-            checkpoint_path = strings.get(CHECKPOINT_PATH_TAG, checkpoint_path)
+        writes = self._writes(step)
         newest = writes[-1]
-        return EvalResult(step, metrics, checkpoint_path, newest[0], newest[1])
+        return EvalResult(
+            step, _merged_metrics(writes), _checkpoint_path(writes), newest[0], newest[1]
+        )
+
+    def _writes(self, step: int) -> list[Stored]:
+        """Every event of a step written more than once, oldest first."""
+        # Tuples compare in C; (wall time, uri, offset) differ between writes, so the
+        # comparison never reaches the values.
+        return sorted(
+            event for write in [self._first[step], *self._more[step]] for event in _events(write)
+        )
 
     def newest_first(self) -> Iterator[EvalResult]:
         """Results from the highest step down, built lazily."""
@@ -100,8 +142,34 @@ class StepMerger:
 
     def results(self) -> list[EvalResult]:
         """Every result, ascending by step."""
-        found = map(self.result, self._steps())
-        return [result for result in found if result is not None]
+        steps = self._steps()
+        held = list(map(self._first.__getitem__, steps))
+        results = list(
+            map(
+                EvalResult,
+                steps,
+                map(itemgetter(3), held),
+                map(methodcaller("get", CHECKPOINT_PATH_TAG), map(itemgetter(4), held)),
+                map(itemgetter(0), held),
+                map(itemgetter(1), held),
+            )
+        )
+        if self._more:  # steps written more than once: merge them
+            for index, step in enumerate(steps):
+                if step in self._more:
+                    results[index] = self.result(step)  # type: ignore[assignment]
+        return results
+
+    def metrics_by_step(self) -> dict[int, Mapping[str, float]]:
+        """Every step's merged metrics, by step: all that is known, without the rest of
+        each result."""
+        steps = self._steps()
+        metrics = dict(
+            zip(steps, map(itemgetter(3), map(self._first.__getitem__, steps)), strict=True)
+        )
+        for step in self._more:
+            metrics[step] = _merged_metrics(self._writes(step))
+        return metrics
 
     def steps(self) -> list[int]:
         """Steps that have a result, ascending."""
@@ -117,3 +185,35 @@ class StepMerger:
         if self._ascending is None:
             self._ascending = sorted(self._first)
         return self._ascending
+
+
+def _merged_metrics(writes: list[Stored]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    deque(map(metrics.update, map(itemgetter(3), writes)), maxlen=0)
+    return metrics
+
+
+def _checkpoint_path(writes: list[Stored]) -> str | None:
+    for write in reversed(writes):
+        if CHECKPOINT_PATH_TAG in write[4]:
+            return write[4][CHECKPOINT_PATH_TAG]
+    return None
+
+
+def _events(write: Stored) -> list[Stored]:
+    """The events a write stands for: itself, or a bundle's events."""
+    _, uri, _, scalars, strings, parts = write
+    if parts is None:
+        return [write]
+    tags, keys = parts
+    return [
+        (
+            part_time,
+            uri,
+            part_offset,
+            {tag: scalars[tag] for tag in scalar_tags},
+            {tag: strings[tag] for tag in string_tags},
+            None,
+        )
+        for (scalar_tags, string_tags), (part_time, part_offset) in zip(tags, keys, strict=True)
+    ]

@@ -170,7 +170,7 @@ MAX_PERIOD = 32
 """Longest period of records looked for (a TF2 evaluator writes one event per metric)."""
 MIN_RUN = 16
 """Fewer repetitions than this are framed record by record: not worth the column work."""
-MAX_RUN = 4096
+MAX_RUN = 16384
 """Longer runs are cut: each column operation runs in C without letting other threads in
 (a triggerer's event loop among them), so its length is kept to a few milliseconds."""
 _FIRST_SCAN = 8

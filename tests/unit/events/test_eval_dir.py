@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.events.eval_dir import (
     DEFAULT_EVENT_FILE_PATTERN,
     EvalDirReader,
     validate_event_file_pattern,
 )
+from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.storage.local import LocalStorage
 
 from .event_builders import (

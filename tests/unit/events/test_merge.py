@@ -16,7 +16,7 @@ def _add(merger: StepMerger, uri: str, offset: int, event: bytes) -> None:
     decoded = decode_event(event)
     assert decoded is not None
     scalars, strings = decoded.values
-    merger.add(uri, [(offset, decoded.step, decoded.wall_time, scalars, strings)])
+    merger.add(uri, [(offset, decoded.step, decoded.wall_time, scalars, strings, None)])
 
 
 def test_metrics_and_checkpoint_path_of_one_step_merge() -> None:
