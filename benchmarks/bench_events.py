@@ -340,7 +340,7 @@ def first_pokes(rounds: int) -> dict[str, float]:
         medians = interleaved(
             {
                 "floor": lambda path=path: read_and_crc(path),
-                "poke": lambda: poke_found(sensors.pop()),
+                "poke": lambda sensors=sensors: poke_found(sensors.pop()),
             },
             rounds,
         )
@@ -376,9 +376,8 @@ def waiting_pokes(pokes: int) -> dict[str, float]:
                 assert not sensor.poke({})  # type: ignore[arg-type]
                 times.append(time.perf_counter() - start)
         figures[f"waiting_poke_ms_{label}"] = statistics.median(times) * 1e3
-        print(
-            f"{label}: a waiting poke after one appended event {figures[f'waiting_poke_ms_{label}']:.2f} ms"
-        )
+        poke_ms = figures[f"waiting_poke_ms_{label}"]
+        print(f"{label}: a waiting poke after one appended event {poke_ms:.2f} ms")
     return figures
 
 
@@ -398,9 +397,8 @@ def sensor_memory() -> dict[str, Any]:
         figures["sensor_loaded_tensorflow"] = (
             figures.get("sensor_loaded_tensorflow") or poke["tensorflow"]
         )
-        print(
-            f"1m: sensor process waiting for {name.replace('_', ' ')}: peak RSS {poke['peak_rss_mb']:.1f} MB"
-        )
+        target = name.replace("_", " ")
+        print(f"1m: sensor process waiting for {target}: peak RSS {poke['peak_rss_mb']:.1f} MB")
     figures["sensor_peak_rss_mb_1m"] = max(
         figures["sensor_peak_rss_mb_1m_last_step"], figures["sensor_peak_rss_mb_1m_any_step"]
     )
@@ -435,7 +433,8 @@ def idle_polls(rounds: int) -> dict[str, float]:
             figures[f"gcs_requests_per_idle_poll_{files}_files"] = proxy.count()
     for files in (1, MANY_FILES):
         print(
-            f"{files} event files, an idle poll: local {figures[f'idle_poll_ms_{files}_files']:.2f} ms, "
+            f"{files} event files, an idle poll: "
+            f"local {figures[f'idle_poll_ms_{files}_files']:.2f} ms, "
             f"GCS {figures[f'gcs_requests_per_idle_poll_{files}_files']} requests "
             f"({figures[f'gcs_idle_poll_ms_{files}_files']:.1f} ms)"
         )

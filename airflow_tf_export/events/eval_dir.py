@@ -220,17 +220,20 @@ class EvalDirReader:
         }
 
     def resume(self, cursor: object) -> bool:
-        """Take up where the reader that made `cursor` stopped, if it read the same files
-        with no higher `min_step` than this one's; else keep this reader as it is.
+        """Take up where the reader that made `cursor` stopped, if it read the same files;
+        else keep this reader as it is. Returns whether it resumed.
 
-        Returns whether it resumed. A file replaced or truncated since is noticed at the
+        The reader then keeps the cursor's `min_step` (a lower one set later reads
+        everything again, as always). A file replaced or truncated since is noticed at the
         next `refresh` (its size, or the bytes before the offset, differ) and everything is
         read again, as for a reader that never stopped.
         """
         if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION:
             return False
         floor = cursor.get("min_step")
-        if cursor.get("pattern_uri") != self.pattern_uri or not _not_above(floor, self._floor):
+        if cursor.get("pattern_uri") != self.pattern_uri or not (
+            floor is None or type(floor) is int
+        ):
             return False
         try:
             files = {
@@ -243,25 +246,17 @@ class EvalDirReader:
                     uri,
                     [(int(offset), int(step), float(wall_time), _decode(scalars), strings, None)],
                 )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("ignoring a damaged eval reader cursor: %.200r", cursor)
             return False
         self._files, self._merger = files, merger
-        self._floor = floor
-        self._raise_floor(self._min_step)
+        self._min_step = self._floor = floor
         return True
 
 
 MAX_CURSOR_WRITES = 1000
 """Above this many held events a cursor is not made (the next reader reads from scratch)."""
 CURSOR_VERSION = 1
-
-
-def _not_above(floor: object, wanted: int | None) -> bool:
-    """Whether a cursor kept with `floor` holds everything a reader keeping `wanted` needs."""
-    if floor is None:
-        return True
-    return isinstance(floor, int) and wanted is not None and floor <= wanted
 
 
 def _encode(scalars: Mapping[str, float]) -> dict[str, str]:

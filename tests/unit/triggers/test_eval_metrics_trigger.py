@@ -14,8 +14,8 @@ from airflow.triggers.base import TriggerEvent
 from events.event_builders import append_events, simple_value_event, write_events
 
 from airflow_tf_export.events import eval_search
-from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.base import StorageError
 from airflow_tf_export.storage.local import LocalStorage
@@ -178,3 +178,26 @@ async def test_reading_a_large_file_never_blocks_the_event_loop(
 
     _, slow = await _run_with_slow_callback_detection(blocking(), caplog)
     assert slow, "the detection must catch a blocking coroutine"
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_given_the_sensor_s_cursor_does_not_read_the_files_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / EVENT_FILE
+    write_events(path, [simple_value_event(s, {"loss": 1.0 / s}) for s in range(1, 200)])
+    first = EvalDirReader(LocalStorage(), str(tmp_path), min_step=500)
+    first.refresh()
+    bytes_read: list[int] = []
+
+    def counting_find(reader: EvalDirReader, *args: Any) -> Any:
+        found = eval_search.find_eval_result(reader, *args)
+        bytes_read.append(reader.totals.bytes_read)
+        return found
+
+    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    appended = append_events(path, [simple_value_event(500, {"loss": 0.002})])
+    trigger = _trigger(tmp_path, min_step=500, cursor=first.cursor())
+    event = await _first_event(EvalMetricsTrigger(**trigger.serialize()[1]))
+    assert event.payload["result"]["step"] == 500
+    assert bytes_read == [appended + TAIL_SIZE]
