@@ -2,21 +2,24 @@
 
 In a run, the records at the same place of every period (a "kind": say, the metrics event of
 each evaluation) are nearly identical byte for byte: what changes is the wall time, the step
-and the metric values, all at fixed byte positions. So:
+and the metric values, all at fixed byte positions (`wire` finds them; `columns` reads a
+position of every record at once). So:
 
-- Steps: the first record's envelope says where the step is; a few strided byte columns
-  confirm every record of the kind has that envelope (`wall_time`, `step`, `summary` and
-  nothing else, the summary running to the record's end), and the step bytes of all records
-  come out of a handful of columns. Records below the wanted step are dropped here, without
+- Steps: the first record's envelope says where the step is; a few byte columns confirm
+  every record of the kind has that envelope (`wall_time`, `step`, `summary` and nothing
+  else, the summary running to the record's end), and the step bytes of all records come
+  out of a handful of columns. Records below the wanted step are dropped here, without
   their CRC being computed: their content is never used, so checking it would change
   nothing but the cost.
 - Values, when many records are kept: a template. The first record is decoded by protobuf
-  (`summaries.decode_values`, the one definition of what a value is) and walked by the wire
-  reader below, which finds the bytes each value came from. Every other byte of every
+  (`summaries.decode_values`, the one definition of what a value is) and walked by
+  `wire.template`, which finds the bytes each value came from. Every other byte of every
   record is checked, column by column, to equal the template's; then each record parses
   exactly like the template except for those bytes, and its values are read from them.
   Records whose tags cycle within a kind (a TF2 writer's one-event-per-metric, all of one
   length) are split into that many templates.
+- Bundles: the events one period wrote at one step (a TF2 writer's metrics of a step) are
+  handed on as one write, which the merge takes apart only when it must (`bundle`).
 
 Anything that does not fit (a template that fails a check, an unsupported encoding, a
 damaged record) is decoded record by record with protobuf, so the columns only ever make
@@ -25,33 +28,18 @@ reading faster, never different. Kept records are always CRC-checked before use.
 
 from __future__ import annotations
 
-import logging
 import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise, repeat
-from operator import add, eq, itemgetter, le, lshift, or_
+from operator import add, itemgetter, le, lshift, or_
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-import google_crc32c
-
-from airflow_tf_export.events import protos
-from airflow_tf_export.events.summaries import (
-    UndecodableEventError,
-    decode_event,
-    decode_values,
-)
-from airflow_tf_export.events.tfrecord import (
-    HEADER_SIZE,
-    MAX_PERIOD,
-    RecordRun,
-    column,
-    leading_matches,
-)
-
-log = logging.getLogger(__name__)
-_crc32c = google_crc32c.value
+from airflow_tf_export.events import wire
+from airflow_tf_export.events.columns import column, crc_checks, gather, leading_matches
+from airflow_tf_export.events.summaries import UndecodableEventError, decode_event
+from airflow_tf_export.events.tfrecord import HEADER_SIZE, MAX_PERIOD, RecordRun
 
 TEMPLATE_MIN_RECORDS = 64
 """Fewer kept records than this are decoded one by one (a template costs a few columns per
@@ -73,20 +61,6 @@ Indices = range | list[int]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _LOW_SEVEN = bytes(range(128)) * 2
 _HIGH_BIT = bytes([0] * 128 + [1] * 128)
-_MASK_DELTA = 0xA282EAD8
-_ELEMENT_FORMATS = {
-    protos.DT_FLOAT: "f",
-    protos.DT_DOUBLE: "d",
-    protos.DT_INT32: "i",
-    protos.DT_INT16: "h",
-    protos.DT_INT8: "b",
-    protos.DT_UINT8: "B",
-    protos.DT_INT64: "q",
-}
-
-
-class _Malformed(Exception):
-    """The wire reader met something it does not read (or that is not protobuf)."""
 
 
 class _Kind(NamedTuple):
@@ -241,9 +215,9 @@ def _kind_events(
     min_step: int | None,
     on_damage: Callable[[int, str], None],
 ) -> list[Columns | list[Write]]:
-    envelope = _envelope(buffer[kind.first : kind.first + kind.length])
-    groups = None if envelope is None else envelope.step_groups(buffer, kind)
-    if envelope is None or groups is None:
+    layout = wire.envelope(buffer[kind.first : kind.first + kind.length])
+    groups = None if layout is None else _step_groups(layout, buffer, kind)
+    if layout is None or groups is None:
         every = kind.starts(range(kind.number))
         return [_one_by_one(buffer, base_offset, every, kind.length, min_step, on_damage)]
     kept = _at_or_above(groups, kind.number, min_step)
@@ -253,7 +227,7 @@ def _kind_events(
         starts = kind.starts(kept)
         return [_one_by_one(buffer, base_offset, starts, kind.length, min_step, on_damage)]
     steps = _steps(groups, kind.number)
-    return _by_template(buffer, base_offset, kind, kept, steps, envelope, on_damage)
+    return _by_template(buffer, base_offset, kind, kept, steps, layout, on_damage)
 
 
 def _one_by_one(
@@ -266,7 +240,7 @@ def _one_by_one(
 ) -> list[Write]:
     """Check and decode records with protobuf, one at a time."""
     writes: list[Write] = []
-    for start, intact in zip(starts, _crc_checks(buffer, starts, length), strict=True):
+    for start, intact in zip(starts, crc_checks(buffer, starts, length), strict=True):
         offset = base_offset + start - HEADER_SIZE
         if not intact:
             on_damage(offset, "data CRC")
@@ -282,120 +256,6 @@ def _one_by_one(
                 (offset, event.step, event.wall_time, values.scalars, values.strings, None)
             )
     return writes
-
-
-def _crc_checks(buffer: bytes, starts: Sequence[int], length: int) -> list[bool]:
-    """Whether each record's data (`length` bytes from each start) matches its footer CRC."""
-    count = len(starts)
-    if not count:
-        return []
-    ends = list(map(add, starts, repeat(length)))
-    crcs = struct.pack(
-        f"<{count}I", *map(_crc32c, map(buffer.__getitem__, map(slice, starts, ends)))
-    )
-    if isinstance(starts, range):
-        footers = bytes(_gather(buffer, ends[0], starts.step, count, 4))
-    else:
-        footers = b"".join(map(buffer.__getitem__, map(slice, ends, map(add, ends, repeat(4)))))
-    if _masked(crcs, count) == footers:
-        return [True] * count
-    computed = struct.unpack(f"<{count}I", _masked(crcs, count))
-    stored = struct.unpack(f"<{count}I", footers)
-    return list(map(eq, computed, stored))
-
-
-def _masked(crcs: bytes, count: int) -> bytes:
-    """TFRecord's mask of `count` little-endian CRCs, all at once: every 32-bit lane of one
-    big integer is rotated right by 15 and has the mask delta added, carries kept in lane."""
-    lanes = int.from_bytes(crcs, "little")
-    ones = int.from_bytes(b"\x01\x00\x00\x00" * count, "little")
-    rotated = ((lanes >> 15) & (0x0001FFFF * ones)) | ((lanes << 17) & (0xFFFE0000 * ones))
-    delta = _MASK_DELTA * ones
-    low = 0x7FFFFFFF * ones
-    high = 0x80000000 * ones
-    masked = ((rotated & low) + (delta & low)) ^ ((rotated ^ delta) & high)
-    return masked.to_bytes(4 * count, "little")
-
-
-# -- The wire format, read directly (only to find where things are) -------------------------
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < end and shift < 70:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise _Malformed("truncated varint")
-
-
-class _Field(NamedTuple):
-    number: int
-    wire_type: int
-    tag_start: int
-    payload_start: int
-    payload_end: int
-
-
-def _fields(data: bytes, start: int, end: int) -> list[_Field]:
-    fields = []
-    pos = start
-    while pos < end:
-        key, payload = _varint(data, pos, end)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            _, payload_end = _varint(data, payload, end)
-        elif wire_type == 1:
-            payload_end = payload + 8
-        elif wire_type == 2:
-            size, payload = _varint(data, payload, end)
-            payload_end = payload + size
-        elif wire_type == 5:
-            payload_end = payload + 4
-        else:
-            raise _Malformed(f"wire type {wire_type}")
-        if payload_end > end:
-            raise _Malformed("field runs past its message")
-        fields.append(_Field(number, wire_type, pos, payload, payload_end))
-        pos = payload_end
-    return fields
-
-
-class _Envelope:
-    """Where a summary event's wall time and step are, and the bytes that must not change
-    for another record to have them at the same place."""
-
-    def __init__(
-        self,
-        wall_time: int | None,
-        step: tuple[int, int] | None,
-        fixed: tuple[tuple[int, int], ...],
-    ) -> None:
-        self.wall_time = wall_time
-        self.step = step
-        self._fixed = fixed  # (position, byte): field tags and the summary's length
-
-    def step_groups(self, buffer: bytes, kind: _Kind) -> list[bytes] | None:
-        """The 7-bit groups of every record's step, least significant first, a column per
-        group; None when a record of the kind has another envelope."""
-        first, _, stride, count = kind
-        for pos, byte in self._fixed:
-            if leading_matches(buffer, first + pos, stride, count, byte) != count:
-                return None
-        if self.step is None:
-            return []
-        start, end = self.step
-        groups = []
-        for pos in range(start, end):
-            values = column(buffer, first + pos, stride, count)
-            more = values.translate(_HIGH_BIT)  # continuation bits make a varint's length
-            if more != (b"\x01" if pos < end - 1 else b"\x00") * count:
-                return None
-            groups.append(values.translate(_LOW_SEVEN))
-        return groups
 
 
 def _at_or_above(groups: list[bytes], count: int, min_step: int | None) -> Indices:
@@ -427,162 +287,13 @@ def _steps(groups: list[bytes], count: int) -> list[int]:
     return steps
 
 
-def _envelope(data: bytes) -> _Envelope | None:
-    """The envelope of a record whose top-level fields are `wall_time` and `step` (each
-    optional) then `summary` up to its end; None for any other record."""
-    try:
-        fields = _fields(data, 0, len(data))
-    except _Malformed:
-        return None
-    numbers = [(f.number, f.wire_type) for f in fields]
-    if not numbers or numbers[-1] != (5, 2) or numbers[:-1] not in _ENVELOPE_PREFIXES:
-        return None
-    if any(f.number == 2 and f.payload_end - f.payload_start > 8 for f in fields):
-        return None  # a step of more than 56 bits (or negative): read one by one
-    wall_time = step = None
-    for f in fields:
-        if f.number == 1:
-            wall_time = f.payload_start
-        elif f.number == 2:
-            step = (f.payload_start, f.payload_end)
-    fixed = tuple((pos, data[pos]) for f in fields for pos in range(f.tag_start, f.payload_start))
-    return _Envelope(wall_time, step, fixed)
-
-
-_ENVELOPE_PREFIXES: tuple[list[tuple[int, int]], ...] = ([], [(1, 1)], [(2, 0)], [(1, 1), (2, 0)])
-
-
-# -- Templates ----------------------------------------------------------------------------
-
-
-class _Slot(NamedTuple):
-    """The bytes one value is read from, and how: a struct format letter or "s" (UTF-8)."""
-
-    tag: str
-    start: int
-    end: int
-    kind: str
-
-
-class _Template(NamedTuple):
-    """How every record like the template record decodes: its slots, the values that are
-    the same in all of them, and the positions whose bytes must equal the template's."""
-
-    slots: tuple[_Slot, ...]
-    constant_scalars: dict[str, float]
-    constant_strings: dict[str, str]
-    fixed: tuple[int, ...]
-
-
-def _template(data: bytes, envelope: _Envelope) -> _Template | None:
-    """The template of a record, or None when its values cannot be read from fixed slots."""
-    try:
-        values = decode_values(data)
-        candidates = _value_candidates(data)
-    except (UndecodableEventError, _Malformed):
-        return None
-    tags = [tag for tag, _ in candidates]
-    if len(set(tags)) != len(tags):
-        return None
-    found = dict(candidates)
-    slots: list[_Slot] = []
-    constant_scalars: dict[str, float] = {}
-    constant_strings: dict[str, str] = {}
-    wanted_values: list[tuple[str, float | str]] = [
-        *values.scalars.items(),
-        *values.strings.items(),
-    ]
-    for tag, wanted in wanted_values:
-        options = found.get(tag)
-        if options is None or len(options) > 1:
-            return None
-        if not options:
-            if isinstance(wanted, str):
-                constant_strings[tag] = wanted
-            else:
-                constant_scalars[tag] = wanted
-            continue
-        slot = options[0]._replace(tag=tag)
-        if slot.kind == "varint" or not _same(_read_slot(data, slot), wanted):
-            return None
-        slots.append(slot)
-    variable: set[int] = set()
-    if envelope.wall_time is not None:
-        variable.update(range(envelope.wall_time, envelope.wall_time + 8))
-    if envelope.step is not None:
-        variable.update(range(*envelope.step))
-    for slot in slots:
-        variable.update(range(slot.start, slot.end))
-    fixed = tuple(pos for pos in range(len(data)) if pos not in variable)
-    return _Template(tuple(slots), constant_scalars, constant_strings, fixed)
-
-
-def _same(read: float | str, wanted: float | str) -> bool:
-    if isinstance(read, str) or isinstance(wanted, str):
-        return read == wanted
-    return struct.pack("<d", read) == struct.pack("<d", wanted)  # NaN equals NaN here
-
-
-def _read_slot(data: bytes, slot: _Slot) -> float | str:
-    raw = data[slot.start : slot.end]
-    if slot.kind == "s":
-        return raw.decode("utf-8", errors="replace")
-    return float(struct.unpack("<" + slot.kind, raw)[0])
-
-
-def _value_candidates(data: bytes) -> list[tuple[str, list[_Slot]]]:
-    """For each `Summary.Value`: its tag and every slot its number or string could be in."""
-    summary = next(f for f in _fields(data, 0, len(data)) if f.number == 5)
-    found = []
-    for value in _fields(data, summary.payload_start, summary.payload_end):
-        if value.number != 1 or value.wire_type != 2:
-            continue
-        tag = None
-        slots: list[_Slot] = []
-        for f in _fields(data, value.payload_start, value.payload_end):
-            if f.number == 1 and f.wire_type == 2:
-                if tag is not None:
-                    raise _Malformed("two tags in one value")
-                tag = data[f.payload_start : f.payload_end].decode("utf-8", errors="replace")
-            elif f.number == 2 and f.wire_type == 5:
-                slots.append(_Slot("", f.payload_start, f.payload_end, "f"))
-            elif f.number == 8 and f.wire_type == 2:
-                slots += _tensor_slots(data, f.payload_start, f.payload_end)
-        found.append((tag or "", slots))
-    return found
-
-
-def _tensor_slots(data: bytes, start: int, end: int) -> list[_Slot]:
-    fields = _fields(data, start, end)
-    dtype = next((_varint(data, f.payload_start, end)[0] for f in fields if f.number == 1), 0)
-    slots = []
-    for f in fields:
-        size = f.payload_end - f.payload_start
-        kind = None
-        if f.number == 4 and f.wire_type == 2:
-            element = _ELEMENT_FORMATS.get(dtype)
-            if element is not None and size == struct.calcsize("<" + element):
-                kind = element
-        elif f.number == 5 and size == 4:
-            kind = "f"
-        elif f.number == 6 and size == 8:
-            kind = "d"
-        elif f.number in (7, 10):
-            kind = "varint"
-        elif f.number == 8 and f.wire_type == 2:
-            kind = "s"
-        if kind is not None:
-            slots.append(_Slot("", f.payload_start, f.payload_end, kind))
-    return slots
-
-
 def _by_template(
     buffer: bytes,
     base_offset: int,
     kind: _Kind,
     kept: Indices,
     steps: list[int],
-    envelope: _Envelope,
+    envelope: wire.Envelope,
     on_damage: Callable[[int, str], None],
 ) -> list[Columns | list[Write]]:
     """Decode the kept records of one kind through templates, one per cycle position."""
@@ -616,14 +327,14 @@ def _by_template(
     return pieces
 
 
-def _cycle(buffer: bytes, kind: _Kind, envelope: _Envelope) -> int:
+def _cycle(buffer: bytes, kind: _Kind, envelope: wire.Envelope) -> int:
     """How many records of a kind pass before the values' layout repeats (tags that take
     turns in equally long records); 1 when it cannot be told."""
     shapes = []
     for index in range(min(kind.number, 2 * MAX_PERIOD)):
         start = kind.first + index * kind.stride
         data = buffer[start : start + kind.length]
-        template = _template(data, envelope)
+        template = wire.template(data, envelope)
         if template is None:
             return 1
         shapes.append((bytes(data[pos] for pos in template.fixed), template.slots))
@@ -633,13 +344,15 @@ def _cycle(buffer: bytes, kind: _Kind, envelope: _Envelope) -> int:
     return 1
 
 
-def _checked_template(buffer: bytes, records: _Kind, envelope: _Envelope) -> _Template | None:
+def _checked_template(
+    buffer: bytes, records: _Kind, envelope: wire.Envelope
+) -> wire.Template | None:
     """The template of the first record, if every record's fixed bytes equal its bytes."""
     first, length, stride, count = records
-    if not _crc_checks(buffer, [first], length)[0]:
+    if not crc_checks(buffer, [first], length)[0]:
         return None
     data = buffer[first : first + length]
-    template = _template(data, envelope)
+    template = wire.template(data, envelope)
     if template is None:
         return None
     for pos in template.fixed:
@@ -659,11 +372,11 @@ def _select(values: Sequence[Any], positions: Indices) -> Sequence[Any]:
 def _template_events(
     buffer: bytes,
     base_offset: int,
-    template: _Template,
+    template: wire.Template,
     records: _Kind,
     positions: Indices,
     steps: Sequence[int],
-    envelope: _Envelope,
+    envelope: wire.Envelope,
     on_damage: Callable[[int, str], None],
 ) -> Columns | list[Write]:
     """The kept records (`positions` among the template's records) decoded from columns;
@@ -707,7 +420,7 @@ def _template_events(
     for tag, text in template.constant_strings.items():
         columns.string_tags.append(tag)
         columns.string_columns.append([text] * len(positions))
-    checks = _crc_checks(buffer, starts, records.length)
+    checks = crc_checks(buffer, starts, records.length)
     if all(checks):
         return columns
     writes = columns.writes()
@@ -717,27 +430,39 @@ def _template_events(
     return [write for write, intact in zip(writes, checks, strict=True) if intact]
 
 
-def _gather(buffer: bytes, start: int, stride: int, count: int, width: int) -> bytearray:
-    """`width` bytes from each record, back to back."""
-    out = bytearray(width * count)
-    for index in range(width):
-        out[index::width] = column(buffer, start + index, stride, count)
-    return out
-
-
 def _numbers(buffer: bytes, start: int, records: _Kind, element: str) -> Sequence[float]:
     """The number in `element` format at `start` of each record."""
     width = struct.calcsize("<" + element)
-    gathered = _gather(buffer, start, records.stride, records.number, width)
+    gathered = gather(buffer, start, records.stride, records.number, width)
     numbers = struct.unpack(f"<{records.number}{element}", gathered)
     return numbers if element in "fd" else list(map(float, numbers))
 
 
-def _strings(buffer: bytes, start: int, records: _Kind, slot: _Slot) -> list[str]:
+def _strings(buffer: bytes, start: int, records: _Kind, slot: wire.Slot) -> list[str]:
     """The UTF-8 text at `start` of each record."""
     width = slot.end - slot.start
-    raw = bytes(_gather(buffer, start, records.stride, records.number, width))
+    raw = bytes(gather(buffer, start, records.stride, records.number, width))
     return [
         raw[pos : pos + width].decode("utf-8", errors="replace")
         for pos in range(0, width * records.number, width)
     ]
+
+
+def _step_groups(layout: wire.Envelope, buffer: bytes, kind: _Kind) -> list[bytes] | None:
+    """The 7-bit groups of every record's step, least significant first, a column per
+    group; None when a record of the kind has another envelope."""
+    first, _, stride, count = kind
+    for pos, byte in layout.fixed:
+        if leading_matches(buffer, first + pos, stride, count, byte) != count:
+            return None
+    if layout.step is None:
+        return []
+    start, end = layout.step
+    groups = []
+    for pos in range(start, end):
+        values = column(buffer, first + pos, stride, count)
+        more = values.translate(_HIGH_BIT)  # continuation bits make a varint's length
+        if more != (b"\x01" if pos < end - 1 else b"\x00") * count:
+            return None
+        groups.append(values.translate(_LOW_SEVEN))
+    return groups

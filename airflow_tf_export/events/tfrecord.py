@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import google_crc32c
 
+from airflow_tf_export.events.columns import leading_matches
+
 HEADER_SIZE = 12
 FOOTER_SIZE = 4
 _MASK_DELTA = 0xA282EAD8
@@ -238,17 +240,6 @@ def find_run(buffer: bytes, pos: int) -> RecordRun | None:
             if count < MIN_RUN:
                 return None
     return RecordRun(pos, period_bytes, tuple(spans[:period]), count)
-
-
-def column(buffer: bytes, start: int, stride: int, count: int) -> bytes:
-    """Bytes at `start`, `start + stride`, ... (`count` of them)."""
-    return buffer[start : start + (count - 1) * stride + 1 : stride]
-
-
-def leading_matches(buffer: bytes, start: int, stride: int, count: int, value: int) -> int:
-    """How many of the first `count` bytes of a column equal `value`, before the first other."""
-    values = column(buffer, start, stride, count)
-    return count - len(values.lstrip(bytes((value,))))
 
 
 def _resync(buffer: bytes, start: int) -> tuple[int, bool]:
