@@ -159,6 +159,8 @@ class EvalMetricsSensor(BaseSensorOperator):
                 reader.event_files(),
             )
         if result is not None:
+            if self.reschedule:
+                _save_cursor(context, None, self.log)  # done waiting: nothing to resume
             return PokeReturnValue(True, self._judge(result, wait))
         self.log.info(
             "%d event files: %s", len(reader.event_files()), why_still_waiting(reader, wait)
@@ -256,14 +258,16 @@ CURSOR_KEY = "eval_metrics_reader_cursor"
 """The task state store key of a reschedule-mode sensor's reader cursor."""
 
 
-def _save_cursor(context: Context, reader: EvalDirReader, log: Any) -> None:
+def _save_cursor(context: Context, reader: EvalDirReader | None, log: Any) -> None:
+    """Keep `reader`'s cursor for the next poke; delete it when there is none (no reader, or
+    one holding too much to keep: the next poke then reads from scratch)."""
     store = context.get("task_state_store")
     if store is None:
         return
-    cursor = reader.cursor()
+    cursor = None if reader is None else reader.cursor()
     try:
         if cursor is None:
-            store.delete(CURSOR_KEY)  # too big to keep: the next poke reads from scratch
+            store.delete(CURSOR_KEY)
         else:
             store.set(CURSOR_KEY, cursor)
     except Exception as error:  # the store is optional help, never a failure

@@ -333,6 +333,7 @@ def test_reschedule_mode_resumes_from_the_cursor_in_the_task_state_store(model_d
     assert found is not None and found["step"] == 300
     assert second._kept_reader is not None
     assert second._kept_reader.totals.bytes_read == appended + TAIL_SIZE
+    assert store.values == {}  # done waiting: the cursor is deleted
 
 
 def test_poke_mode_keeps_no_cursor(model_dir: Path) -> None:
