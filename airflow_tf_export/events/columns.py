@@ -26,7 +26,10 @@ def column(buffer: bytes, start: int, stride: int, count: int) -> bytes:
 def leading_matches(buffer: bytes, start: int, stride: int, count: int, value: int) -> int:
     """How many of the first `count` bytes of a column equal `value`, before the first other."""
     values = column(buffer, start, stride, count)
-    return count - len(values.lstrip(bytes((value,))))
+    single = bytes((value,))
+    if values == single * count:  # the usual answer, by one memcmp
+        return count
+    return count - len(values.lstrip(single))
 
 
 def gather(buffer: bytes, start: int, stride: int, count: int, width: int) -> bytearray:
