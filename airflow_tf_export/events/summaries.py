@@ -20,7 +20,7 @@ from airflow_tf_export.events import protos
 _NUMERIC_PLUGINS = frozenset({"", "scalars"})
 _STRING_PLUGINS = frozenset({"", "text"})
 # dtype -> (repeated field holding values, struct format of one tensor_content element)
-_NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
+NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
     protos.DT_FLOAT: ("float_val", "<f"),
     protos.DT_DOUBLE: ("double_val", "<d"),
     protos.DT_INT32: ("int_val", "<i"),
@@ -103,7 +103,7 @@ def _add_tensor(value: Any, scalars: dict[str, float], strings: dict[str, str]) 
         if plugin in _STRING_PLUGINS and len(tensor.string_val) == 1:
             strings[value.tag] = tensor.string_val[0].decode("utf-8", errors="replace")
         return
-    layout = _NUMERIC_DTYPES.get(tensor.dtype)
+    layout = NUMERIC_DTYPES.get(tensor.dtype)
     if layout is None or plugin not in _NUMERIC_PLUGINS:
         return
     number = _single_number(tensor, *layout)

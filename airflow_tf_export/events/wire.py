@@ -11,18 +11,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from airflow_tf_export.events import protos
-from airflow_tf_export.events.summaries import UndecodableEventError, decode_values
-
-ELEMENT_FORMATS = {
-    protos.DT_FLOAT: "f",
-    protos.DT_DOUBLE: "d",
-    protos.DT_INT32: "i",
-    protos.DT_INT16: "h",
-    protos.DT_INT8: "b",
-    protos.DT_UINT8: "B",
-    protos.DT_INT64: "q",
-}
+from airflow_tf_export.events.summaries import NUMERIC_DTYPES, UndecodableEventError, decode_values
 
 
 class Malformed(Exception):
@@ -213,9 +202,9 @@ def _tensor_slots(data: bytes, start: int, end: int) -> list[Slot]:
         size = f.payload_end - f.payload_start
         kind = None
         if f.number == 4 and f.wire_type == 2:
-            element = ELEMENT_FORMATS.get(dtype)
-            if element is not None and size == struct.calcsize("<" + element):
-                kind = element
+            layout = NUMERIC_DTYPES.get(dtype)
+            if layout is not None and size == struct.calcsize(layout[1]):
+                kind = layout[1][1:]
         elif f.number == 5 and size == 4:
             kind = "f"
         elif f.number == 6 and size == 8:

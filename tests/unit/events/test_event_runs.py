@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import (
+    event_pb2,
+    summary_pb2,
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
 
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.events.merge import StepMerger
@@ -31,6 +37,7 @@ from .event_builders import (
     float_tensor,
     frame,
     simple_value_event,
+    string_tensor,
     tensor_event,
     write_events,
 )
@@ -237,3 +244,49 @@ def test_a_rewritten_step_inside_bundles_merges_as_event_by_event(tmp_path: Path
             reference.add(str(other), [(offset, 101, event.wall_time, scalars, strings, None)])
     assert _same(reader, reference)
     assert reader.result(101).metrics[tag] == 7.5  # later than the tag's own event
+
+
+def _tensor(kind: str, value: float) -> tensor_pb2.TensorProto:
+    if kind == "float_val":
+        return float_tensor(value, as_content=False)
+    if kind == "double":
+        return tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_DOUBLE, tensor_content=struct.pack("<d", value)
+        )
+    if kind == "double_val":
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, double_val=[value])
+    if kind == "int32":
+        return tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_INT32, tensor_content=struct.pack("<i", int(value * 100))
+        )
+    if kind == "int_val":  # varints: read one by one
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, int_val=[int(value * 100)])
+    if kind == "histogram":  # two elements: not a scalar, never a metric
+        return tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=2)]
+            ),
+            tensor_content=struct.pack("<2f", value, value),
+        )
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["float_val", "double", "double_val", "int32", "int_val", "histogram"]
+)
+def test_every_tensor_encoding_reads_like_protobuf(tmp_path: Path, kind: str) -> None:
+    rng = random.Random(kind)
+    events = [
+        tensor_event(step, "metric", _tensor(kind, rng.uniform(0, 5)), wall_time=float(step))
+        for step in range(1, 300)
+    ]
+    events += [
+        tensor_event(step, "note", string_tensor(f"ckpt-{step:04d}"), plugin="text")
+        for step in range(1, 300)
+    ]
+    path = tmp_path / EVENT_FILE
+    write_events(path, events)
+    reader = EvalDirReader(LocalStorage(), str(tmp_path))
+    reader.refresh()
+    assert _same(reader, reference_results(path.read_bytes(), str(path), None))
