@@ -193,7 +193,8 @@ class EvalDirReader:
         return self._merger.results()
 
     def metrics_by_step(self) -> dict[int, Mapping[str, float]]:
-        """Every step's merged metrics, by step (the metrics of `results()`, sooner)."""
+        """Every step's merged metrics, by step (the metrics of `results()`, sooner). The
+        mappings are the reader's own, as in the results: read them, do not change them."""
         return self._merger.metrics_by_step()
 
     def newest_first(self) -> Iterator[EvalResult]:
