@@ -19,7 +19,7 @@ half-written and must be waited on. Thresholds are judged afterwards, on the res
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +179,30 @@ def select_result(
         if _meets_target(result, wait, exported_step):
             return result
     return None
+
+
+def lowest_useful_step(wait: EvalWait, exported_step: int | None = None) -> int | None:
+    """The lowest step whose result could end `wait` (None: any step could); reading can
+    skip every event below it."""
+    if wait.min_step is not None:
+        return wait.min_step
+    if wait.newer_than_exporter is not None and exported_step is not None:
+        return exported_step + 1
+    return None
+
+
+def settling_rule(
+    wait: EvalWait, exported_step: int | None = None
+) -> Callable[[EvalResult], bool] | None:
+    """A test telling that a result makes every older one irrelevant to `wait`, or None.
+
+    For a step target, a result that ends the wait keeps ending it whatever else is written
+    at its step (metrics only accumulate), so no older step can be the answer. A checkpoint
+    target has no such rule: a later rewrite of a step's `checkpoint_path` can undo a match.
+    """
+    if wait.checkpoint_path is not None:
+        return None
+    return lambda result: select_result([result], wait, exported_step) is not None
 
 
 def why_not_found(newest_first: Iterable[EvalResult], wait: EvalWait) -> str:

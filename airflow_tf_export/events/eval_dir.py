@@ -1,20 +1,32 @@
 """The eval results of a model directory: every event file matching a pattern, merged by step.
 
 `EvalDirReader` keeps one incremental reader per event file and a merge of everything read,
-so `refresh()` costs one listing, one size lookup per file and the new bytes only. An event
-file that shrank or disappeared was replaced, so everything is read again from the start.
+so `refresh()` costs one listing (which gives every file's size) and the new bytes only. An
+event file that shrank, disappeared or changed its bytes already read was replaced, so
+everything is read again from the start. `cursor()` and `resume()` carry a reader's state
+across processes (a sensor in reschedule mode).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
-from airflow_tf_export.events.event_file import CHUNK_SIZE, EventFileReader, ReadStats
+from airflow_tf_export.events.event_file import (
+    CHUNK_SIZE,
+    EventFileReader,
+    FileReplacedError,
+    ReadStats,
+)
+from airflow_tf_export.events.event_runs import Write
 from airflow_tf_export.events.merge import StepMerger
-from airflow_tf_export.storage.base import Storage, StorageNotFoundError
+from airflow_tf_export.storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EVENT_FILE_PATTERN = "eval/*.tfevents.*"
 """Where Estimator's evaluator wrote (`eval_<name>/` when the EvalSpec had a name)."""
@@ -50,7 +62,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 class EvalDirReader:
-    """Reads and merges the eval event files of one model directory, incrementally."""
+    """Reads and merges the eval event files of one model directory, incrementally.
+
+    `min_step` keeps only steps at or above it (a wait has no use for the others): events
+    below it are dropped unread, so reading costs little more than fetching the bytes, and
+    memory holds only what is kept. Raising it later forgets what is below; lowering it
+    reads everything again.
+    """
 
     def __init__(
         self,
@@ -59,37 +77,91 @@ class EvalDirReader:
         event_file_pattern: str = DEFAULT_EVENT_FILE_PATTERN,
         *,
         chunk_size: int = CHUNK_SIZE,
+        min_step: int | None = None,
     ) -> None:
         self.storage = storage
         self.pattern_uri = storage.join(model_dir, validate_event_file_pattern(event_file_pattern))
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
         self.chunk_size = chunk_size
         self.totals = ReadStats()
         self._files: dict[str, EventFileReader] = {}
         self._merger = StepMerger()
+        self._min_step = min_step
+        self._floor = min_step  # min_step, or higher once a wait is settled (`refresh`)
 
-    def refresh(self) -> ReadStats:
-        """Read what was appended since the last refresh; return what this refresh did."""
+    @property
+    def min_step(self) -> int | None:
+        """The lowest step kept (None: every step)."""
+        return self._min_step
+
+    def set_min_step(self, step: int | None) -> None:
+        """Keep steps >= `step` from now on (None: every step)."""
+        if step == self._min_step:
+            return
+        lowered = step is None or (self._min_step is not None and step < self._min_step)
+        self._min_step = step
+        if lowered or (self._floor is not None and step is not None and step < self._floor):
+            self._forget_everything()
+        else:
+            self._raise_floor(step)
+
+    def refresh(self, settles: Callable[[EvalResult], bool] | None = None) -> ReadStats:
+        """Read what was appended since the last refresh; return what this refresh did.
+
+        `settles(result)` says a result ends the search for anything older (a wait whose
+        target it meets): steps below the newest such result are then dropped as reading
+        goes, so memory stays small even when every step is above `min_step`.
+        """
         with _cyclic_gc_paused():
-            return self._refresh()
+            try:
+                return self._refresh(settles)
+            except FileReplacedError as replaced:
+                log.info("%s was replaced: reading every event file again", replaced)
+                self._forget_everything()
+                return self._refresh(settles)
 
-    def _refresh(self) -> ReadStats:
-        sizes = self._current_sizes()
-        if any(
-            uri not in sizes or sizes[uri] < reader.offset for uri, reader in self._files.items()
-        ):
-            self._files.clear()
-            self._merger.clear()
+    def _refresh(self, settles: Callable[[EvalResult], bool] | None) -> ReadStats:
+        found = {info.uri: info for info in self.storage.glob_info(self.pattern_uri)}
+        if any(uri not in found for uri in self._files):
+            self._forget_everything()  # a file disappeared: its events must go too
         stats = ReadStats()
-        for uri, size in sizes.items():
-            reader = self._files.get(uri)
-            if reader is None:
-                reader = self._files[uri] = EventFileReader(
-                    self.storage, uri, chunk_size=self.chunk_size
-                )
-            for offset, step, wall_time, event in reader.read_new(size, stats):
-                self._merger.add(uri, offset, step, wall_time, event)
-        self.totals.add(stats)
+        try:
+            for uri, info in found.items():
+                reader = self._files.get(uri)
+                if reader is None:
+                    reader = self._files[uri] = EventFileReader(
+                        self.storage, uri, chunk_size=self.chunk_size
+                    )
+                for writes in reader.read_new(info, self._current_floor, stats):
+                    self._merger.add(uri, writes)
+                    if settles is not None and writes:
+                        self._settle(writes, settles)
+        finally:
+            self.totals.add(stats)
         return stats
+
+    def _current_floor(self) -> int | None:
+        return self._floor
+
+    def _settle(self, writes: list[Write], settles: Callable[[EvalResult], bool]) -> None:
+        floor = self._floor
+        touched = {write[1] for write in writes if floor is None or write[1] >= floor}
+        for step in sorted(touched, reverse=True):
+            result = self._merger.result(step)
+            if result is not None and settles(result):
+                self._raise_floor(step)
+                return
+
+    def _raise_floor(self, step: int | None) -> None:
+        if step is not None and (self._floor is None or step > self._floor):
+            self._floor = step
+            self._merger.drop_below(step)
+
+    def _forget_everything(self) -> None:
+        self._files.clear()
+        self._merger.clear()
+        self._floor = self._min_step
 
     def event_files(self) -> list[str]:
         """URIs of the event files read so far, sorted."""
@@ -98,8 +170,12 @@ class EvalDirReader:
     @property
     def skipped_records(self) -> int:
         """Damaged or undecodable records skipped so far (each logged when skipped)."""
-        totals = self.totals
-        return totals.damaged_records + totals.undecodable_records + self._merger.undecodable_events
+        return self.totals.damaged_records + self.totals.undecodable_records
+
+    @property
+    def held_writes(self) -> int:
+        """How many events are held in memory (the kept ones, merged per step on demand)."""
+        return len(self._merger)
 
     def result(self, step: int) -> EvalResult:
         """The merged result of `step`; KeyError when there is none."""
@@ -109,22 +185,84 @@ class EvalDirReader:
         return result
 
     def steps(self) -> list[int]:
-        """Steps that have a result, ascending (decodes every event: prefer `newest_first`)."""
-        return [result.step for result in self._merger.results()]
+        """Steps that have a result, ascending."""
+        return self._merger.steps()
 
     def results(self) -> list[EvalResult]:
         """Every result, ascending by step."""
         return self._merger.results()
 
+    def metrics_by_step(self) -> dict[int, Mapping[str, float]]:
+        """Every step's merged metrics, by step (the metrics of `results()`, sooner). The
+        mappings are the reader's own, as in the results: read them, do not change them."""
+        return self._merger.metrics_by_step()
+
     def newest_first(self) -> Iterator[EvalResult]:
         """Results from the highest step down, built lazily."""
         return self._merger.newest_first()
 
-    def _current_sizes(self) -> dict[str, int]:
-        sizes = {}
-        for uri in self.storage.glob(self.pattern_uri):
-            try:
-                sizes[uri] = self.storage.size(uri)
-            except StorageNotFoundError:
-                continue  # deleted between listing and lookup: treated as absent
-        return sizes
+    def cursor(self) -> dict[str, Any] | None:
+        """The reader's state as a small JSON-able dict, to resume it in another process
+        (`resume`); None when it holds more than `MAX_CURSOR_WRITES` events."""
+        if len(self._merger) > MAX_CURSOR_WRITES:
+            return None
+        writes = [
+            [step, wall_time, uri, offset, _encode(scalars), dict(strings)]
+            for step, (wall_time, uri, offset, scalars, strings, _) in self._merger.stored()
+        ]
+        if len(writes) > MAX_CURSOR_WRITES:
+            return None
+        return {
+            "version": CURSOR_VERSION,
+            "pattern_uri": self.pattern_uri,
+            "min_step": self._floor,
+            "files": [reader.state() for reader in self._files.values()],
+            "writes": writes,
+        }
+
+    def resume(self, cursor: object) -> bool:
+        """Take up where the reader that made `cursor` stopped, if it read the same files;
+        else keep this reader as it is. Returns whether it resumed.
+
+        The reader then keeps the cursor's `min_step` (a lower one set later reads
+        everything again, as always). A file replaced or truncated since is noticed at the
+        next `refresh` (its size, or the bytes before the offset, differ) and everything is
+        read again, as for a reader that never stopped.
+        """
+        if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION:
+            return False
+        floor = cursor.get("min_step")
+        if cursor.get("pattern_uri") != self.pattern_uri or not (
+            floor is None or type(floor) is int
+        ):
+            return False
+        try:
+            files = {
+                state["uri"]: EventFileReader.from_state(self.storage, state, self.chunk_size)
+                for state in cursor["files"]
+            }
+            merger = StepMerger()
+            for step, wall_time, uri, offset, scalars, strings in cursor["writes"]:
+                merger.add(
+                    uri,
+                    [(int(offset), int(step), float(wall_time), _decode(scalars), strings, None)],
+                )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("ignoring a damaged eval reader cursor: %.200r", cursor)
+            return False
+        self._files, self._merger = files, merger
+        self._min_step = self._floor = floor
+        return True
+
+
+MAX_CURSOR_WRITES = 1000
+"""Above this many held events a cursor is not made (the next reader reads from scratch)."""
+CURSOR_VERSION = 1
+
+
+def _encode(scalars: Mapping[str, float]) -> dict[str, str]:
+    return {tag: value.hex() for tag, value in scalars.items()}  # exact, NaN and inf too
+
+
+def _decode(scalars: Mapping[str, str]) -> dict[str, float]:
+    return {str(tag): float.fromhex(value) for tag, value in scalars.items()}

@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from airflow_tf_export.core.eval_result import EvalResult
-from airflow_tf_export.core.eval_wait import EvalWait, select_result
+from airflow_tf_export.core.eval_wait import (
+    EvalWait,
+    lowest_useful_step,
+    select_result,
+    settling_rule,
+    why_not_found,
+)
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -22,14 +28,27 @@ def find_eval_result(
 ) -> EvalResult | None:
     """Read what is new in the eval event files and select the awaited result.
 
+    Only steps that could end the wait are kept: below `min_step`, or at or below the
+    exporter's newest export, nothing is decoded (`core.eval_wait.lowest_useful_step`), and
+    once a result ends the wait, older steps are dropped as reading goes on.
+
     `storage_for` opens the exporter dir of a `newer_than_exporter` wait, which may live on
     another backend than the event files (default: the event files' storage).
     """
-    reader.refresh()
     exported_step = None
     if wait.newer_than_exporter is not None:
         uri = exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
         storage = reader.storage if storage_for is None else storage_for(uri)
         newest = ExporterDir(storage, uri).newest_committed()
         exported_step = None if newest is None else newest.global_step
+    reader.set_min_step(lowest_useful_step(wait, exported_step))
+    reader.refresh(settling_rule(wait, exported_step))
     return select_result(reader.newest_first(), wait, exported_step)
+
+
+def why_still_waiting(reader: EvalDirReader, wait: EvalWait) -> str:
+    """What the newest result read lacks, for the log of a wait that goes on."""
+    reason = why_not_found(reader.newest_first(), wait)
+    if reader.min_step is None:
+        return reason
+    return f"{reason} (events below step {reader.min_step} are not read)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from airflow_tf_export.events import protos
@@ -19,7 +20,7 @@ from airflow_tf_export.events import protos
 _NUMERIC_PLUGINS = frozenset({"", "scalars"})
 _STRING_PLUGINS = frozenset({"", "text"})
 # dtype -> (repeated field holding values, struct format of one tensor_content element)
-_NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
+NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
     protos.DT_FLOAT: ("float_val", "<f"),
     protos.DT_DOUBLE: ("double_val", "<d"),
     protos.DT_INT32: ("int_val", "<i"),
@@ -33,8 +34,16 @@ _NUMERIC_DTYPES: dict[int, tuple[str, str]] = {
 class EventValues(NamedTuple):
     """The usable values of one summary event: scalars by tag and strings by tag."""
 
-    scalars: dict[str, float]
-    strings: dict[str, str]
+    scalars: Mapping[str, float]
+    strings: Mapping[str, str]
+
+
+class DecodedEvent(NamedTuple):
+    """A summary event's step, wall time and usable values."""
+
+    step: int
+    wall_time: float
+    values: EventValues
 
 
 class UndecodableEventError(ValueError):
@@ -55,9 +64,21 @@ def read_stamp(data: bytes) -> tuple[int, float] | None:
 
 def decode_values(data: bytes) -> EventValues:
     """The scalars and strings of a serialized `Event` (both empty when it has none usable)."""
+    return _values(_parse(protos.Event, data))
+
+
+def decode_event(data: bytes) -> DecodedEvent | None:
+    """Step, wall time and values of a serialized `Event`; None when it has no summary."""
+    event = _parse(protos.Event, data)
+    if not event.HasField("summary"):
+        return None
+    return DecodedEvent(event.step, event.wall_time, _values(event))
+
+
+def _values(event: Any) -> EventValues:
     scalars: dict[str, float] = {}
     strings: dict[str, str] = {}
-    for value in _parse(protos.Event, data).summary.value:
+    for value in event.summary.value:
         kind = value.WhichOneof("value")
         if kind == "simple_value":
             scalars[value.tag] = value.simple_value
@@ -82,7 +103,7 @@ def _add_tensor(value: Any, scalars: dict[str, float], strings: dict[str, str]) 
         if plugin in _STRING_PLUGINS and len(tensor.string_val) == 1:
             strings[value.tag] = tensor.string_val[0].decode("utf-8", errors="replace")
         return
-    layout = _NUMERIC_DTYPES.get(tensor.dtype)
+    layout = NUMERIC_DTYPES.get(tensor.dtype)
     if layout is None or plugin not in _NUMERIC_PLUGINS:
         return
     number = _single_number(tensor, *layout)

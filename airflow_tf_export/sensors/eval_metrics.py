@@ -34,14 +34,13 @@ from airflow_tf_export.core.eval_wait import (
     EvalWait,
     parse_eval_wait,
     threshold_misses,
-    why_not_found,
 )
 from airflow_tf_export.events.eval_dir import (
     DEFAULT_EVENT_FILE_PATTERN,
     EvalDirReader,
     validate_event_file_pattern,
 )
-from airflow_tf_export.events.eval_search import find_eval_result
+from airflow_tf_export.events.eval_search import find_eval_result, why_still_waiting
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError, Storage
 from airflow_tf_export.triggers.eval_metrics import (
@@ -130,6 +129,7 @@ class EvalMetricsSensor(BaseSensorOperator):
         self.event_file_pattern = event_file_pattern
         self.gcp_conn_id = gcp_conn_id
         self.deferrable = deferrable
+        self._kept_reader: EvalDirReader | None = None
 
     def execute(self, context: Context) -> Any:
         """Check the arguments (bad ones fail now, without retry), then wait."""
@@ -138,35 +138,59 @@ class EvalMetricsSensor(BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Look once; in deferrable mode, hand the waiting to the trigger if not found."""
+        """Look once; in deferrable mode, hand the waiting to the trigger if not found.
+
+        Only what was appended since the previous poke is read: in poke mode the sensor
+        keeps its reader between pokes; in reschedule mode (a new process per poke) the
+        reader's cursor is kept in the task's state store (`CURSOR_KEY`); the trigger of
+        a deferrable sensor keeps its own reader, starting from this poke's cursor.
+        """
         wait = self._wait()
-        reader = EvalDirReader(self._storage(), self.model_dir, self.event_file_pattern)
+        reader = self._reader(context)
+        skipped = reader.skipped_records
         try:
             result = find_eval_result(reader, wait, self.model_dir, self._hook().storage_for)
         except BucketNotFoundError as error:
             raise AirflowFailException(str(error)) from None
-        stats = reader.totals
-        if stats.damaged_records or stats.undecodable_records:
+        if reader.skipped_records > skipped:
             self.log.warning(
-                "skipped %d damaged and %d undecodable records in %s",
-                stats.damaged_records,
-                stats.undecodable_records,
+                "skipped %d damaged or undecodable records in %s",
+                reader.skipped_records - skipped,
                 reader.event_files(),
             )
         if result is not None:
+            if self.reschedule:
+                _save_cursor(context, None, self.log)  # done waiting: nothing to resume
             return PokeReturnValue(True, self._judge(result, wait))
         self.log.info(
-            "%d event files: %s",
-            len(reader.event_files()),
-            why_not_found(reader.newest_first(), wait),
+            "%d event files: %s", len(reader.event_files()), why_still_waiting(reader, wait)
         )
         if self.deferrable:
             self.defer(
-                trigger=self._trigger(wait),
+                trigger=self._trigger(wait, reader.cursor()),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
             )
+        if self.reschedule:
+            _save_cursor(context, reader, self.log)
         return PokeReturnValue(False)
+
+    def _reader(self, context: Context) -> EvalDirReader:
+        """The reader of the previous poke in this process, else a new one (resumed from the
+        cursor a previous process left, if any)."""
+        if self._kept_reader is None:
+            reader = EvalDirReader(self._storage(), self.model_dir, self.event_file_pattern)
+            if self.reschedule:
+                store = context.get("task_state_store")
+                try:
+                    cursor = None if store is None else store.get(CURSOR_KEY)
+                except Exception as error:  # the store is optional help, never a failure
+                    self.log.warning("could not read the eval reader cursor: %s", error)
+                    cursor = None
+                if cursor is not None and reader.resume(cursor):
+                    self.log.info("resuming the eval reader where the previous poke stopped")
+            self._kept_reader = reader
+        return self._kept_reader
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> dict[str, Any]:
         """Judge the trigger's result exactly as `poke` judges its own."""
@@ -212,7 +236,7 @@ class EvalMetricsSensor(BaseSensorOperator):
     def _storage(self) -> Storage:
         return self._hook().storage_for(self.model_dir)
 
-    def _trigger(self, wait: EvalWait) -> EvalMetricsTrigger:
+    def _trigger(self, wait: EvalWait, cursor: dict[str, Any] | None = None) -> EvalMetricsTrigger:
         return EvalMetricsTrigger(
             model_dir=self.model_dir,
             event_file_pattern=self.event_file_pattern,
@@ -226,7 +250,28 @@ class EvalMetricsSensor(BaseSensorOperator):
             exponential_backoff=self.exponential_backoff,
             max_wait=None if self.max_wait is None else self.max_wait.total_seconds(),
             keep_waiting_on_read_error=self.silent_fail,
+            cursor=cursor,
         )
+
+
+CURSOR_KEY = "eval_metrics_reader_cursor"
+"""The task state store key of a reschedule-mode sensor's reader cursor."""
+
+
+def _save_cursor(context: Context, reader: EvalDirReader | None, log: Any) -> None:
+    """Keep `reader`'s cursor for the next poke; delete it when there is none (no reader, or
+    one holding too much to keep: the next poke then reads from scratch)."""
+    store = context.get("task_state_store")
+    if store is None:
+        return
+    cursor = None if reader is None else reader.cursor()
+    try:
+        if cursor is None:
+            store.delete(CURSOR_KEY)
+        else:
+            store.set(CURSOR_KEY, cursor)
+    except Exception as error:  # the store is optional help, never a failure
+        log.warning("could not keep the eval reader cursor: %s", error)
 
 
 def _json_or_value(value: object) -> object:

@@ -3,6 +3,7 @@
 from airflow_tf_export.storage.base import (
     BucketNotFoundError,
     Entry,
+    FileInfo,
     Storage,
     StorageError,
     StorageNotFoundError,
@@ -15,6 +16,7 @@ from airflow_tf_export.storage.registry import storage_for
 __all__ = [
     "BucketNotFoundError",
     "Entry",
+    "FileInfo",
     "Storage",
     "StorageError",
     "StorageNotFoundError",

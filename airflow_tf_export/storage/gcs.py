@@ -51,6 +51,7 @@ from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     BucketNotFoundError,
     Entry,
+    FileInfo,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -166,13 +167,21 @@ class GcsStorage:
     def glob(self, pattern: str) -> list[str]:
         """Objects matching `pattern` (`*` stays within one segment); lists only below the
         literal part of the pattern."""
+        return [info.uri for info in self.glob_info(pattern)]
+
+    def glob_info(self, pattern: str) -> list[FileInfo]:
+        """`glob` with each object's size and update time, taken from the listing itself."""
         parsed = self._parse(pattern)
         segments = parsed.path.split("/")
         first_glob = next(
             (i for i, s in enumerate(segments) if _GLOB_CHARS & set(s)), len(segments)
         )
         if first_glob == len(segments):
-            return [str(parsed)] if self._blob_exists(parsed) else []
+            with self._errors(parsed):
+                blob = self._client.bucket(parsed.bucket).get_blob(parsed.path)
+            return (
+                [] if blob is None else [FileInfo(str(parsed), int(blob.size or 0), _mtime(blob))]
+            )
         head = segments[first_glob]
         literal = head[: min(head.index(c) for c in _GLOB_CHARS if c in head)]
         prefix = "/".join([*segments[:first_glob], literal])
@@ -183,8 +192,9 @@ class GcsStorage:
             if len(names) == len(segments) and all(
                 fnmatch.fnmatchcase(n, s) for n, s in zip(names, segments, strict=True)
             ):
-                matches.append(f"gs://{parsed.bucket}/{blob.name}")
-        return sorted(matches)
+                uri = f"gs://{parsed.bucket}/{blob.name}"
+                matches.append(FileInfo(uri, int(blob.size or 0), _mtime(blob)))
+        return sorted(matches, key=lambda info: info.uri)
 
     def exists(self, uri: str) -> bool:
         """Whether an object, or any object below the prefix, exists."""

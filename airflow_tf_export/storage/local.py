@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from stat import S_ISREG
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
 from airflow_tf_export.core.versions import (
@@ -24,6 +25,7 @@ from airflow_tf_export.core.versions import (
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     Entry,
+    FileInfo,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -119,9 +121,19 @@ class LocalStorage:
 
     def glob(self, pattern: str) -> list[str]:
         """Files matching `pattern` (`*` stays within one path segment), sorted."""
-        return sorted(
-            p for p in glob.glob(str(self._path(pattern)), include_hidden=True) if os.path.isfile(p)
-        )
+        return [info.uri for info in self.glob_info(pattern)]
+
+    def glob_info(self, pattern: str) -> list[FileInfo]:
+        """`glob` with each file's size and modification time (one stat per file)."""
+        found = []
+        for path in sorted(glob.glob(str(self._path(pattern)), include_hidden=True)):
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            if S_ISREG(stat.st_mode):
+                found.append(FileInfo(path, stat.st_size, stat.st_mtime))
+        return found
 
     def exists(self, uri: str) -> bool:
         """Whether a file or a non-empty directory exists."""

@@ -1,7 +1,8 @@
 """The trigger behind the deferrable `EvalMetricsSensor`: waits in the triggerer.
 
 It keeps one incremental `EvalDirReader` for as long as it runs, so each check reads only the
-bytes appended since the previous one. Every storage call runs in a worker thread
+bytes appended since the previous one; it starts from the cursor of the sensor's own first
+poke, so the files are not read twice. Every storage call runs in a worker thread
 (`asyncio.to_thread`), so the triggerer's event loop never blocks on disk or GCS.
 Thresholds are not judged here: the trigger reports the awaited result and the sensor's
 `execute_complete` judges it exactly as `poke` does.
@@ -16,9 +17,9 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_tf_export.core.eval_wait import parse_eval_wait, why_not_found
+from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.events.eval_dir import DEFAULT_EVENT_FILE_PATTERN, EvalDirReader
-from airflow_tf_export.events.eval_search import find_eval_result
+from airflow_tf_export.events.eval_search import find_eval_result, why_still_waiting
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError
 
@@ -49,7 +50,8 @@ class EvalMetricsTrigger(BaseTrigger):
     Event payloads: ``{"status": "success", "result": EvalResult.to_dict()}`` or
     ``{"status": "error", "kind": "configuration" | "read", "message": ...}``.
     The arguments mirror the sensor's; `required_metrics` already includes the
-    thresholded metrics.
+    thresholded metrics. `cursor` is the sensor's reader state (`EvalDirReader.cursor()`),
+    to start where its poke stopped.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class EvalMetricsTrigger(BaseTrigger):
         exponential_backoff: bool = False,
         max_wait: float | None = None,
         keep_waiting_on_read_error: bool = False,
+        cursor: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model_dir = model_dir
@@ -81,6 +84,7 @@ class EvalMetricsTrigger(BaseTrigger):
         self.exponential_backoff = exponential_backoff
         self.max_wait = max_wait
         self.keep_waiting_on_read_error = keep_waiting_on_read_error
+        self.cursor = cursor
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and exactly the constructor's keyword arguments."""
@@ -99,6 +103,7 @@ class EvalMetricsTrigger(BaseTrigger):
                 "exponential_backoff": self.exponential_backoff,
                 "max_wait": self.max_wait,
                 "keep_waiting_on_read_error": self.keep_waiting_on_read_error,
+                "cursor": self.cursor,
             },
         )
 
@@ -146,14 +151,17 @@ class EvalMetricsTrigger(BaseTrigger):
                 )
                 yield TriggerEvent({"status": "success", "result": result.to_dict()})
                 return
-            self.log.debug(why_not_found(reader.newest_first(), wait))
+            self.log.debug(why_still_waiting(reader, wait))
 
     def _hook(self) -> StorageHook:
         return StorageHook(gcp_conn_id=self.gcp_conn_id)
 
     def _open_reader(self) -> EvalDirReader:
         storage = self._hook().storage_for(self.model_dir)
-        return EvalDirReader(storage, self.model_dir, self.event_file_pattern)
+        reader = EvalDirReader(storage, self.model_dir, self.event_file_pattern)
+        if self.cursor is not None:
+            reader.resume(self.cursor)
+        return reader
 
 
 def _error(kind: str, error: Exception) -> TriggerEvent:

@@ -15,6 +15,7 @@ from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.events.eval_search import find_eval_result
+from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.events.tfrecord import scan_records
 from airflow_tf_export.storage.gcs import GcsStorage
 from airflow_tf_export.storage.local import LocalStorage
@@ -134,7 +135,9 @@ def test_truncated_copies_read_their_complete_prefix_then_the_rest(
         with copy.open("ab") as handle:
             handle.write(data[cut:])
         stats = reader.refresh()
-        assert stats.bytes_read == len(data) - cut_record  # from the cut record on, only
+        # From the cut record on only, and the few bytes before it that show the file is the
+        # one read before.
+        assert stats.bytes_read == len(data) - cut_record + TAIL_SIZE
         assert _as_tensorflow_sees_it(reader) == full
 
 
@@ -172,7 +175,9 @@ def test_gcs_objects_read_the_same_and_grow_with_ranged_reads(
     bucket.blob(f"models/estimator/eval/{files[1].name}").upload_from_string(files[1].read_bytes())
     stats = reader.refresh()
     last_record = scan_records(first_bytes).records[-1][0]
-    assert stats.bytes_read == len(first_bytes) - last_record + files[1].stat().st_size
+    assert stats.bytes_read == (
+        len(first_bytes) - last_record + TAIL_SIZE + files[1].stat().st_size
+    )
     assert reader.result(500).checkpoint_path is not None
     local = _read(estimator_dir)
     assert [r.metrics for r in reader.results()] == [r.metrics for r in local.results()]

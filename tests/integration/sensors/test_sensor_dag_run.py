@@ -93,6 +93,9 @@ def test_the_sensors_really_waited(dag_run: tuple[Path, Path, str]) -> None:
             "WHERE t.task_id = 'wait_reschedule'"
         ).fetchone()[0]
     assert reschedules >= 1
+    # Each reschedule-mode poke after the first resumed from the cursor that the previous
+    # one kept in the task state store (instead of reading the event files again).
+    assert "resuming the eval reader where the previous poke stopped" in output
     # Each writer process opened its own event file: the sensors merged several files.
     eval_dir = database.parent.parent / "model" / "eval"
     assert len(list(eval_dir.glob("*.tfevents.*"))) == 5

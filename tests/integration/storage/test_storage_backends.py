@@ -82,6 +82,22 @@ def test_a_file_where_a_directory_is_expected_is_named(backend: Backend) -> None
     assert backend.storage.read_bytes(backend.uri("export", "latest")) == b"not a directory"
 
 
+def test_glob_info_gives_sizes_and_times_from_the_listing(backend: Backend) -> None:
+    for name, data in (("eval/a.tfevents.1", b"abc"), ("eval/b.tfevents.2", b"hello")):
+        backend.storage.write_bytes(backend.uri(*name.split("/")), data)
+    backend.storage.write_bytes(backend.uri("eval", "sub", "c.tfevents.3"), b"x")
+    found = backend.storage.glob_info(backend.uri("eval", "*.tfevents.*"))
+    assert [(info.uri, info.size) for info in found] == [
+        (backend.uri("eval", "a.tfevents.1"), 3),
+        (backend.uri("eval", "b.tfevents.2"), 5),
+    ]
+    assert all(info.mtime is not None for info in found)
+    assert backend.storage.glob(backend.uri("eval", "*.tfevents.*")) == [i.uri for i in found]
+    literal = backend.storage.glob_info(backend.uri("eval", "b.tfevents.2"))
+    assert [(info.uri, info.size) for info in literal] == [(backend.uri("eval", "b.tfevents.2"), 5)]
+    assert backend.storage.glob_info(backend.uri("eval", "missing")) == []
+
+
 def test_glob_star_stays_within_one_path_segment(backend: Backend) -> None:
     for name in (
         "eval/events.out.tfevents.1",

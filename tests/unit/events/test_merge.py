@@ -6,16 +6,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from airflow_tf_export.events.merge import LAZY_EVENT_BYTES, StepMerger
-from airflow_tf_export.events.summaries import read_stamp
+from airflow_tf_export.events.merge import StepMerger
+from airflow_tf_export.events.summaries import decode_event
 
 from .event_builders import checkpoint_event, simple_value_event
 
 
 def _add(merger: StepMerger, uri: str, offset: int, event: bytes) -> None:
-    stamp = read_stamp(event)
-    assert stamp is not None
-    merger.add(uri, offset, stamp[0], stamp[1], event)
+    decoded = decode_event(event)
+    assert decoded is not None
+    scalars, strings = decoded.values
+    merger.add(uri, [(offset, decoded.step, decoded.wall_time, scalars, strings, None)])
 
 
 def test_metrics_and_checkpoint_path_of_one_step_merge() -> None:
@@ -64,10 +65,9 @@ def test_newest_first_and_results_order() -> None:
     assert merger.results() == []
 
 
-def test_large_events_are_decoded_at_once_and_only_usable_values_kept() -> None:
+def test_only_events_with_usable_values_are_kept() -> None:
     padding = summary_pb2.Summary.Value(
-        tag="picture",
-        image=summary_pb2.Summary.Image(encoded_image_string=b"\x89PNG" * LAZY_EVENT_BYTES),
+        tag="picture", image=summary_pb2.Summary.Image(encoded_image_string=b"\x89PNG" * 1000)
     )
     with_loss = summary_pb2.Summary(
         value=[padding, summary_pb2.Summary.Value(tag="loss", simple_value=0.5)]
@@ -76,22 +76,22 @@ def test_large_events_are_decoded_at_once_and_only_usable_values_kept() -> None:
     merger = StepMerger()
     for step, summary in ((1, with_loss), (2, image_only)):
         event = event_pb2.Event(step=step, wall_time=1.0, summary=summary).SerializeToString()
-        assert len(event) > LAZY_EVENT_BYTES
         _add(merger, "/e/f", step, event)
     assert [(r.step, dict(r.metrics)) for r in merger.results()] == [(1, {"loss": 0.5})]
+    assert len(merger) == 1
 
 
-def test_an_undecodable_event_is_skipped_and_counted_once() -> None:
+def test_drop_below_forgets_lower_steps_only() -> None:
     merger = StepMerger()
-    # Step 5 with a summary whose only value claims 4 bytes of which the tag claims 9: the
-    # envelope parses (the summary is opaque to it), the values do not.
-    broken = b"\x10\x05\x2a\x06\x0a\x04\x0a\x09ab"
-    _add(merger, "/e/f", 0, broken)
-    _add(merger, "/e/f", 40, simple_value_event(5, {"loss": 1.0}))
-    for _ in range(3):
-        result = merger.result(5)
-        assert result is not None and dict(result.metrics) == {"loss": 1.0}
-    assert merger.undecodable_events == 1
+    for offset, step in enumerate([100, 200, 200, 300, 50]):
+        _add(merger, "/e/f", offset, simple_value_event(step, {"loss": offset / 8}))
+    assert len(merger) == 5
+    merger.drop_below(200)
+    assert merger.steps() == [200, 300]
+    assert dict(merger.result(200).metrics) == {"loss": 2 / 8}  # type: ignore[union-attr]
+    assert sorted(step for step, _ in merger.stored()) == [200, 200, 300]
+    merger.drop_below(1000)
+    assert merger.results() == [] and len(merger) == 0
 
 
 _writes = st.lists(

@@ -8,6 +8,7 @@ tests/integration/sensors.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,22 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
     TaskDeferred,
 )
-from events.event_builders import checkpoint_event, simple_value_event, write_events
+from events.event_builders import (
+    append_events,
+    checkpoint_event,
+    frame,
+    simple_value_event,
+    write_events,
+)
 
-from airflow_tf_export.sensors.eval_metrics import EvalMetricsReadError, EvalMetricsSensor
+from airflow_tf_export.core.eval_wait import parse_eval_wait
+from airflow_tf_export.events.eval_search import find_eval_result
+from airflow_tf_export.events.event_file import TAIL_SIZE
+from airflow_tf_export.sensors.eval_metrics import (
+    CURSOR_KEY,
+    EvalMetricsReadError,
+    EvalMetricsSensor,
+)
 from airflow_tf_export.triggers.eval_metrics import EvalMetricsTrigger
 
 EVENT_FILE = "eval/events.out.tfevents.1700000000.host"
@@ -175,7 +189,13 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
     assert deferred.value.timeout is not None and deferred.value.timeout.total_seconds() == 3600
     trigger = deferred.value.trigger
     assert isinstance(trigger, EvalMetricsTrigger)
-    assert trigger.serialize()[1] == {
+    kwargs = trigger.serialize()[1]
+    # The trigger starts where the sensor's poke stopped reading: after the whole file.
+    cursor = kwargs.pop("cursor")
+    assert [(f["uri"], f["offset"]) for f in cursor["files"]] == [
+        (str(model_dir / EVENT_FILE), (model_dir / EVENT_FILE).stat().st_size)
+    ]
+    assert kwargs == {
         "model_dir": str(model_dir),
         "event_file_pattern": "eval/*.tfevents.*",
         "checkpoint_path": None,
@@ -261,3 +281,142 @@ def test_template_fields_render(model_dir: Path) -> None:
     assert sensor.thresholds == {"auc": {"min": "0.8"}}
     assert sensor.required_metrics == ["auc"]
     assert sensor.poke({})  # type: ignore[arg-type]
+
+
+class _StateStore:
+    """Stands in for Airflow's task state store (`context["task_state_store"]`), which needs
+    a task runner's supervisor; the DAG run in tests/integration/sensors uses the real one.
+    Values go through JSON, as there."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = json.dumps(value)
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def _poke(sensor: EvalMetricsSensor, context: dict[str, Any]) -> dict[str, Any] | None:
+    poked = sensor.poke(context)  # type: ignore[arg-type]
+    return poked.xcom_value if poked.is_done else None
+
+
+def test_poke_mode_reads_only_what_was_appended_since_the_previous_poke(model_dir: Path) -> None:
+    sensor = _sensor(model_dir, min_step=300)
+    assert _poke(sensor, {}) is None
+    reader = sensor._kept_reader
+    assert reader is not None
+    first = reader.totals.bytes_read
+    assert first == (model_dir / EVENT_FILE).stat().st_size
+    assert _poke(sensor, {}) is None
+    assert reader.totals.bytes_read == first  # nothing new: nothing read
+    appended = append_events(model_dir / EVENT_FILE, [simple_value_event(250, {"loss": 0.5})])
+    assert _poke(sensor, {}) is None
+    assert reader.totals.bytes_read == first + appended + TAIL_SIZE
+    assert reader.held_writes == 0  # step 250 is below min_step: not kept
+
+
+def test_reschedule_mode_resumes_from_the_cursor_in_the_task_state_store(model_dir: Path) -> None:
+    store = _StateStore()
+    context = {"task_state_store": store}
+    first = _sensor(model_dir, min_step=300, mode="reschedule")
+    assert _poke(first, context) is None
+    assert CURSOR_KEY in store.values
+    appended = append_events(model_dir / EVENT_FILE, [simple_value_event(300, {"loss": 0.5})])
+    second = _sensor(model_dir, min_step=300, mode="reschedule")  # a new process per poke
+    found = _poke(second, context)
+    assert found is not None and found["step"] == 300
+    assert second._kept_reader is not None
+    assert second._kept_reader.totals.bytes_read == appended + TAIL_SIZE
+    assert store.values == {}  # done waiting: the cursor is deleted
+
+
+def test_poke_mode_keeps_no_cursor(model_dir: Path) -> None:
+    store = _StateStore()
+    assert _poke(_sensor(model_dir, min_step=300), {"task_state_store": store}) is None
+    assert store.values == {}
+
+
+class _BrokenStore(_StateStore):
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError("state store down")
+
+    def set(self, key: str, value: Any) -> None:
+        raise RuntimeError("state store down")
+
+
+def test_a_failing_state_store_only_costs_a_full_read(model_dir: Path) -> None:
+    sensor = _sensor(model_dir, min_step=200, mode="reschedule")
+    found = _poke(sensor, {"task_state_store": _BrokenStore()})
+    assert found is not None and found["step"] == 200
+    assert (
+        _poke(
+            _sensor(model_dir, min_step=300, mode="reschedule"),
+            {"task_state_store": _BrokenStore()},
+        )
+        is None
+    )
+
+
+def _trigger_check(trigger: EvalMetricsTrigger, reader: Any) -> dict[str, Any] | None:
+    """One check of the trigger's loop: what `run` does between its sleeps."""
+    wait = parse_eval_wait(
+        checkpoint_path=trigger.checkpoint_path,
+        min_step=trigger.min_step,
+        required_metrics=trigger.required_metrics,
+    )
+    found = find_eval_result(reader, wait, trigger.model_dir)
+    return None if found is None else found.to_dict()
+
+
+_WAITS: list[dict[str, Any]] = [
+    {"min_step": 300},
+    {"min_step": 300, "required_metrics": ["auc"]},
+    {"checkpoint_path": "model.ckpt-300"},
+]
+
+
+@pytest.mark.parametrize("wait", _WAITS)
+def test_every_mode_finds_the_same_results_as_the_files_change(
+    model_dir: Path, wait: dict[str, Any]
+) -> None:
+    """Poke (one sensor), reschedule (a new sensor per poke, a cursor in the state store)
+    and deferrable (a trigger starting from the first poke's cursor) agree with a fresh full
+    read at every step of a history with appends, a half-written record, a second file, a
+    rewrite of an old step, a replaced file and a truncated one."""
+    path, other = model_dir / EVENT_FILE, model_dir / "eval/events.out.tfevents.1700000500.host"
+    half = frame(simple_value_event(300, {"loss": 0.125}, wall_time=30.0))
+    changes = [
+        lambda: append_events(path, [simple_value_event(260, {"loss": 0.2}, wall_time=26.0)]),
+        lambda: path.open("ab").write(half[:30]),
+        lambda: path.open("ab").write(half[30:]),
+        lambda: write_events(other, [simple_value_event(300, {"auc": 0.75}, wall_time=31.0)]),
+        lambda: append_events(other, [checkpoint_event(300, "/m/model.ckpt-300", wall_time=32)]),
+        lambda: append_events(path, [simple_value_event(100, {"auc": 0.0}, wall_time=40.0)]),
+        lambda: write_events(path, [simple_value_event(s, {"loss": 0.5}) for s in (310, 320)]),
+        lambda: write_events(other, []),
+        lambda: append_events(other, [simple_value_event(330, {"loss": 0.1, "auc": 0.9})]),
+    ]
+    poke_mode = _sensor(model_dir, **wait)
+    store, context = _StateStore(), {}
+    context["task_state_store"] = store
+    deferrable = _sensor(model_dir, deferrable=True, **wait)
+    with pytest.raises(TaskDeferred) as deferred:
+        deferrable.poke({})  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, EvalMetricsTrigger)
+    trigger_reader = trigger._open_reader()
+    for change in changes:
+        change()
+        fresh = _poke(_sensor(model_dir, **wait), {})
+        outcomes = {
+            "poke": _poke(poke_mode, {}),
+            "reschedule": _poke(_sensor(model_dir, mode="reschedule", **wait), context),
+            "deferrable": _trigger_check(trigger, trigger_reader),
+        }
+        assert outcomes == {mode: fresh for mode in outcomes}, change

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from events.event_builders import append_events, simple_value_event, write_event
 
 from airflow_tf_export.events import eval_search
 from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.base import StorageError
 from airflow_tf_export.storage.local import LocalStorage
@@ -84,9 +86,10 @@ async def test_fires_with_the_result_once_it_is_written(
     event = await waiting
     assert event.payload["status"] == "success"
     assert event.payload["result"]["step"] == 500
-    # The trigger kept its offsets: after the first full read only the new record was read.
+    # The trigger kept its offsets: after the first full read only the new record was read
+    # (with the few bytes before it that show the file is still the one read before).
     assert bytes_read[0] == size
-    assert bytes_read[-1] == size + appended
+    assert bytes_read[-1] == size + appended + TAIL_SIZE
 
 
 @pytest.mark.asyncio
@@ -155,7 +158,12 @@ async def _run_with_slow_callback_detection(
 async def test_reading_a_large_file_never_blocks_the_event_loop(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    events = [simple_value_event(s, {"loss": 1.0 / s, "auc": s / 1e5}) for s in range(1, 30_000)]
+    # Tags of random lengths: no repeating pattern of records, so every record is read on
+    # its own (the slowest way, which regular files avoid).
+    lengths = random.Random(5)
+    events = [
+        simple_value_event(s, {"l" * lengths.randint(1, 40): 1.0 / s}) for s in range(1, 30_000)
+    ]
     write_events(tmp_path / EVENT_FILE, events)
     start = time.perf_counter()
     event, slow = await _run_with_slow_callback_detection(
@@ -170,3 +178,26 @@ async def test_reading_a_large_file_never_blocks_the_event_loop(
 
     _, slow = await _run_with_slow_callback_detection(blocking(), caplog)
     assert slow, "the detection must catch a blocking coroutine"
+
+
+@pytest.mark.asyncio
+async def test_a_trigger_given_the_sensor_s_cursor_does_not_read_the_files_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / EVENT_FILE
+    write_events(path, [simple_value_event(s, {"loss": 1.0 / s}) for s in range(1, 200)])
+    first = EvalDirReader(LocalStorage(), str(tmp_path), min_step=500)
+    first.refresh()
+    bytes_read: list[int] = []
+
+    def counting_find(reader: EvalDirReader, *args: Any) -> Any:
+        found = eval_search.find_eval_result(reader, *args)
+        bytes_read.append(reader.totals.bytes_read)
+        return found
+
+    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    appended = append_events(path, [simple_value_event(500, {"loss": 0.002})])
+    trigger = _trigger(tmp_path, min_step=500, cursor=first.cursor())
+    event = await _first_event(EvalMetricsTrigger(**trigger.serialize()[1]))
+    assert event.payload["result"]["step"] == 500
+    assert bytes_read == [appended + TAIL_SIZE]
