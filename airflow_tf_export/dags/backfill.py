@@ -49,6 +49,7 @@ from airflow_tf_export.dags.common import (
     parse_exporter_specs,
     positive_int,
     template_arguments,
+    validate_exporter_dirs,
     validate_import_string,
     validate_model_dir,
 )
@@ -218,6 +219,7 @@ def backfill_dag(
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
+    validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")
     if evaluate is not None:
         validate_import_string(evaluate, argument="evaluate")

@@ -156,6 +156,14 @@ def exporter_dir_uri(model_dir: str, spec: ExporterSpec) -> str:
     return exporter_uri(model_dir, spec.name, base if isinstance(base, str) and base else None)
 
 
+def validate_exporter_dirs(model_dir: str, specs: Iterable[ExporterSpec]) -> None:
+    """ValueError naming an exporter directory URI that cannot be right, checked while
+    parsing (a templated `export_dir_base` is checked when its task runs)."""
+    for spec in specs:
+        if not has_template(spec.options.get("export_dir_base")):
+            exporter_dir_uri(model_dir, spec)
+
+
 def template_arguments(
     arguments: object, *, argument: str, owned: Iterable[str] = ()
 ) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from airflow_tf_export.dags.common import (
     import_callable,
     parse_exporter_specs,
     template_arguments,
+    validate_exporter_dirs,
     validate_import_string,
     validate_model_dir,
 )
@@ -132,6 +133,7 @@ def retraining_dag(
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
+    validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")
     train_arguments = template_arguments(
         {} if train_kwargs is None else train_kwargs, argument="train_kwargs", owned=["model_dir"]

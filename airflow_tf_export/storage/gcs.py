@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from airflow_tf_export.storage.manifest import (
     build_manifest,
     check_publishable,
 )
-from airflow_tf_export.storage.uris import StorageUri, parse_uri
+from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
@@ -128,9 +128,9 @@ class GcsStorage:
         self._lost_locks: set[str] = set()
 
     def join(self, base: str, *parts: str) -> str:
-        """`gs://bucket/prefix/part/...`."""
+        """`gs://bucket/prefix/part/...`; the parts are taken literally (a glob's '?' stays)."""
         parsed = self._parse(base)
-        return str(parse_uri("/".join([str(parsed), *parts])))
+        return str(parse_pattern("/".join([str(parsed), *parts])))
 
     def list_dir(self, uri: str) -> list[Entry]:
         """Direct children of a prefix (one listing request per page)."""
@@ -164,7 +164,7 @@ class GcsStorage:
     def glob(self, pattern: str) -> list[str]:
         """Objects matching `pattern` (`*` stays within one segment); lists only below the
         literal part of the pattern."""
-        parsed = self._parse(pattern)
+        parsed = self._parse(pattern, parse=parse_pattern)
         segments = parsed.path.split("/")
         first_glob = next(
             (i for i, s in enumerate(segments) if _GLOB_CHARS & set(s)), len(segments)
@@ -620,8 +620,8 @@ class GcsStorage:
         return StorageUri(parent.scheme, parent.bucket, f"{parent.path}/{name}".lstrip("/"))
 
     @staticmethod
-    def _parse(uri: str) -> StorageUri:
-        parsed = parse_uri(uri)
+    def _parse(uri: str, parse: Callable[[str], StorageUri] = parse_uri) -> StorageUri:
+        parsed = parse(uri)
         if not parsed.is_gcs:
             raise ValueError(f"GCS storage cannot handle the local path {uri!r}")
         return parsed

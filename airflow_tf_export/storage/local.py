@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from airflow_tf_export.storage.base import (
     StorageNotFoundError,
 )
 from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
-from airflow_tf_export.storage.uris import parse_uri
+from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 _RENAME_CONFLICTS = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
 _MAX_PUBLISH_ATTEMPTS = 1000
@@ -117,9 +117,8 @@ class LocalStorage:
 
     def glob(self, pattern: str) -> list[str]:
         """Files matching `pattern` (`*` stays within one path segment), sorted."""
-        return sorted(
-            p for p in glob.glob(str(self._path(pattern)), include_hidden=True) if os.path.isfile(p)
-        )
+        path = self._path(pattern, parse=parse_pattern)
+        return sorted(p for p in glob.glob(str(path), include_hidden=True) if os.path.isfile(p))
 
     def exists(self, uri: str) -> bool:
         """Whether a file or a non-empty directory exists."""
@@ -291,8 +290,8 @@ class LocalStorage:
         return path
 
     @staticmethod
-    def _path(uri: str) -> Path:
-        parsed = parse_uri(uri)
+    def _path(uri: str, parse: Callable[[str], StorageUri] = parse_uri) -> Path:
+        parsed = parse(uri)
         if parsed.is_gcs:
             raise ValueError(f"local storage cannot handle the GCS URI {uri!r}")
         return Path(parsed.path)

@@ -82,7 +82,7 @@ def test_a_file_where_a_directory_is_expected_is_named(backend: Backend) -> None
     assert backend.storage.read_bytes(backend.uri("export", "latest")) == b"not a directory"
 
 
-def test_glob_star_stays_within_one_path_segment(backend: Backend) -> None:
+def test_glob_wildcards_stay_within_one_path_segment(backend: Backend) -> None:
     for name in (
         "eval/events.out.tfevents.1",
         "eval/events.out.tfevents.2",
@@ -97,6 +97,11 @@ def test_glob_star_stays_within_one_path_segment(backend: Backend) -> None:
     assert backend.storage.glob(backend.uri("*", "events.out.tfevents.[14]")) == [
         backend.uri("eval", "events.out.tfevents.1"),
         backend.uri("train", "events.out.tfevents.4"),
+    ]
+    # '?' is a wildcard of the pattern, not the start of a URI query.
+    assert backend.storage.glob(backend.uri("eval", "events.out.tfevents.?")) == [
+        backend.uri("eval", "events.out.tfevents.1"),
+        backend.uri("eval", "events.out.tfevents.2"),
     ]
     assert backend.storage.glob(backend.uri("nothing", "*")) == []
 

@@ -4,6 +4,7 @@ never a task that fails later; the sensor waits for every metric a comparison re
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -73,6 +74,8 @@ BAD_FOR_BOTH: list[tuple[str, object, str]] = [
         for key in RETENTION_OWNED
     ),
     ("retention", ["keep"], "retention must be a dict"),
+    ("model_dir", "gs://bkt/models/run#2", "contains '#', which starts a URI fragment"),
+    ("model_dir", "file:///data/run?x=1", "contains '?', which starts a URI query"),
 ]
 
 
@@ -232,3 +235,26 @@ def test_retraining_follows_operators_default_deferrable(default_deferrable: str
         check=True,
     )
     assert completed.stdout.split()[-2:] == [default_deferrable, "False"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"strategy": "best", "name": "best#2"}, "invalid exporter name 'best#2'"),
+        (
+            {"strategy": "best", "export_dir_base": "gs://bkt/export/best#2"},
+            "'gs://bkt/export/best#2' contains '#'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("build", [_retraining, _backfill], ids=["retraining", "backfill"])
+def test_bad_exporter_specs_fail_at_build_naming_the_value(
+    build: Any, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build(exporters=[spec])
+
+
+def test_a_templated_export_dir_base_is_left_to_run_time() -> None:
+    spec = {"strategy": "best", "export_dir_base": "{{ params.export_dir }}"}
+    assert _retraining(exporters=[spec]).get_task("export_best")

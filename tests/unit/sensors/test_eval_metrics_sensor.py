@@ -27,6 +27,7 @@ from airflow_tf_export.sensors.eval_metrics import EvalMetricsReadError, EvalMet
 from airflow_tf_export.triggers.eval_metrics import EvalMetricsTrigger
 
 EVENT_FILE = "eval/events.out.tfevents.1700000000.host"
+QUICK = {"timeout": 1, "poke_interval": 0}
 
 
 @pytest.fixture
@@ -132,6 +133,16 @@ def test_thresholds_met_and_given_as_json_text(model_dir: Path) -> None:
         ({"min_step": 1, "event_file_pattern": "/abs/*"}, "'/abs/*' is not relative"),
         ({"min_step": 1, "model_dir": "relative/dir"}, "relative local path 'relative/dir'"),
         ({"min_step": 1, "model_dir": "s3://b/m"}, "unsupported URI scheme 's3'"),
+        # A short timeout: were the URI cut short, the sensor would wait on another dir.
+        ({**QUICK, "min_step": 1, "model_dir": "gs://bkt/m#2"}, "'gs://bkt/m#2' contains '#'"),
+        (
+            {**QUICK, "min_step": 1, "model_dir": "file:///m/run#A"},
+            "plain absolute path '/m/run#A'",
+        ),
+        (
+            {**QUICK, "newer_than_exporter": "best", "export_dir_base": "gs://bkt/e/best?x=1"},
+            "'gs://bkt/e/best?x=1' contains '?'",
+        ),
         (
             {"min_step": 1, "model_dir": "gs://bucket/m", "gcp_conn_id": "no_such_conn"},
             "'no_such_conn' is not defined",
