@@ -46,7 +46,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
-from airflow_tf_export.core.versions import CLAIM_PREFIX, claim_version, next_version, parse_version
+from airflow_tf_export.core.versions import (
+    CLAIM_PREFIX,
+    VersionRangeError,
+    claim_version,
+    next_version,
+    parse_version,
+)
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     BucketNotFoundError,
@@ -452,7 +458,10 @@ class GcsStorage:
         body = json.dumps({"token": token}).encode()
         for _attempt in range(_MAX_CLAIM_ATTEMPTS):
             now = int(time.time()) if now_seconds is None else now_seconds
-            version = next_version(taken, now)
+            try:
+                version = next_version(taken, now)
+            except VersionRangeError as err:
+                raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
             claim = self._child(exporter, f"{CLAIM_PREFIX}{version}")
             if self._create_object(claim, body, "application/json"):
                 return version, claim

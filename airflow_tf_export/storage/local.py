@@ -15,6 +15,7 @@ from pathlib import Path
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
 from airflow_tf_export.core.versions import (
+    VersionRangeError,
     is_staging_name,
     next_version,
     parse_version,
@@ -254,7 +255,11 @@ class LocalStorage:
         for _attempt in range(_MAX_PUBLISH_ATTEMPTS):
             existing = [v for name in os.listdir(exporter) if (v := parse_version(name))]
             now = int(time.time()) if now_seconds is None else now_seconds
-            published = metadata.with_publication(next_version(existing, now), manifest)
+            try:
+                version = next_version(existing, now)
+            except VersionRangeError as err:
+                raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
+            published = metadata.with_publication(version, manifest)
             with (staging / METADATA_FILENAME).open("w", encoding="utf-8") as handle:
                 handle.write(published.to_json())
                 handle.flush()
