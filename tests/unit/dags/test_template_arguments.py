@@ -95,7 +95,7 @@ def test_bad_inputs_fail_at_build_naming_the_value(
     ("argument", "value", "message"),
     [
         ("thresholds", {"auc": {"minimum": 0.8}}, "must be a mapping with 'min' and/or 'max'"),
-        ("thresholds", {"auc": {"min": "high"}}, "must be a number"),
+        ("thresholds", {"auc": {"min": "high"}}, "must be a finite number"),
         ("thresholds", ["auc"], "thresholds must be a mapping"),
         ("train_kwargs", {"model_dir": "/x"}, "sets ['model_dir']"),
     ],

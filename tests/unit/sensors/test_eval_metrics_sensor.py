@@ -219,7 +219,9 @@ def test_deferrable_and_poke_paths_agree_on_the_same_data(model_dir: Path) -> No
 def test_execute_complete_judges_thresholds_like_poke(model_dir: Path) -> None:
     event = {"status": "success", "result": {"step": 5, "metrics": {"auc": "NaN"}}}
     sensor = _sensor(model_dir, min_step=1, thresholds={"auc": {"min": 0.5}})
-    with pytest.raises(AirflowFailException, match=re.escape("auc=nan is not >= 0.5")):
+    with pytest.raises(
+        AirflowFailException, match=re.escape("auc=nan is not a finite number (needs >= 0.5)")
+    ):
         sensor.execute_complete({}, event)  # type: ignore[arg-type]
     skipping = _sensor(model_dir, min_step=1, thresholds={"auc": {"min": 0.5}}, soft_fail=True)
     with pytest.raises(AirflowSkipException):  # soft_fail applies as in poke mode
