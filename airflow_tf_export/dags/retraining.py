@@ -128,7 +128,9 @@ def retraining_dag(
         optionally ``checkpoints_to_keep`` (the model dir's checkpoints), ``dry_run``, ...
         (not ``exporter_dirs``, ``task_id``, ``gcp_conn_id`` or ``trigger_rule``, which the
         template sets).
-    :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
+    :param poke_interval: seconds between two looks of the eval sensor (a number > 0).
+    :param sensor_retries: retries of the eval sensor, an integer >= 0 (see
+        apache/airflow#71502).
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, catchup, ...).
     """
     specs = parse_exporter_specs(exporters)
