@@ -1,4 +1,5 @@
-"""Shared test setup: hypothesis profiles and markers from the test folder."""
+"""Shared test setup: hypothesis profiles, markers from the test folder, and the network
+guard that fails any test reaching outside 127.0.0.1 (tests/netguard/)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["gcs_fixtures"]
+pytest_plugins = ["gcs_fixtures", "netguard.network_guard_plugin"]
 
 # "ci" is deterministic (derandomized) and has no per-example deadline: the machines are noisy.
 settings.register_profile(

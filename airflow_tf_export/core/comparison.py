@@ -43,7 +43,8 @@ class Comparator(Protocol):
         ...
 
     def comparable(self, result: EvalResult) -> bool:
-        """Whether `check(result)` would pass."""
+        """Whether `result` can be the best: `check(result)` would pass and what is compared
+        is a number (a version that is not comparable never counts as the best to beat)."""
         ...
 
     def admissible(self, candidate: EvalResult) -> Verdict:
@@ -64,8 +65,9 @@ def loss_smaller(
 ) -> bool:
     """The seeds' default compare_fn: True when the current loss is strictly smaller.
 
-    Deliberate fix: a NaN best loss is beaten by any non-NaN current loss (the seeds compared
-    `nan > x`, which is always False, so one NaN export blocked every later one).
+    Deliberate fix: a non-finite loss (NaN, inf, -inf) is never better, and a non-finite best
+    loss is beaten by any finite current loss (the seeds compared `nan > x`, always False, so
+    one NaN export blocked every later one; a loss of -inf did the same as a number).
     """
     if not best_eval_result or LOSS not in best_eval_result:
         raise ValueError("best_eval_result cannot be empty or no loss is found in it.")
@@ -73,9 +75,9 @@ def loss_smaller(
         raise ValueError("current_eval_result cannot be empty or no loss is found in it.")
     best = float(best_eval_result[LOSS])
     current = float(current_eval_result[LOSS])
-    if math.isnan(best):
-        return not math.isnan(current)
-    return best > current
+    if not math.isfinite(current):
+        return False
+    return not math.isfinite(best) or best > current
 
 
 def flat_eval_dict(result: EvalResult) -> dict[str, Any]:
@@ -111,6 +113,9 @@ class CompareFn(Comparator):
     positionally when reading event files, swapping arguments declared in the other order).
     A result with a NaN metric is never better: it is not exported and never becomes the
     best, so a NaN evaluation cannot lock out every later candidate as it did in the seeds.
+    Infinities are values like any other here: the function sees them and its answer
+    stands (a compare_fn keeps its own semantics; a declared MetricComparison never lets a
+    non-finite metric be the best).
     """
 
     def __init__(self, compare_fn: Callable[..., Any] | None) -> None:
@@ -243,11 +248,13 @@ class MetricComparison(Comparator):
     """A declared comparison on one metric, for people who do not want to write a compare_fn.
 
     A candidate is better when it improves on the best value by more than zero AND by at
-    least `min_delta` (so `min_delta=0` means strictly better; ties are never better). NaN is
-    never better and is never admissible; a NaN best is beaten by any non-NaN candidate.
-    Infinities compare as numbers (an infinite tie is a tie). `lower_bound`/`upper_bound`
-    (inclusive) are absolute limits a candidate must meet to be exported at all, including
-    the first export.
+    least `min_delta` (so `min_delta=0` means strictly better; ties are never better). A
+    non-finite value (NaN, inf, -inf) is what a broken evaluation gives, never a real best:
+    it is never admissible or better, and a committed version with one is not comparable,
+    so it never counts as the best to beat (a loss of -inf would otherwise stay "the best"
+    forever); a non-finite best is beaten by any finite candidate. `lower_bound`/
+    `upper_bound` (inclusive) are absolute limits a candidate must meet to be exported at
+    all, including the first export.
     """
 
     metric: str = LOSS
@@ -284,16 +291,16 @@ class MetricComparison(Comparator):
         return float(result.metrics[self.metric])
 
     def compare(self, best: EvalResult, candidate: EvalResult) -> Verdict:
-        """Compare the metric; see the class docstring for ties, NaN, infinities and min_delta."""
+        """Compare the metric; see the class docstring for ties, non-finite values, min_delta."""
         new, old = self.value(candidate), self.value(best)
         name = self.metric
         new_text, old_text = format_values(new, old)
         cand = f"candidate {name} {new_text}"
         best_clause = f"best {name} {old_text}"
-        if math.isnan(new):
-            return Verdict(False, f"{cand} is not a number, never better than {best_clause}")
-        if math.isnan(old):
-            return Verdict(True, f"{cand} is a number, better than {best_clause}")
+        if not math.isfinite(new):
+            return Verdict(False, f"{cand} is {_non_finite(new)}, never better than {best_clause}")
+        if not math.isfinite(old):
+            return Verdict(True, f"{cand} is finite, better than {best_clause}")
         if new == old:
             return Verdict(False, f"{cand} is not better than (equal to) {best_clause}")
         improvement = new - old if self.higher_is_better else old - new
@@ -313,15 +320,15 @@ class MetricComparison(Comparator):
             raise ValueError(_missing_metric_message(result, self.metric))
 
     def comparable(self, result: EvalResult) -> bool:
-        """Whether the result has the metric."""
-        return self.metric in result.metrics
+        """Whether the result has the metric and it is finite."""
+        return self.metric in result.metrics and math.isfinite(result.metrics[self.metric])
 
     def admissible(self, candidate: EvalResult) -> Verdict:
-        """The candidate's metric is a number within the (inclusive) bounds."""
+        """The candidate's metric is a finite number within the (inclusive) bounds."""
         value = self.value(candidate)
         cand = f"candidate {self.metric} {format_value(value)}"
-        if math.isnan(value):
-            return Verdict(False, f"{cand} is not a number")
+        if not math.isfinite(value):
+            return Verdict(False, f"{cand} is {_non_finite(value)}")
         if self.lower_bound is not None and value < self.lower_bound:
             return Verdict(False, f"{cand} is below lower_bound {format_value(self.lower_bound)}")
         if self.upper_bound is not None and value > self.upper_bound:
@@ -329,9 +336,9 @@ class MetricComparison(Comparator):
         return Verdict(True, f"{cand} is within bounds")
 
     def rank_key(self, result: EvalResult) -> tuple[bool, float]:
-        """NaN ranks lowest; then the metric, negated when lower is better."""
+        """A non-finite value ranks lowest; then the metric, negated when lower is better."""
         value = float(result.metrics[self.metric])
-        if math.isnan(value):
+        if not math.isfinite(value):
             return (False, 0.0)
         return (True, value if self.higher_is_better else -value)
 
@@ -345,6 +352,11 @@ class MetricComparison(Comparator):
         if self.upper_bound is not None:
             parts.append(f"upper_bound {format_value(self.upper_bound)}")
         return f"{self.metric} ({', '.join(parts)})"
+
+
+def _non_finite(value: float) -> str:
+    """How a reason calls a non-finite value."""
+    return "not a number" if math.isnan(value) else "not finite"
 
 
 def _is_real(value: object) -> bool:

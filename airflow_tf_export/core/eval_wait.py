@@ -38,8 +38,9 @@ class MetricBounds:
     maximum: float | None = None
 
     def admits(self, value: float) -> bool:
-        """Whether `value` is within the bounds (NaN never is)."""
-        if math.isnan(value):
+        """Whether `value` is within the bounds (a non-finite value never is: NaN and
+        infinities are what a broken evaluation gives)."""
+        if not math.isfinite(value):
             return False
         if self.minimum is not None and value < self.minimum:
             return False
@@ -159,6 +160,8 @@ def threshold_misses(result: EvalResult, thresholds: Mapping[str, MetricBounds])
         value = result.metrics.get(metric)
         if value is None:
             misses.append(f"{metric} is missing (needs {bounds.describe()})")
+        elif not math.isfinite(value):
+            misses.append(f"{metric}={value} is not a finite number (needs {bounds.describe()})")
         elif not bounds.admits(value):
             misses.append(f"{metric}={value} is not {bounds.describe()}")
     return misses
@@ -260,7 +263,7 @@ def parse_metric_names(names: object) -> tuple[str, ...]:
 
 
 def _parse_bound(metric: str, key: str, value: Any) -> float | None:
-    """A number, or a numeric string (what a rendered template gives); never NaN."""
+    """A finite number, or a numeric string (what a rendered template gives)."""
     if value is None:
         return None
     number = None
@@ -271,6 +274,6 @@ def _parse_bound(metric: str, key: str, value: Any) -> float | None:
             number = float(value)
         except ValueError:
             number = None
-    if number is None or math.isnan(number):
-        raise ValueError(f"thresholds[{metric!r}][{key!r}] must be a number, got {value!r}")
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"thresholds[{metric!r}][{key!r}] must be a finite number, got {value!r}")
     return number

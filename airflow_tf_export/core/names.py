@@ -10,7 +10,7 @@ from airflow_tf_export.core.versions import STAGING_PREFIX
 
 _VALID = (
     "a non-empty string usable as one directory name: no '/' or '\\', no '..', "
-    f"not all digits, not starting with {STAGING_PREFIX!r}, no control characters"
+    f"not all digits, not starting with {STAGING_PREFIX!r}, no control characters, no '#' or '?'"
 )
 
 
@@ -32,6 +32,8 @@ def _problem(name: object) -> str:
         return "it contains a control character"
     if "/" in name or "\\" in name:
         return "it contains a path separator"
+    if "#" in name or "?" in name:
+        return "'#' and '?' end the path of a gs:// or file:// URI (a fragment or a query)"
     if ".." in name or name == ".":
         return "it refers to a parent or current directory"
     if name.isdigit():

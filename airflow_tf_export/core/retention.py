@@ -9,7 +9,8 @@ flight.
 Only what this product created is ever deleted: committed versions (by the rules), `temp-*`
 staging entries and abandoned GCS publishes (an integer dir without metadata whose claim
 `temp-claim-<version>` still exists). Anything else without metadata, e.g. a tf.estimator
-export, is "foreign": reported and kept, whatever the rules, `delete` and the clock say.
+export, and any directory numbered beyond MAX_VERSION (never a version), is "foreign":
+reported and kept, whatever the rules, `delete` and the clock say.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from typing import Protocol
 
 from airflow_tf_export.core.comparison import Comparator, ranked_versions
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
-from airflow_tf_export.core.versions import is_staging_name, parse_version
+from airflow_tf_export.core.versions import (
+    MAX_VERSION,
+    is_beyond_versions,
+    is_staging_name,
+    parse_version,
+)
 
 NEWEST_COMMITTED = "newest-committed"
 CURRENT_BEST = "current-best"
@@ -255,7 +261,8 @@ class RetentionPlan:
     #: Claims of the abandoned publishes in `staging_delete`, deleted after them: a version
     #: dir whose claim is gone would look foreign and be kept forever.
     claim_delete: tuple[str, ...] = ()
-    #: Uncommitted entries we did not create (integer dirs without metadata or claim): kept.
+    #: Entries we did not create (integer dirs without metadata or claim, or numbered beyond
+    #: MAX_VERSION): kept.
     foreign: tuple[str, ...] = ()
 
     @property
@@ -298,13 +305,21 @@ class RetentionPlan:
         lines += [
             f"{n} keep: {_what(n)} within the {grace} grace period" for n in self.staging_keep
         ]
-        lines += [
-            f"{n} keep foreign: no {METADATA_FILENAME} and no publish claim, so not written by "
-            "this product (e.g. a tf.estimator export); never deleted automatically and not a "
-            "committed version"
-            for n in self.foreign
-        ]
+        lines += [f"{n} keep foreign: {_why_foreign(n)}" for n in self.foreign]
         return "\n".join(lines)
+
+
+def _why_foreign(name: str) -> str:
+    """Why a foreign entry is kept, in a plan line."""
+    if is_beyond_versions(name):
+        return (
+            f"numbered beyond {MAX_VERSION}, the highest version TF Serving can serve (int64), "
+            "so not a version; never deleted automatically and never numbered after"
+        )
+    return (
+        f"no {METADATA_FILENAME} and no publish claim, so not written by this product (e.g. a "
+        "tf.estimator export); never deleted automatically and not a committed version"
+    )
 
 
 def _what(name: str) -> str:

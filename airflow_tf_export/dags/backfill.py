@@ -43,6 +43,7 @@ from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
 from airflow_tf_export.dags.common import (
     RETENTION_OWNED,
+    ExporterSpec,
     data_interval_timetable,
     eval_sensor_arguments,
     exporter_dir_uri,
@@ -50,6 +51,7 @@ from airflow_tf_export.dags.common import (
     parse_exporter_specs,
     positive_int,
     template_arguments,
+    validate_exporter_dirs,
     validate_import_string,
     validate_model_dir,
 )
@@ -69,6 +71,8 @@ _CHECKPOINT_RETENTION_KEYS = (
     "checkpoint_prefix",
     "keep_exported_checkpoints",
 )
+# Export operator arguments the template sets from its own arguments.
+_EXPORT_OWNED = ("max_active_tis_per_dag",)
 # DAG arguments the template sets: catchup stays off (past intervals are run with
 # `airflow backfill create`), params are the step range.
 _DAG_OWNED = ("catchup", "params")
@@ -179,6 +183,23 @@ def evaluate_checkpoint(
     return {"evaluated": True, "eval_result": result}
 
 
+def _check_export_spec(
+    spec: ExporterSpec, model_dir: str, model_definition: str, gcp_conn_id: str
+) -> None:
+    """ValueError for a spec its mapped export tasks would fail on. `partial()` runs none of
+    the operator's own checks, so one unmapped operator is built (and dropped) to run them
+    now (exports_to_keep, max_steps, modes, comparison, ...), not in every mapped task."""
+    template_arguments(spec.options, argument=f"exporter spec {spec.name!r}", owned=_EXPORT_OWNED)
+    spec.operator_class(
+        task_id=spec.task_id,
+        name=spec.name,
+        model_dir=model_dir,
+        model_definition=model_definition,
+        gcp_conn_id=gcp_conn_id,
+        **spec.operator_options(),
+    )
+
+
 def backfill_dag(
     *,
     dag_id: str,
@@ -219,12 +240,15 @@ def backfill_dag(
     :param max_active_tis_per_dag: cap on concurrent evaluations and exports, across runs.
     :param retention: RetentionOperator arguments for the exporter dirs (``keep``,
         ``staging_grace_seconds``); checkpoints are never deleted by a backfill.
-    :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
+    :param poke_interval: seconds between two looks of the eval sensor (a number > 0).
+    :param sensor_retries: retries of the eval sensor, an integer >= 0 (see
+        apache/airflow#71502).
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, max_active_runs, ...);
         not ``catchup`` or ``params``, which the template sets.
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
+    validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")
     if evaluate is not None:
         validate_import_string(evaluate, argument="evaluate")
@@ -243,6 +267,8 @@ def backfill_dag(
             )
     template_arguments(dag_kwargs, argument="DAG arguments", owned=_DAG_OWNED)
     positive_int(max_active_tis_per_dag, argument="max_active_tis_per_dag")
+    for spec in specs:
+        _check_export_spec(spec, model_dir, model_definition, gcp_conn_id)
     timetable = data_interval_timetable(schedule, timezone)
     sensor_arguments = eval_sensor_arguments(
         model_dir=model_dir,

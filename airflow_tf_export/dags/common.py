@@ -137,6 +137,8 @@ def _parse_exporter_spec(spec: object) -> ExporterSpec:
         raise ValueError(
             f"exporter spec {dict(spec)!r} sets {owned}, which the DAG template sets itself"
         )
+    if "retries" in spec:
+        non_negative_int(spec["retries"], argument=f"retries of exporter {name!r}")
     options = {k: v for k, v in spec.items() if k not in ("strategy", "name")}
     return ExporterSpec(strategy=str(strategy), name=name, options=options)
 
@@ -154,6 +156,14 @@ def exporter_dir_uri(model_dir: str, spec: ExporterSpec) -> str:
     (the export operators' default), computed without touching storage."""
     base = spec.options.get("export_dir_base")
     return exporter_uri(model_dir, spec.name, base if isinstance(base, str) and base else None)
+
+
+def validate_exporter_dirs(model_dir: str, specs: Iterable[ExporterSpec]) -> None:
+    """ValueError naming an exporter directory URI that cannot be right, checked while
+    parsing (a templated `export_dir_base` is checked when its task runs)."""
+    for spec in specs:
+        if not has_template(spec.options.get("export_dir_base")):
+            exporter_dir_uri(model_dir, spec)
 
 
 def template_arguments(
@@ -177,6 +187,25 @@ def positive_int(value: object, *, argument: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{argument} must be a positive integer, got {value!r}")
     return value
+
+
+def non_negative_int(value: object, *, argument: str) -> int:
+    """`value` when it is an int >= 0 (a count such as retries); ValueError naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{argument} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def positive_seconds(value: object, *, argument: str) -> float:
+    """`value` when it is a finite number of seconds > 0; ValueError naming it otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{argument} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def data_interval_timetable(
@@ -259,9 +288,9 @@ def eval_sensor_arguments(
     event_file_pattern: object,
     gcp_conn_id: str,
     deferrable: object,
-    poke_interval: float,
+    poke_interval: object,
     eval_timeout: object,
-    sensor_retries: int,
+    sensor_retries: object,
 ) -> dict[str, Any]:
     """The `wait_for_eval` sensor arguments both templates share, checked now with the
     sensor's own parsers (ValueError names a bad one).
@@ -284,10 +313,10 @@ def eval_sensor_arguments(
         "event_file_pattern": event_file_pattern,
         "gcp_conn_id": gcp_conn_id,
         "deferrable": deferrable,
-        "poke_interval": poke_interval,
+        "poke_interval": positive_seconds(poke_interval, argument="poke_interval"),
         "timeout": eval_timeout_seconds(eval_timeout),
         # apache/airflow#71502, #72716: the scheduler can fail a deferred sensor whose trigger
         # fired before the defer-exit event was processed; a retry finds the eval result at once.
-        "retries": sensor_retries,
+        "retries": non_negative_int(sensor_retries, argument="sensor_retries"),
         "retry_delay": timedelta(seconds=5),
     }

@@ -39,6 +39,7 @@ from airflow_tf_export.dags.common import (
     import_callable,
     parse_exporter_specs,
     template_arguments,
+    validate_exporter_dirs,
     validate_import_string,
     validate_model_dir,
 )
@@ -129,11 +130,14 @@ def retraining_dag(
         ``checkpoint_prefix`` (their series), ``dry_run``, ...
         (not ``exporter_dirs``, ``task_id``, ``gcp_conn_id`` or ``trigger_rule``, which the
         template sets).
-    :param sensor_retries: retries of the eval sensor (see apache/airflow#71502).
+    :param poke_interval: seconds between two looks of the eval sensor (a number > 0).
+    :param sensor_retries: retries of the eval sensor, an integer >= 0 (see
+        apache/airflow#71502).
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, catchup, ...).
     """
     specs = parse_exporter_specs(exporters)
     validate_model_dir(model_dir)
+    validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")
     train_arguments = template_arguments(
         {} if train_kwargs is None else train_kwargs, argument="train_kwargs", owned=["model_dir"]

@@ -57,4 +57,19 @@ class StorageHook(BaseHook):
                 "google_cloud_platform connection with that id (or set an AIRFLOW_CONN_ "
                 "variable), or pass the id of an existing one as gcp_conn_id"
             ) from None
-        return hook.get_conn()
+        import requests
+        from google.auth.exceptions import TransportError
+
+        try:
+            return hook.get_conn()
+        except (TransportError, requests.ConnectionError, requests.Timeout):
+            raise  # e.g. fetching a key_secret_name: transient, the task may retry
+        except Exception as error:
+            # Anything else is what the connection holds (a key that does not load, a key
+            # file that is missing): waiting cannot fix it.
+            raise AirflowFailException(
+                f"cannot build a GCS client from Airflow connection {self.gcp_conn_id!r} "
+                "(google_cloud_platform): its credentials could not be loaded; fix the "
+                "connection's service-account key (keyfile_dict, key_path or key_secret_name): "
+                f"{type(error).__name__}: {error}"
+            ) from error

@@ -46,6 +46,7 @@ from airflow_tf_export.storage import BucketNotFoundError, Storage
 from airflow_tf_export.triggers.eval_metrics import (
     ERROR_KIND_CONFIGURATION,
     EvalMetricsTrigger,
+    check_exporter_uri,
 )
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class EvalMetricsSensor(BaseSensorOperator):
     def _wait(self) -> EvalWait:
         try:
             validate_event_file_pattern(self.event_file_pattern)
-            return parse_eval_wait(
+            wait = parse_eval_wait(
                 checkpoint_path=self.checkpoint_path,
                 min_step=self.min_step,
                 newer_than_exporter=self.newer_than_exporter,
@@ -227,6 +228,8 @@ class EvalMetricsSensor(BaseSensorOperator):
                 required_metrics=self.required_metrics,
                 thresholds=_json_or_value(self.thresholds),
             )
+            check_exporter_uri(self.model_dir, wait)
+            return wait
         except ValueError as error:
             raise AirflowFailException(f"{self.task_id}: {error}") from None
 

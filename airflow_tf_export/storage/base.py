@@ -179,7 +179,8 @@ class Storage(Protocol):
     ) -> ExportMetadata:
         """Publish `source_dir` (a SavedModel) as the next version; return its metadata.
 
-        The version is `next_version(existing integer names, now)`; the metadata written is
+        The version is `next_version(existing versions, now)` (VersionRangeError, nothing
+        written, when it would be above MAX_VERSION); the metadata written is
         `metadata.with_publication(version, manifest of source_dir)`. Readers never see a
         version with `export_metadata.json` whose files are incomplete, nor a
         `saved_model.pb` whose variables are missing. Concurrent publishers get distinct

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from airflow_tf_export.core.foreign import ForeignVersion
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
 from airflow_tf_export.core.retention import RetentionPlan, StagingDir
-from airflow_tf_export.core.versions import claim_version, is_staging_name, parse_version
+from airflow_tf_export.core.versions import (
+    claim_version,
+    is_beyond_versions,
+    is_staging_name,
+    parse_version,
+)
 from airflow_tf_export.storage.base import (
     Entry,
     Storage,
@@ -56,8 +61,9 @@ class ExporterDirState:
 
     @property
     def foreign(self) -> list[int]:
-        """Integer directories without metadata that we did not write (no publish claim)."""
-        return sorted(v for s in self.staging if not s.ours and (v := parse_version(s.name)))
+        """Integer directories we did not write: without metadata and publish claim, or
+        numbered beyond MAX_VERSION (never a version)."""
+        return sorted(int(s.name) for s in self.staging if not s.ours)
 
 
 @dataclass
@@ -109,7 +115,7 @@ class ExporterDir:
         foreign: list[tuple[int, _Child]] = []
         for child in children.values():
             version = parse_version(child.name)
-            if is_staging_name(child.name):
+            if is_staging_name(child.name) or is_beyond_versions(child.name):
                 state.staging.append(_staging(child, now))
             elif version is None:
                 continue

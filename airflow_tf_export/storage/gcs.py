@@ -40,13 +40,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
-from airflow_tf_export.core.versions import CLAIM_PREFIX, claim_version, next_version, parse_version
+from airflow_tf_export.core.versions import (
+    CLAIM_PREFIX,
+    VersionRangeError,
+    claim_version,
+    next_version,
+    parse_version,
+)
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     BucketNotFoundError,
@@ -61,7 +67,7 @@ from airflow_tf_export.storage.manifest import (
     build_manifest,
     check_publishable,
 )
-from airflow_tf_export.storage.uris import StorageUri, parse_uri
+from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
@@ -131,9 +137,9 @@ class GcsStorage:
         self._lost_locks: set[str] = set()
 
     def join(self, base: str, *parts: str) -> str:
-        """`gs://bucket/prefix/part/...`."""
+        """`gs://bucket/prefix/part/...`; the parts are taken literally (a glob's '?' stays)."""
         parsed = self._parse(base)
-        return str(parse_uri("/".join([str(parsed), *parts])))
+        return str(parse_pattern("/".join([str(parsed), *parts])))
 
     def list_dir(self, uri: str) -> list[Entry]:
         """Direct children of a prefix (one listing request per page)."""
@@ -171,7 +177,7 @@ class GcsStorage:
 
     def glob_info(self, pattern: str) -> list[FileInfo]:
         """`glob` with each object's size and update time, taken from the listing itself."""
-        parsed = self._parse(pattern)
+        parsed = self._parse(pattern, parse=parse_pattern)
         segments = parsed.path.split("/")
         first_glob = next(
             (i for i, s in enumerate(segments) if _GLOB_CHARS & set(s)), len(segments)
@@ -502,7 +508,10 @@ class GcsStorage:
         body = json.dumps({"token": token}).encode()
         for _attempt in range(_MAX_CLAIM_ATTEMPTS):
             now = int(time.time()) if now_seconds is None else now_seconds
-            version = next_version(taken, now)
+            try:
+                version = next_version(taken, now)
+            except VersionRangeError as err:
+                raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
             claim = self._child(exporter, f"{CLAIM_PREFIX}{version}")
             if self._create_object(claim, body, "application/json"):
                 return version, claim
@@ -670,8 +679,8 @@ class GcsStorage:
         return StorageUri(parent.scheme, parent.bucket, f"{parent.path}/{name}".lstrip("/"))
 
     @staticmethod
-    def _parse(uri: str) -> StorageUri:
-        parsed = parse_uri(uri)
+    def _parse(uri: str, parse: Callable[[str], StorageUri] = parse_uri) -> StorageUri:
+        parsed = parse(uri)
         if not parsed.is_gcs:
             raise ValueError(f"GCS storage cannot handle the local path {uri!r}")
         return parsed

@@ -10,13 +10,14 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from stat import S_ISREG
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
 from airflow_tf_export.core.versions import (
+    VersionRangeError,
     is_staging_name,
     next_version,
     parse_version,
@@ -31,7 +32,7 @@ from airflow_tf_export.storage.base import (
     VersionedBytes,
 )
 from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
-from airflow_tf_export.storage.uris import parse_uri
+from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 _RENAME_CONFLICTS = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
 _MAX_PUBLISH_ATTEMPTS = 1000
@@ -126,7 +127,8 @@ class LocalStorage:
     def glob_info(self, pattern: str) -> list[FileInfo]:
         """`glob` with each file's size and modification time (one stat per file)."""
         found = []
-        for path in sorted(glob.glob(str(self._path(pattern)), include_hidden=True)):
+        matches = glob.glob(str(self._path(pattern, parse=parse_pattern)), include_hidden=True)
+        for path in sorted(matches):
             try:
                 stat = os.stat(path)
             except FileNotFoundError:
@@ -307,7 +309,11 @@ class LocalStorage:
         for _attempt in range(_MAX_PUBLISH_ATTEMPTS):
             existing = [v for name in os.listdir(exporter) if (v := parse_version(name))]
             now = int(time.time()) if now_seconds is None else now_seconds
-            published = metadata.with_publication(next_version(existing, now), manifest)
+            try:
+                version = next_version(existing, now)
+            except VersionRangeError as err:
+                raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
+            published = metadata.with_publication(version, manifest)
             with (staging / METADATA_FILENAME).open("w", encoding="utf-8") as handle:
                 handle.write(published.to_json())
                 handle.flush()
@@ -343,8 +349,8 @@ class LocalStorage:
         return path
 
     @staticmethod
-    def _path(uri: str) -> Path:
-        parsed = parse_uri(uri)
+    def _path(uri: str, parse: Callable[[str], StorageUri] = parse_uri) -> Path:
+        parsed = parse(uri)
         if parsed.is_gcs:
             raise ValueError(f"local storage cannot handle the GCS URI {uri!r}")
         return Path(parsed.path)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 GCS_SCHEME = "gs"
 FILE_SCHEME = "file"
 
 # GCS bucket names: 3-63 characters (up to 222 with dots), lowercase letters, digits, -, _, .
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _SUPPORTED = "an absolute local path, a file:///absolute/path URI or gs://bucket/prefix"
 
 
@@ -41,23 +41,76 @@ class StorageUri:
 
 
 def parse_uri(uri: str) -> StorageUri:
-    """Parse and normalise a URI; ValueError names the bad URI and says what is valid."""
+    """Parse and normalise a URI; ValueError names the bad URI and says what is valid.
+
+    A plain absolute path is taken literally: '#' and '?' are ordinary characters of a POSIX
+    file name. In a `file://` or `gs://` URI they would start a fragment or a query, which
+    name no directory, so such a URI is refused rather than cut short (`gs://b/run#2` and
+    `gs://b/run#3` would both have named `gs://b/run`).
+    """
+    return _parse(uri, pattern=False)
+
+
+def parse_pattern(pattern: str) -> StorageUri:
+    """Parse a glob pattern such as `gs://bucket/model/eval/*.tfevents.*` like `parse_uri`,
+    except that its path is taken literally: '?' is a wildcard there, not a query."""
+    return _parse(pattern, pattern=True)
+
+
+def _parse(uri: str, *, pattern: bool) -> StorageUri:
     if not isinstance(uri, str) or not uri:
         raise ValueError(f"storage URI must be a non-empty string, got {uri!r}; use {_SUPPORTED}")
     if "\x00" in uri:
         raise ValueError(f"storage URI {uri!r} contains a NUL character")
     if uri.startswith("/"):
         return StorageUri(FILE_SCHEME, "", os.path.normpath(uri))
-    parts = urlsplit(uri)
-    if parts.scheme == FILE_SCHEME:
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+    match = _SCHEME.match(uri)
+    scheme = match.group(1).lower() if match else ""
+    if scheme not in (FILE_SCHEME, GCS_SCHEME):
+        if scheme and "://" in uri:
+            raise ValueError(f"unsupported URI scheme {scheme!r} in {uri!r}; use {_SUPPORTED}")
+        raise ValueError(f"relative local path {uri!r} is not allowed; use {_SUPPORTED}")
+    netloc, path = _authority_and_path(uri.split(":", 1)[1])
+    if not pattern:
+        _refuse_fragment_or_query(uri, scheme, path)
+    if scheme == FILE_SCHEME:
+        if netloc not in ("", "localhost") or not path.startswith("/"):
             raise ValueError(f"file URI {uri!r} must be file:///absolute/path")
-        return StorageUri(FILE_SCHEME, "", os.path.normpath(parts.path))
-    if parts.scheme == GCS_SCHEME:
-        return _parse_gcs(uri, parts.netloc, parts.path)
-    if parts.scheme and "://" in uri:
-        raise ValueError(f"unsupported URI scheme {parts.scheme!r} in {uri!r}; use {_SUPPORTED}")
-    raise ValueError(f"relative local path {uri!r} is not allowed; use {_SUPPORTED}")
+        return StorageUri(FILE_SCHEME, "", os.path.normpath(path))
+    return _parse_gcs(uri, netloc, path)
+
+
+def _authority_and_path(rest: str) -> tuple[str, str]:
+    """Split what follows `scheme:` into the authority (`//<authority>/...`) and the path,
+    keeping every character (no fragment or query is split off)."""
+    if not rest.startswith("//"):
+        return "", rest
+    authority, slash, path = rest[2:].partition("/")
+    return authority, slash + path
+
+
+def _refuse_fragment_or_query(uri: str, scheme: str, path: str) -> None:
+    marks = [i for i in (uri.find("#"), uri.find("?")) if i >= 0]
+    if not marks:
+        return
+    mark = uri[min(marks)]
+    part = "fragment" if mark == "#" else "query"
+    meant = uri[: min(marks)]
+    label = "file URI" if scheme == FILE_SCHEME else "GCS URI"
+    if scheme == FILE_SCHEME:
+        instead = (
+            f"if {mark!r} is part of the directory's name, give its plain absolute path "
+            f"{path!r} instead"
+        )
+    else:
+        instead = (
+            f"GCS object names may contain {mark!r}, but a gs:// URI cannot name them here: "
+            "use a prefix without '#' and '?' (copy or rename the directory)"
+        )
+    raise ValueError(
+        f"{label} {uri!r} contains {mark!r}, which starts a URI {part}: the URI would "
+        f"name {meant!r}, so it is refused; {instead}"
+    )
 
 
 def _parse_gcs(uri: str, bucket: str, path: str) -> StorageUri:

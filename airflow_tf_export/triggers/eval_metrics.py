@@ -17,17 +17,25 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_tf_export.core.eval_wait import parse_eval_wait
+from airflow_tf_export.core.eval_wait import EvalWait, parse_eval_wait
 from airflow_tf_export.events.eval_dir import DEFAULT_EVENT_FILE_PATTERN, EvalDirReader
 from airflow_tf_export.events.eval_search import find_eval_result, why_still_waiting
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError
+from airflow_tf_export.storage.uris import exporter_uri
 
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (AirflowFailException, BucketNotFoundError)
 """Errors that waiting longer cannot fix: bad URI, unknown connection, missing bucket."""
 
 ERROR_KIND_CONFIGURATION = "configuration"
 ERROR_KIND_READ = "read"
+
+
+def check_exporter_uri(model_dir: str, wait: EvalWait) -> None:
+    """ValueError naming the exporter dir of a `newer_than_exporter` wait when it is not a
+    valid URI: checked before waiting, since waiting cannot fix it."""
+    if wait.newer_than_exporter is not None:
+        exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
 
 
 def next_interval(
@@ -117,6 +125,7 @@ class EvalMetricsTrigger(BaseTrigger):
                 export_dir_base=self.export_dir_base,
                 required_metrics=self.required_metrics,
             )
+            check_exporter_uri(self.model_dir, wait)
             reader = await asyncio.to_thread(self._open_reader)
         except (ValueError, AirflowFailException, BucketNotFoundError) as error:
             yield _error(ERROR_KIND_CONFIGURATION, error)

@@ -98,7 +98,7 @@ def test_glob_info_gives_sizes_and_times_from_the_listing(backend: Backend) -> N
     assert backend.storage.glob_info(backend.uri("eval", "missing")) == []
 
 
-def test_glob_star_stays_within_one_path_segment(backend: Backend) -> None:
+def test_glob_wildcards_stay_within_one_path_segment(backend: Backend) -> None:
     for name in (
         "eval/events.out.tfevents.1",
         "eval/events.out.tfevents.2",
@@ -113,6 +113,11 @@ def test_glob_star_stays_within_one_path_segment(backend: Backend) -> None:
     assert backend.storage.glob(backend.uri("*", "events.out.tfevents.[14]")) == [
         backend.uri("eval", "events.out.tfevents.1"),
         backend.uri("train", "events.out.tfevents.4"),
+    ]
+    # '?' is a wildcard of the pattern, not the start of a URI query.
+    assert backend.storage.glob(backend.uri("eval", "events.out.tfevents.?")) == [
+        backend.uri("eval", "events.out.tfevents.1"),
+        backend.uri("eval", "events.out.tfevents.2"),
     ]
     assert backend.storage.glob(backend.uri("nothing", "*")) == []
 

@@ -80,8 +80,10 @@ def test_same_checkpoint() -> None:
         ({"min_step": 1, "thresholds": {"auc": 0.8}}, "thresholds['auc'] must be a mapping"),
         ({"min_step": 1, "thresholds": {"auc": {"low": 0.8}}}, "'min' and/or 'max'"),
         ({"min_step": 1, "thresholds": {"auc": {}}}, "'min' and/or 'max'"),
-        ({"min_step": 1, "thresholds": {"auc": {"min": "x"}}}, "must be a number, got 'x'"),
-        ({"min_step": 1, "thresholds": {"auc": {"min": math.nan}}}, "must be a number"),
+        ({"min_step": 1, "thresholds": {"auc": {"min": "x"}}}, "must be a finite number, got 'x'"),
+        ({"min_step": 1, "thresholds": {"auc": {"min": math.nan}}}, "must be a finite number"),
+        ({"min_step": 1, "thresholds": {"loss": {"max": "inf"}}}, "finite number, got 'inf'"),
+        ({"min_step": 1, "thresholds": {"loss": {"max": -math.inf}}}, "finite number, got -inf"),
         ({"min_step": 1, "thresholds": {"auc": {"min": 0.9, "max": 0.1}}}, "min 0.9 > max 0.1"),
         ({"min_step": 1, "thresholds": {"": {"min": 0.9}}}, "non-empty strings"),
     ],
@@ -110,22 +112,23 @@ def test_threshold_misses_name_the_metric_and_bound() -> None:
     assert threshold_misses(result, bounds) == [
         "auc=0.7 is not >= 0.8",
         "f1 is missing (needs >= 0.1)",
-        "loss=nan is not <= 0.5",
+        "loss=nan is not a finite number (needs <= 0.5)",
     ]
     assert threshold_misses(EvalResult(7, {"auc": 0.8, "loss": 0.5, "f1": 0.1}), bounds) == []
 
 
 @given(
-    value=st.floats(allow_nan=True),
+    value=st.sampled_from([math.nan, math.inf, -math.inf]) | st.floats(),
     low=st.none() | st.floats(-10, 10),
     high=st.none() | st.floats(-10, 10),
 )
-def test_bounds_are_inclusive_and_nan_never_passes(
+def test_bounds_are_inclusive_and_non_finite_never_passes(
     value: float, low: float | None, high: float | None
 ) -> None:
+    """NaN and infinities never pass: a loss of -inf is no more "<= 0.5" than NaN is."""
     bounds = MetricBounds(low, high)
     expected = (
-        not math.isnan(value) and (low is None or value >= low) and (high is None or value <= high)
+        math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
     )
     assert bounds.admits(value) == expected
 

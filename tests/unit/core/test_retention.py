@@ -93,7 +93,7 @@ def test_keep_newest_selects_the_highest_versions() -> None:
     assert KeepNewest(9).select([]) == {}
 
 
-def test_keep_best_ranks_by_the_metric_and_skips_versions_without_it() -> None:
+def test_keep_best_ranks_by_the_metric_and_skips_versions_without_a_finite_one() -> None:
     committed = versions(1, 2, 3, 4, 5, losses=(0.5, 0.1, 0.3, math.nan))
     rule = KeepBest(2, MetricComparison())
     assert rule.name == "best(2)"
@@ -102,7 +102,7 @@ def test_keep_best_ranks_by_the_metric_and_skips_versions_without_it() -> None:
         BASE_VERSION + 2: "rank 2 of the 2 best by loss (lower is better)",
     }
     everything = KeepBest(10, MetricComparison()).select(committed)
-    assert set(everything) == {BASE_VERSION + i for i in range(4)}
+    assert set(everything) == {BASE_VERSION + i for i in range(3)}
 
 
 def test_keep_best_with_a_compare_fn() -> None:
@@ -323,13 +323,17 @@ def test_staging_dirs_are_deleted_only_after_the_grace_period(
 @given(committed_strategy, st.integers(1, 6))
 def test_keep_best_selects_the_n_best_losses(committed: list[ExportMetadata], n: int) -> None:
     selected = KeepBest(n, MetricComparison()).select(committed)
-    usable = [m for m in committed if m.eval_result is not None]
+    usable = [
+        m
+        for m in committed
+        if m.eval_result is not None and math.isfinite(m.eval_result.metrics["loss"])
+    ]
     assert len(selected) == min(n, len(usable))
 
     def rank(meta: ExportMetadata) -> tuple[bool, float]:
         assert meta.eval_result is not None
         value = meta.eval_result.metrics["loss"]
-        return (not math.isnan(value), -value if not math.isnan(value) else 0.0)
+        return (True, -value)
 
     if selected:
         worst_kept = min(rank(m) for m in usable if m.version in selected)

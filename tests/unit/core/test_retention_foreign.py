@@ -34,6 +34,19 @@ def test_a_foreign_version_is_kept_and_explained_even_with_deletion_enabled() ->
         )
 
 
+def test_a_name_beyond_int64_is_kept_as_foreign_and_explained() -> None:
+    beyond = StagingDir("99999999999999999999", age_seconds=1e9)
+    plan = plan_retention([make_meta(BASE_VERSION)], [KeepNewest(1)], staging=[beyond])
+    assert plan.foreign == ("99999999999999999999",)
+    assert plan.foreign_versions == (99999999999999999999,)
+    assert plan.staging_delete == plan.claim_delete == ()
+    assert plan.explain().splitlines()[-1] == (
+        "99999999999999999999 keep foreign: numbered beyond 9223372036854775807, the highest "
+        "version TF Serving can serve (int64), so not a version; never deleted automatically "
+        "and never numbered after"
+    )
+
+
 def test_an_abandoned_publish_goes_with_its_claim_after_the_grace_period() -> None:
     version, claim = str(BASE_VERSION), f"temp-claim-{BASE_VERSION}"
     old = [StagingDir(version, 7200, claim=claim), StagingDir(claim, 7300)]

@@ -3,7 +3,9 @@ never a task that fails later; the sensor waits for every metric a comparison re
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -73,6 +75,16 @@ BAD_FOR_BOTH: list[tuple[str, object, str]] = [
         for key in RETENTION_OWNED
     ),
     ("retention", ["keep"], "retention must be a dict"),
+    ("model_dir", "gs://bkt/models/run#2", "contains '#', which starts a URI fragment"),
+    ("model_dir", "file:///data/run?x=1", "contains '?', which starts a URI query"),
+    ("sensor_retries", -1, "sensor_retries must be an integer >= 0, got -1"),
+    ("sensor_retries", 1.5, "sensor_retries must be an integer >= 0, got 1.5"),
+    ("sensor_retries", True, "sensor_retries must be an integer >= 0, got True"),
+    ("sensor_retries", "2", "sensor_retries must be an integer >= 0, got '2'"),
+    ("poke_interval", -1, "poke_interval must be a positive number of seconds, got -1"),
+    ("poke_interval", 0, "poke_interval must be a positive number of seconds, got 0"),
+    ("poke_interval", math.nan, "poke_interval must be a positive number of seconds, got nan"),
+    ("poke_interval", "5", "poke_interval must be a positive number of seconds, got '5'"),
 ]
 
 
@@ -92,7 +104,7 @@ def test_bad_inputs_fail_at_build_naming_the_value(
     ("argument", "value", "message"),
     [
         ("thresholds", {"auc": {"minimum": 0.8}}, "must be a mapping with 'min' and/or 'max'"),
-        ("thresholds", {"auc": {"min": "high"}}, "must be a number"),
+        ("thresholds", {"auc": {"min": "high"}}, "must be a finite number"),
         ("thresholds", ["auc"], "thresholds must be a mapping"),
         ("train_kwargs", {"model_dir": "/x"}, "sets ['model_dir']"),
     ],
@@ -232,3 +244,41 @@ def test_retraining_follows_operators_default_deferrable(default_deferrable: str
         check=True,
     )
     assert completed.stdout.split()[-2:] == [default_deferrable, "False"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"strategy": "latest", "retries": -1}, "retries of exporter 'latest' must be an integer"),
+        (
+            {"strategy": "best", "retries": "3"},
+            "retries of exporter 'best' must be an integer >= 0",
+        ),
+        ({"strategy": "final", "max_steps": 9, "retries": True}, "got True"),
+        ({"strategy": "best", "name": "best#2"}, "invalid exporter name 'best#2'"),
+        (
+            {"strategy": "best", "export_dir_base": "gs://bkt/export/best#2"},
+            "'gs://bkt/export/best#2' contains '#'",
+        ),
+        ({"strategy": "latest", "exports_to_keep": -1}, "Got -1"),
+        ({"strategy": "final", "max_steps": 0}, "max_steps must be a positive integer, got 0"),
+    ],
+)
+@pytest.mark.parametrize("build", [_retraining, _backfill], ids=["retraining", "backfill"])
+def test_bad_exporter_specs_fail_at_build_naming_the_value(
+    build: Any, spec: dict[str, Any], message: str
+) -> None:
+    """Checked while parsing in both templates (a backfill's export tasks are mapped, and
+    `partial()` runs none of the operator's checks)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build(exporters=[spec])
+
+
+def test_a_backfill_exporter_spec_cannot_set_what_the_template_sets() -> None:
+    with pytest.raises(ValueError, match=r"sets \['max_active_tis_per_dag'\]"):
+        _backfill(exporters=[{"strategy": "latest", "max_active_tis_per_dag": 4}])
+
+
+def test_a_templated_export_dir_base_is_left_to_run_time() -> None:
+    spec = {"strategy": "best", "export_dir_base": "{{ params.export_dir }}"}
+    assert _retraining(exporters=[spec]).get_task("export_best")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from netguard import network_guard
 
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.gcs import GcsStorage
@@ -50,3 +53,60 @@ def test_bad_uris_fail_naming_them(uri: str, message: str) -> None:
 
 def test_default_connection_name() -> None:
     assert StorageHook().gcp_conn_id == StorageHook.default_conn_name == "google_cloud_default"
+
+
+# A syntactically valid service-account JSON key whose private key is not a key. Its
+# token_uri is Google's real one: nothing may contact it, since loading the key fails first.
+MALFORMED_KEYS = {
+    "no PEM framing": "not a private key",
+    "bad PEM body": "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n",
+    "not a key inside": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+}
+
+
+def _connection_with_key(private_key: str) -> str:
+    key = {
+        "type": "service_account",
+        "project_id": "p-1",
+        "private_key_id": "0123456789abcdef",
+        "private_key": private_key,
+        "client_email": "exporter@p-1.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    extra = {"keyfile_dict": json.dumps(key), "project": "p-1"}
+    return json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+
+
+@pytest.mark.parametrize("private_key", MALFORMED_KEYS.values(), ids=list(MALFORMED_KEYS))
+def test_a_malformed_key_fails_naming_the_connection_before_any_network(
+    private_key: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A real Airflow connection from an AIRFLOW_CONN_ variable. The session's network guard
+    (tests/netguard) is installed; a log of this test's own shows that nothing outside
+    127.0.0.1 was even looked up while the client was being built."""
+    assert getattr(socket, "_airflow_tf_export_network_guard", False)
+    guard_log = tmp_path / "blocked.log"
+    monkeypatch.setenv(network_guard.LOG_ENV, str(guard_log))
+    monkeypatch.setenv("AIRFLOW_CONN_EXPORTER_GCP", _connection_with_key(private_key))
+
+    with pytest.raises(AirflowFailException) as raised:
+        StorageHook(gcp_conn_id="exporter_gcp").storage_for("gs://bucket-a/models/m")
+
+    message = str(raised.value)
+    assert message.startswith(
+        "cannot build a GCS client from Airflow connection 'exporter_gcp' "
+        "(google_cloud_platform): its credentials could not be loaded; fix the connection's "
+        "service-account key (keyfile_dict, key_path or key_secret_name): "
+    )
+    original = raised.value.__cause__
+    assert original is not None and str(original) in message
+    assert not guard_log.exists()
+
+
+def test_the_malformed_key_error_keeps_the_original_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EXPORTER_GCP", _connection_with_key(MALFORMED_KEYS["no PEM framing"])
+    )
+    with pytest.raises(AirflowFailException, match="Unable to load PEM file"):
+        StorageHook(gcp_conn_id="exporter_gcp").get_conn()

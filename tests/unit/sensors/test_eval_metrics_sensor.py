@@ -41,6 +41,7 @@ from airflow_tf_export.sensors.eval_metrics import (
 from airflow_tf_export.triggers.eval_metrics import EvalMetricsTrigger
 
 EVENT_FILE = "eval/events.out.tfevents.1700000000.host"
+QUICK = {"timeout": 1, "poke_interval": 0}
 
 
 @pytest.fixture
@@ -146,6 +147,16 @@ def test_thresholds_met_and_given_as_json_text(model_dir: Path) -> None:
         ({"min_step": 1, "event_file_pattern": "/abs/*"}, "'/abs/*' is not relative"),
         ({"min_step": 1, "model_dir": "relative/dir"}, "relative local path 'relative/dir'"),
         ({"min_step": 1, "model_dir": "s3://b/m"}, "unsupported URI scheme 's3'"),
+        # A short timeout: were the URI cut short, the sensor would wait on another dir.
+        ({**QUICK, "min_step": 1, "model_dir": "gs://bkt/m#2"}, "'gs://bkt/m#2' contains '#'"),
+        (
+            {**QUICK, "min_step": 1, "model_dir": "file:///m/run#A"},
+            "plain absolute path '/m/run#A'",
+        ),
+        (
+            {**QUICK, "newer_than_exporter": "best", "export_dir_base": "gs://bkt/e/best?x=1"},
+            "'gs://bkt/e/best?x=1' contains '?'",
+        ),
         (
             {"min_step": 1, "model_dir": "gs://bucket/m", "gcp_conn_id": "no_such_conn"},
             "'no_such_conn' is not defined",
@@ -228,7 +239,9 @@ def test_deferrable_and_poke_paths_agree_on_the_same_data(model_dir: Path) -> No
 def test_execute_complete_judges_thresholds_like_poke(model_dir: Path) -> None:
     event = {"status": "success", "result": {"step": 5, "metrics": {"auc": "NaN"}}}
     sensor = _sensor(model_dir, min_step=1, thresholds={"auc": {"min": 0.5}})
-    with pytest.raises(AirflowFailException, match=re.escape("auc=nan is not >= 0.5")):
+    with pytest.raises(
+        AirflowFailException, match=re.escape("auc=nan is not a finite number (needs >= 0.5)")
+    ):
         sensor.execute_complete({}, event)  # type: ignore[arg-type]
     skipping = _sensor(model_dir, min_step=1, thresholds={"auc": {"min": 0.5}}, soft_fail=True)
     with pytest.raises(AirflowSkipException):  # soft_fail applies as in poke mode

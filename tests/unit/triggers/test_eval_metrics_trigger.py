@@ -98,8 +98,20 @@ async def test_bad_configuration_is_an_error_event(tmp_path: Path) -> None:
         ({"model_dir": "s3://bucket/model"}, "unsupported URI scheme 's3'"),
         ({"model_dir": "gs://bucket/m", "gcp_conn_id": "no_such_conn"}, "'no_such_conn'"),
         ({"model_dir": str(tmp_path), "event_file_pattern": "../x/*"}, "event_file_pattern"),
+        ({"model_dir": "gs://bkt/m#2"}, "'gs://bkt/m#2' contains '#'"),
+        (
+            {
+                "model_dir": str(tmp_path),
+                "min_step": None,
+                "newer_than_exporter": "best",
+                "export_dir_base": "gs://bkt/e/best#2",
+                "keep_waiting_on_read_error": True,
+            },
+            "'gs://bkt/e/best#2' contains '#'",
+        ),
     ]:
-        trigger = EvalMetricsTrigger(min_step=1, poke_interval=0.01, **kwargs)  # type: ignore[arg-type]
+        kwargs = {"min_step": 1, **kwargs}
+        trigger = EvalMetricsTrigger(poke_interval=0.01, **kwargs)  # type: ignore[arg-type]
         event = await _first_event(trigger)
         assert event.payload["status"] == "error"
         assert event.payload["kind"] == "configuration"
