@@ -102,7 +102,7 @@ def listing_table(listing: Mapping[str, Any]) -> str:
             str(v["version"]),
             str(v["global_step"]),
             *(f"{v['metrics'][m]:.4f}" if m in v["metrics"] else "-" for m in metrics),
-            v["retention"],
+            "keep" if v["retention"] == "keep" else "would delete",
             v["why"],
         )
         for v in versions

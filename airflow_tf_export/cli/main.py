@@ -1,4 +1,4 @@
-"""`airflow-tf-export`: the exporter dirs of a model, outside Airflow.
+"""`airflow-tf-export`: the exporter dirs of a model, outside Airflow::
 
     airflow-tf-export versions --model-dir gs://bucket/models/ctr --keep '{"newest": 2}'
     airflow-tf-export retention gs://bucket/models/ctr/export/best --keep '{"newest": 2}'
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,7 +39,7 @@ from airflow_tf_export.core.strategies import (
 )
 from airflow_tf_export.operators._args import parse_comparison
 from airflow_tf_export.storage import StorageError, storage_for
-from airflow_tf_export.storage.base import VersionIntegrityError
+from airflow_tf_export.storage.base import StorageNotFoundError, VersionIntegrityError
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 OK = 0
@@ -71,6 +72,21 @@ def _json_argument(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({error})") from None
 
 
+def _location(text: str) -> str:
+    """A local path (relative ones resolved against the working directory) or a URI."""
+    if "://" in text or text.startswith("/"):
+        return text
+    return os.path.abspath(text)
+
+
+def _exporter(uri: str) -> ExporterDir:
+    """The exporter dir at `uri`; StorageNotFoundError when nothing is there."""
+    storage = storage_for(uri)
+    if not storage.exists(uri):
+        raise StorageNotFoundError(f"exporter dir {uri} does not exist or is empty")
+    return ExporterDir(storage, uri)
+
+
 def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
     print(json.dumps(document, indent=2, sort_keys=True) if args.json else text)
 
@@ -78,18 +94,18 @@ def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
 def versions(args: argparse.Namespace) -> None:
     """List the committed versions with step, metrics and retention verdict (a dry run)."""
     uris = list(args.exporter_dirs)
-    if args.model_dir is not None and not uris:
-        uris = exporter_dirs_of(storage_for(args.model_dir), args.model_dir)
-    if not uris:
+    if args.model_dir is None and not uris:
         raise ValueError("give exporter dirs, or --model-dir to list every <model_dir>/export/*")
+    if not uris:
+        uris = exporter_dirs_of(storage_for(args.model_dir), args.model_dir)
+        if not uris:
+            raise StorageNotFoundError(f"{args.model_dir} has no exporter dir under export/")
     evaluated = (
         {}
         if args.model_dir is None
         else evaluated_metrics(storage_for(args.model_dir), args.model_dir, args.event_file_pattern)
     )
-    listings = [
-        exporter_listing(ExporterDir(storage_for(u), u), args.keep, evaluated) for u in uris
-    ]
+    listings = [exporter_listing(_exporter(uri), args.keep, evaluated) for uri in uris]
     rules = json.dumps(args.keep, sort_keys=True)
     text = "\n\n".join(
         [f"Retention verdicts with keep={rules} (a dry run: nothing is deleted)"]
@@ -102,7 +118,7 @@ def retention(args: argparse.Namespace) -> None:
     """Print what a retention task with these keep rules would delete and why."""
     plans = []
     for uri in args.exporter_dirs:
-        exporter = ExporterDir(storage_for(uri), uri)
+        exporter = _exporter(uri)
         state, plan = exporter_plan(exporter, args.keep)
         plans.append(
             {
@@ -230,9 +246,10 @@ def parser() -> argparse.ArgumentParser:
 
     keep_help = f'keep rules as JSON, e.g. \'{{"newest": 2, "best": 1}}\' (default {DEFAULT_KEEP})'
     listed = command("versions", versions)
-    listed.add_argument("exporter_dirs", nargs="*", metavar="EXPORTER_DIR")
+    listed.add_argument("exporter_dirs", nargs="*", type=_location, metavar="EXPORTER_DIR")
     listed.add_argument(
         "--model-dir",
+        type=_location,
         help="read step metrics from its eval event files; with no EXPORTER_DIR, list every "
         "<model_dir>/export/*",
     )
@@ -240,17 +257,21 @@ def parser() -> argparse.ArgumentParser:
     listed.add_argument("--event-file-pattern", default=DEFAULT_EVENT_FILE_PATTERN)
 
     planned = command("retention", retention)
-    planned.add_argument("exporter_dirs", nargs="+", metavar="EXPORTER_DIR")
+    planned.add_argument("exporter_dirs", nargs="+", type=_location, metavar="EXPORTER_DIR")
     planned.add_argument("--keep", type=_json_argument, default=DEFAULT_KEEP, help=keep_help)
 
     checked = command("verify", verify)
-    checked.add_argument("version_dir", metavar="VERSION_DIR", help="<exporter dir>/<version>")
+    checked.add_argument(
+        "version_dir", type=_location, metavar="VERSION_DIR", help="<exporter dir>/<version>"
+    )
 
     exported = command("export", export)
     exported.add_argument(
         "--model-definition", required=True, help="import string 'package.module:attribute'"
     )
-    exported.add_argument("--model-dir", required=True, help="local path or gs://bucket/prefix")
+    exported.add_argument(
+        "--model-dir", required=True, type=_location, help="local path or gs://bucket/prefix"
+    )
     exported.add_argument("--name", required=True, help="exporter name: <model_dir>/export/<name>")
     exported.add_argument(
         "--strategy",
@@ -263,7 +284,9 @@ def parser() -> argparse.ArgumentParser:
     exported.add_argument(
         "--checkpoint", help="checkpoint prefix or .weights.h5 file; default: the latest"
     )
-    exported.add_argument("--export-dir-base", help="default <model_dir>/export/<name>")
+    exported.add_argument(
+        "--export-dir-base", type=_location, help="default <model_dir>/export/<name>"
+    )
     exported.add_argument(
         "--modes", nargs="+", default=["serve"], help="SavedModel modes: serve, train, eval"
     )
