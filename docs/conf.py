@@ -10,7 +10,7 @@ import importlib.metadata
 
 project = "airflow-tf-export"
 author = "airflow-tf-export contributors"
-copyright = "airflow-tf-export contributors, Apache License 2.0"  # noqa: A001
+copyright = "airflow-tf-export contributors, Apache License 2.0"
 release = importlib.metadata.version("airflow-tf-export")
 version = release
 

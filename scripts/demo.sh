@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The demo pipeline: an embedded SQLite Airflow DB and local storage, all under the repo.
-# Run through `make demo`, which puts the project's .venv first on PATH.
+# Run through `make demo`, which puts the project's .venv first on PATH. DEMO_ROOT (default:
+# the repo) holds .airflow/ and .demo/; DEMO_RUNS (default 5) is the number of DAG runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DEMO_ROOT="${DEMO_ROOT:-$PWD}"
 
-export AIRFLOW_HOME="$PWD/.airflow"
+export AIRFLOW_HOME="$DEMO_ROOT/.airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
-export AIRFLOW_TF_EXPORT_DEMO_DIR="$PWD/.demo"
+export AIRFLOW_TF_EXPORT_DEMO_DIR="$DEMO_ROOT/.demo"
 # Fresh every time: a new SQLite DB and an empty model directory.
 rm -rf "$AIRFLOW_HOME" "$AIRFLOW_TF_EXPORT_DEMO_DIR"
 mkdir -p "$AIRFLOW_HOME"
@@ -31,7 +33,7 @@ if [ "$import_errors" != "[]" ]; then
 fi
 airflow dags list --output plain --columns dag_id,fileloc
 
-RUNS=5
+RUNS="${DEMO_RUNS:-5}"
 echo "== Running example_retraining $RUNS times with 'airflow dags test' (logs in $AIRFLOW_HOME/demo-runs/)"
 mkdir -p "$AIRFLOW_HOME/demo-runs"
 for day in $(seq 1 "$RUNS"); do

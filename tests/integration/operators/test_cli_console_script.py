@@ -6,6 +6,7 @@ each published SavedModel is loaded with TensorFlow and run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from operator_support import ModelDir, classify, load_version
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 SCRIPT = Path(sys.executable).parent / "airflow-tf-export"
+OPERATORS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "operators.md"
 DEFINITION = "airflow_tf_export.example.model:definition"
 
 
@@ -56,6 +58,10 @@ def test_export_list_dry_run_and_verify_on_a_real_model_dir(model_dir: ModelDir)
             exit_code=exit_code,
         )
     assert [exports[s]["exported"] for s in (20, 40, 60)] == [True, True, False]
+    # The export operators' XCom as docs/operators.md documents it (the operators add
+    # `new_version`, the version they announce).
+    documented = json.loads(re.findall(r"```json\n(.*?)```", OPERATORS_PAGE.read_text(), re.S)[0])
+    assert {*exports[20], "new_version"} == set(documented)
     assert exports[60]["reason"].startswith("skipped: candidate loss 0.5 is not better")
     v20, v40 = exports[20]["version"], exports[40]["version"]
     assert exports[40]["eval_result"]["metrics"]["loss"] == pytest.approx(0.4)
