@@ -365,17 +365,17 @@ def test_a_checkpoint_mismatch_names_the_users_checkpoint_not_the_download(
     that the export restores from, a path the user never saw."""
     from airflow_tf_export.example import model as example
 
+    def wider_definition() -> Any:
+        return dataclasses.replace(example.definition, build_model=_wider_language_model)
+
     op = LatestExportOperator(
-        task_id="export",
-        name="latest",
-        model_definition=dataclasses.replace(example.definition, build_model=_wider_language_model),
-        model_dir=model_dir.uri,
+        task_id="export", name="latest", model_definition=wider_definition, model_dir=model_dir.uri
     )
     with pytest.raises(AirflowFailException) as raised:
         op.execute(context())
     message = str(raised.value)
     assert f"checkpoint {model_dir.join('ckpt-60')} does not match the model" in message
-    assert "checkpoint [4, 1], model [7, 1]" in message
+    assert "checkpoint [5, 1], model [8, 1]" in message  # 4 and 7 words + OOV
     assert "tf-export-ckpt-" not in message
     mismatch = raised.value.__cause__
     assert isinstance(mismatch, CheckpointMismatchError)
