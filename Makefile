@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints-3.11.txt
 EXTRAS := tensorflow,gcs,dev
 
-.PHONY: test demo venv fresh-venv lint typecheck pytest bench constraints
+.PHONY: test demo venv fresh-venv lint typecheck docs pytest bench constraints
 
 # Install with the pinned constraints; the stamp lets `make demo` reuse an up-to-date venv.
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -28,12 +28,17 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The documentation site (docs/_build/html): every Sphinx warning is an error. Autodoc
+# imports the operators, hence Airflow, which wants an AIRFLOW_HOME of its own.
+docs: venv
+	AIRFLOW_HOME=$(CURDIR)/docs/_build/airflow-home $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 pytest: venv
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# README command 2: everything from scratch, then lint, types and the whole suite.
+# README command 2: everything from scratch, then lint, types, the docs and the whole suite.
 test: fresh-venv
-	$(MAKE) lint typecheck pytest
+	$(MAKE) lint typecheck docs pytest
 
 # README command 1: the demo pipeline on local storage with an embedded SQLite Airflow DB.
 demo: venv

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The demo pipeline: an embedded SQLite Airflow DB and local storage, all under the repo.
-# Run through `make demo`, which puts the project's .venv first on PATH.
+# Run through `make demo`, which puts the project's .venv first on PATH. DEMO_ROOT (default:
+# the repo) holds .airflow/ and .demo/; DEMO_RUNS (default 5) is the number of DAG runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DEMO_ROOT="${DEMO_ROOT:-$PWD}"
 
-export AIRFLOW_HOME="$PWD/.airflow"
+export AIRFLOW_HOME="$DEMO_ROOT/.airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$PWD/dags"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
-export AIRFLOW_TF_EXPORT_DEMO_DIR="$PWD/.demo"
+export AIRFLOW_TF_EXPORT_DEMO_DIR="$DEMO_ROOT/.demo"
 # Fresh every time: a new SQLite DB and an empty model directory.
 rm -rf "$AIRFLOW_HOME" "$AIRFLOW_TF_EXPORT_DEMO_DIR"
 mkdir -p "$AIRFLOW_HOME"
 export TF_CPP_MIN_LOG_LEVEL=2
+# `airflow dags` commands warn on stdout that graphviz (only for rendering DAG graphs) is
+# missing; the demo prints only its own output.
+export PYTHONWARNINGS="ignore:Could not import graphviz"
 
 echo "== Airflow $(airflow version) with AIRFLOW_HOME=$AIRFLOW_HOME"
 airflow db migrate > "$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; exit 1; }
@@ -22,10 +27,13 @@ airflow providers list --output plain | grep -E "^(package_name|airflow-tf-expor
 
 echo "== The DAGs folder ($AIRFLOW__CORE__DAGS_FOLDER)"
 airflow dags reserialize > "$AIRFLOW_HOME/reserialize.log" 2>&1
-airflow dags list-import-errors --output plain
+import_errors=$(airflow dags list-import-errors --output json)
+if [ "$import_errors" != "[]" ]; then
+    echo "DAG import errors:"; echo "$import_errors"; exit 1
+fi
 airflow dags list --output plain --columns dag_id,fileloc
 
-RUNS=5
+RUNS="${DEMO_RUNS:-5}"
 echo "== Running example_retraining $RUNS times with 'airflow dags test' (logs in $AIRFLOW_HOME/demo-runs/)"
 mkdir -p "$AIRFLOW_HOME/demo-runs"
 for day in $(seq 1 "$RUNS"); do
@@ -38,7 +46,7 @@ for day in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "== Task states per run (skipped = the comparison or the strategy said no)"
+echo "== Task states per run (skipped: the comparison or the strategy exported nothing)"
 python - <<'PY'
 from sqlalchemy import select
 
@@ -58,6 +66,6 @@ with create_session() as session:
 PY
 
 echo
-echo "== What each exporter holds, and what retention decides"
-python -m airflow_tf_export.example.report "$AIRFLOW_TF_EXPORT_DEMO_DIR/model" \
+echo "== What each exporter holds, and what the DAG's retention rules decide (airflow-tf-export versions)"
+airflow-tf-export versions --model-dir "$AIRFLOW_TF_EXPORT_DEMO_DIR/model" \
     --keep "$(python -c 'import json, runpy; print(json.dumps(runpy.run_path("dags/example_retraining.py")["KEEP"]))')"

@@ -4,7 +4,8 @@ Each operator resolves a checkpoint of `model_dir`, asks its strategy whether it
 new version of `<export_dir_base>` (default `<model_dir>/export/<name>`), writes the
 SavedModel (one or several modes) only when it does, publishes it atomically and applies
 retention. A new version is announced as an Airflow asset event (through an AssetAlias, so
-skipped exports announce nothing) carrying its version, step and metrics.
+skipped exports announce nothing) carrying its version, step and metrics. A task that
+published no version ends as skipped, with its outcome in XCom all the same.
 
 Retry-safe: the decision reads committed versions, so a retry after a crash finds the
 version an earlier try published and returns it instead of exporting again. Foreign versions
@@ -15,14 +16,13 @@ Best, the eval result of that step in the event files; the XCom lists them.
 from __future__ import annotations
 
 import functools
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_tf_export.core.comparison import loss_smaller
 from airflow_tf_export.core.eval_result import EvalResult
@@ -31,28 +31,25 @@ from airflow_tf_export.core.strategies import (
     DEFAULT_EVENT_FILE_PATTERN,
     DEFAULT_EXPORTS_TO_KEEP,
     BestStrategy,
-    Candidate,
     ExportStrategy,
     FinalStrategy,
     LatestStrategy,
 )
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.operators._args import has_template, parse_comparison, parse_eval_result
-from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
-from airflow_tf_export.storage.base import BucketNotFoundError, Storage, WrittenModel
-from airflow_tf_export.storage.checkpoints import (
-    ResolvedCheckpoint,
-    checkpoint_files,
-    resolve_checkpoint,
+from airflow_tf_export.savedmodel.export_run import (
+    EvalEvents,
+    export_checkpoint,
+    saved_model_writer,
 )
-from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
+from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
+from airflow_tf_export.storage.base import Storage
+from airflow_tf_export.storage.export_flow import ExportOutcome
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import exporter_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from airflow_tf_export.events.eval_dir import EvalDirReader
 
 DEFAULT_CONN_ID = "google_cloud_default"
 ASSET_ALIAS_PREFIX = "tf-export:"
@@ -81,17 +78,6 @@ def lineage_from(context: Context) -> Lineage | None:
     )
 
 
-@contextmanager
-def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
-    """The checkpoint's files (a TF prefix's `.index`, `.data-*` and `.meta`, or a Keras
-    `.weights.h5` file) copied into a local temporary directory through Storage (GCS and
-    local alike); yields the local checkpoint path, named as the original."""
-    parent, names = checkpoint_files(storage, checkpoint)
-    with tempfile.TemporaryDirectory(prefix="tf-export-ckpt-") as local:
-        storage.download_dir(parent, Path(local), names)
-        yield str(Path(local) / checkpoint.rstrip("/").rpartition("/")[2])
-
-
 class SavedModelExportOperator(BaseOperator):
     """Shared shell of the final, latest and best export operators.
 
@@ -109,7 +95,8 @@ class SavedModelExportOperator(BaseOperator):
     :param as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
     :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
     :param asset_alias: name of the AssetAlias through which new versions are announced as
-        `Asset(<exporter dir URI>)` events; default `"tf-export:<name>"`.
+        `Asset(<exporter dir URI>)` events; default `"tf-export:<exporter dir>"` (see
+        `default_asset_alias`), one alias per exporter dir.
     """
 
     template_fields: Sequence[str] = (
@@ -147,7 +134,7 @@ class SavedModelExportOperator(BaseOperator):
         self.assets_extra = assets_extra
         self.as_text = as_text
         self.gcp_conn_id = gcp_conn_id
-        self.asset_alias = asset_alias or f"{ASSET_ALIAS_PREFIX}{name}"
+        self.asset_alias = asset_alias or default_asset_alias(model_dir, export_dir_base, name)
         if not (isinstance(model_definition, str) and model_definition) and not callable(
             model_definition
         ):
@@ -172,45 +159,41 @@ class SavedModelExportOperator(BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Export if the strategy says so; return the JSON-able outcome (see the README)."""
+        """Export if the strategy says so and return the JSON-able outcome (see the docs'
+        XCom reference). A task that published no version pushes the same outcome to XCom
+        and ends as skipped, so the UI tells an export from none."""
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
-        model_storage = hook.storage_for(self.model_dir)
+        lineage = lineage_from(context)
         with failing_on_bad_input(f"{self.strategy_kind} export {self.name!r}"):
-            base = exporter_uri(self.model_dir, self.name, self.export_dir_base)
-            exporter = ExporterDir(hook.storage_for(base), base)
-            write = self._writer(model_storage)
-            eval_result = self.given_eval_result()
-            events = self.eval_events(model_storage)
-            checkpoint = resolve_checkpoint(
-                model_storage,
-                self.model_dir,
-                self.checkpoint_path,
-                recorded_path=eval_result.checkpoint_path if eval_result else None,
-                step=eval_result.step if eval_result else None,
-            )
-            if eval_result is None and events is not None:
-                eval_result = events.result(checkpoint.step)
-            candidate = Candidate(
-                checkpoint_path=checkpoint.path,
-                global_step=checkpoint.step,
-                eval_result=eval_result,
-            )
-            lineage = lineage_from(context)
-            outcome = export_with_strategy(
-                exporter,
-                self.strategy,
-                candidate,
-                functools.partial(write, checkpoint),
-                is_the_final_export=self.final_export(checkpoint.step),
+            run = export_checkpoint(
+                storage_for=hook.storage_for,
+                model_dir=self.model_dir,
+                name=self.name,
+                strategy=self.strategy,
+                write=functools.partial(
+                    saved_model_writer,
+                    self.model_definition,
+                    modes=self.modes,
+                    assets_extra=self.assets_extra,
+                    as_text=self.as_text,
+                ),
+                export_dir_base=self.export_dir_base,
+                checkpoint_path=self.checkpoint_path,
+                eval_result=self.given_eval_result(),
+                events=self.eval_events,
+                final_export=self.final_export,
                 lineage=lineage,
-                foreign_eval_results=None if events is None else events.results,
             )
-        result = self.result(exporter, candidate, outcome)
-        new = _new_version(outcome, lineage)
+        result = run.to_dict(self.name, self.strategy_kind)
+        new = _new_version(run.outcome, lineage)
         result["new_version"] = None if new is None else new.version
-        if new is not None:
-            self._announce(context, exporter, new)
-        self.log.info("%s export %r: %s", self.strategy_kind, self.name, outcome.decision.reason)
+        reason = run.outcome.decision.reason
+        self.log.info("%s export %r: %s", self.strategy_kind, self.name, reason)
+        if new is None:
+            if self.do_xcom_push:
+                context["ti"].xcom_push(key=BaseXCom.XCOM_RETURN_KEY, value=result)
+            raise AirflowSkipException(f"no new version: {reason}")
+        self._announce(context, run.exporter, new)
         return result
 
     def given_eval_result(self) -> EvalResult | None:
@@ -226,51 +209,6 @@ class SavedModelExportOperator(BaseOperator):
         """Whether this export is the final one (only Final asks)."""
         return False
 
-    def result(
-        self, exporter: ExporterDir, candidate: Candidate, outcome: ExportOutcome
-    ) -> dict[str, Any]:
-        """The XCom value: the exporter, the candidate and what the export did."""
-        return {
-            "exporter": self.name,
-            "strategy": self.strategy_kind,
-            "uri": exporter.uri,
-            "checkpoint_path": candidate.checkpoint_path,
-            "global_step": candidate.global_step,
-            "eval_result": None
-            if candidate.eval_result is None
-            else candidate.eval_result.to_dict(),
-            "skipped": not outcome.exported and outcome.decision.existing_version is None,
-            **outcome.to_dict(),
-        }
-
-    def _writer(self, storage: Storage) -> Callable[[ResolvedCheckpoint, Path], WrittenModel]:
-        """The SavedModel writer, with the model definition resolved now (bad import
-        strings fail before any checkpoint is read)."""
-        from airflow_tf_export.savedmodel.definition import resolve_definition
-        from airflow_tf_export.savedmodel.writer import write_saved_model
-
-        definition = resolve_definition(self.model_definition)
-        modes = normalize_modes(self.modes)
-
-        def write(checkpoint: ResolvedCheckpoint, export_dir: Path) -> WrittenModel:
-            with local_checkpoint(storage, checkpoint.path) as local:
-                written = write_saved_model(
-                    definition,
-                    local,
-                    export_dir,
-                    modes=modes,
-                    assets_extra=self.assets_extra,
-                    as_text=self.as_text,
-                )
-            if written.global_step != checkpoint.step:
-                raise ValueError(
-                    f"checkpoint {checkpoint.path!r} is named for step {checkpoint.step} but "
-                    f"holds global step {written.global_step}; save it as ckpt-<global step>"
-                )
-            return written
-
-        return write
-
     def _announce(self, context: Context, exporter: ExporterDir, meta: ExportMetadata) -> None:
         """Add an `Asset(<exporter dir>)` event with the version's facts to the alias."""
         extra = {
@@ -284,6 +222,19 @@ class SavedModelExportOperator(BaseOperator):
         }
         asset = Asset(uri=exporter.uri, name=exporter.uri)
         context["outlet_events"][AssetAlias(self.asset_alias)].add(asset, extra=extra)
+
+
+def default_asset_alias(model_dir: object, export_dir_base: object, name: str) -> str:
+    """`tf-export:<exporter dir>`: the exporter dir's URI (`<model_dir>/export/<name>` or
+    `export_dir_base`, normalised), so two models' exporters named alike never share an
+    alias. When a template decides the exporter dir, the URI is known only at run time and
+    the alias must be known when the DAG is parsed: it then names the exporter dir as
+    written, template included (e.g. `tf-export:{{ params.model_dir }}/export/best`)."""
+    uri = _static_exporter_uri(model_dir, export_dir_base, name)
+    if uri is None:
+        written = export_dir_base or f"{str(model_dir).rstrip('/')}/export/{name}"
+        uri = str(written)
+    return f"{ASSET_ALIAS_PREFIX}{uri}"
 
 
 def _static_exporter_uri(model_dir: object, export_dir_base: object, name: str) -> str | None:
@@ -472,56 +423,3 @@ def check_event_file_pattern(pattern: object) -> None:
     from airflow_tf_export.events.eval_dir import validate_event_file_pattern
 
     validate_event_file_pattern(pattern)
-
-
-class EvalEvents:
-    """The eval event files of a model dir: read when a result is first needed, then read
-    incrementally (only what was appended) on each later lookup. Best reads the candidate's
-    eval result and those of the foreign versions' steps from them."""
-
-    def __init__(self, storage: Storage, model_dir: str, event_file_pattern: str) -> None:
-        self.storage = storage
-        self.model_dir = model_dir
-        self.event_file_pattern = event_file_pattern
-        self._reader: EvalDirReader | None = None
-
-    def result(self, step: int) -> EvalResult:
-        """The merged eval result of `step`; ValueError lists what exists."""
-        reader = self._refreshed()
-        try:
-            return reader.result(step)
-        except KeyError:
-            steps = reader.steps()
-            shown = ", ".join(str(s) for s in steps[-10:]) or "none"
-            raise ValueError(
-                f"no eval result for step {step} in {reader.pattern_uri} "
-                f"({len(reader.event_files())} event files; newest steps: {shown}); pass "
-                "eval_result or wait for the evaluation with EvalMetricsSensor"
-            ) from None
-
-    def results(self, steps: Sequence[int]) -> dict[int, EvalResult]:
-        """The eval results of those `steps` that have one (step -> result)."""
-        reader = self._refreshed()
-        found = {}
-        for step in steps:
-            try:
-                found[step] = reader.result(step)
-            except KeyError:
-                continue
-        return found
-
-    def _refreshed(self) -> EvalDirReader:
-        """The reader, with what was appended since the last lookup read. The events package
-        (protobuf descriptors) is imported here, at execute time, to keep DAG parsing fast."""
-        from airflow_tf_export.events.eval_dir import EvalDirReader
-
-        if self._reader is None:
-            self._reader = EvalDirReader(self.storage, self.model_dir, self.event_file_pattern)
-        try:
-            self._reader.refresh()
-        except BucketNotFoundError as err:
-            # Bad input; any other StorageError (an outage) stays retryable.
-            raise ValueError(
-                f"cannot read eval event files {self._reader.pattern_uri}: {err}"
-            ) from None
-        return self._reader

@@ -109,20 +109,21 @@ def _default_export_outputs() -> dict[str, ExportOutput]:
 class ModelDefinition:
     """How to build, restore and export one model.
 
-    build_model       () -> a built Keras 3 model or a tf.Module, called as model(features)
-                      with a dict of feature tensors (Keras models also get `training=`).
-    serving_input     the `serve` signatures' input (serving_input_receiver_fn).
-    export_outputs    serving signature key -> export output (EstimatorSpec.export_outputs).
-    predictions       model output -> dict of named prediction tensors
-                      (EstimatorSpec.predictions); default: the model's dict output, or
-                      {"output": tensor} for a single tensor.
-    supervised_input  the `train` and `eval` signatures' input (input_receiver_fn_map).
-    loss              (labels, model output) -> scalar loss tensor (EstimatorSpec.loss).
-    make_optimizer    () -> a Keras 3 optimizer; the `train` signature applies one step of it
-                      to the loss (EstimatorSpec.train_op).
-    metrics           name -> (labels, model output) -> scalar metric for one batch
-                      (EstimatorSpec.eval_metric_ops).
-    checkpoint        how the training code wrote its checkpoints.
+    :param build_model: `() ->` a built Keras 3 model or a tf.Module, called as
+        `model(features)` with a dict of feature tensors (Keras models also get `training=`).
+    :param serving_input: the `serve` signatures' input (serving_input_receiver_fn).
+    :param export_outputs: serving signature key -> export output
+        (EstimatorSpec.export_outputs).
+    :param predictions: model output -> dict of named prediction tensors
+        (EstimatorSpec.predictions); default: the model's dict output, or
+        `{"output": tensor}` for a single tensor.
+    :param supervised_input: the `train` and `eval` signatures' input (input_receiver_fn_map).
+    :param loss: `(labels, model output) ->` scalar loss tensor (EstimatorSpec.loss).
+    :param make_optimizer: `() ->` a Keras 3 optimizer; the `train` signature applies one
+        step of it to the loss (EstimatorSpec.train_op).
+    :param metrics: name -> `(labels, model output) ->` scalar metric for one batch
+        (EstimatorSpec.eval_metric_ops).
+    :param checkpoint: how the training code wrote its checkpoints.
 
     Callables may import TensorFlow inside their bodies; the definition itself does not.
     """

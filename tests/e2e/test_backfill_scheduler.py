@@ -201,7 +201,10 @@ def test_parallel_backfill_ends_like_one_by_one(
     for dag_id in (PARALLEL, SEQUENTIAL):
         runs, tis = _states(stack, dag_id)
         assert runs == ["success"] * INTERVALS, (dag_id, runs)
-        not_ok = [ti for ti in tis if ti[3] != "success"]
+        # An export of a checkpoint that is not better publishes nothing: skipped.
+        not_ok = [
+            ti for ti in tis if ti[3] != "success" and (ti[0], ti[3]) != ("export_best", "skipped")
+        ]
         assert not not_ok, (dag_id, not_ok)
         mapped = Counter(ti[0] for ti in tis if ti[1] >= 0)
         assert mapped["wait_for_eval"] == mapped["export_best"] == len(prefixes)

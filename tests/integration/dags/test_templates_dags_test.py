@@ -151,18 +151,24 @@ def _committed(uri: str) -> list[Any]:
 def test_retraining_on_local_disk(airflow_home: AirflowHome) -> None:
     model_dir = airflow_home.env["TEST_LOCAL_MODEL_DIR"]
     runs = [airflow_home.dags_test("retrain_local", f"2024-02-0{day}") for day in (1, 2, 3)]
-    for states in runs:
+    for day, states in enumerate(runs, start=1):
         gated = {"export_best": "success", "compare_best": "success"}
         assert {k: v for k, v in states.items() if k not in gated} == {
             "train": "success",
             "evaluate": "success",
             "wait_for_eval": "success",
             "export_latest": "success",
-            "export_final": "success",
+            # Steps 20 and 40 are not final (max_steps=60): nothing exported, so skipped.
+            "export_final": "success" if day == 3 else "skipped",
             "retention": "success",
         }
         assert states["compare_best"] == "success"
         assert states["export_best"] in ("success", "skipped")
+    finals = airflow_home.xcoms("retrain_local", "export_final")
+    assert [(x["global_step"], x["exported"], x["reason"]) for x in finals][:2] == [
+        (20, False, "skipped: not the final export"),
+        (40, False, "skipped: not the final export"),
+    ]
     compares = airflow_home.xcoms("retrain_local", "compare_best")
     exported_best = [c["candidate"]["global_step"] for c in compares if c["better"]]
     best = _committed(f"{model_dir}/export/best")
@@ -216,15 +222,14 @@ def test_backfill_interval_evaluates_exports_and_reruns_unchanged(
 
     # A manual run at Jan 2nd covers the interval ending there: [Jan 1st, Jan 2nd).
     states = airflow_home.dags_test("backfill_local", "2024-01-02")
+    exports = [states.pop(f"export_best[{i}]") for i in (0, 1)]
     assert states == {
         "select_checkpoints": "success",
-        **{
-            f"{task}[{i}]": "success"
-            for task in ("evaluate", "wait_for_eval", "export_best")
-            for i in (0, 1)
-        },
+        **{f"{task}[{i}]": "success" for task in ("evaluate", "wait_for_eval") for i in (0, 1)},
         "retention": "success",
     }
+    # A checkpoint that is not better exports nothing: skipped (retention runs all the same).
+    assert "success" in exports and set(exports) <= {"success", "skipped"}
     (selected,) = airflow_home.xcoms("backfill_local", "select_checkpoints")
     assert [Path(p).name for p in selected] == ["ckpt-10", "ckpt-20"]
     versions_before = [m.version for m in _committed(f"{model_dir}/export/best")]
@@ -264,7 +269,9 @@ def test_backfill_over_keras_weights_files(airflow_home: AirflowHome) -> None:
         outputs[step] = model(inputs, training=False).numpy()[:, 0]
 
     states = airflow_home.dags_test("backfill_keras", "2024-01-02")
+    exports = {states.pop(f"export_best[{i}]") for i in (0, 1)}
     assert set(states.values()) == {"success"}, states
+    assert "success" in exports and exports <= {"success", "skipped"}
     (selected,) = airflow_home.xcoms("backfill_keras", "select_checkpoints")
     assert [Path(p).name for p in selected] == ["ckpt-5.weights.h5", "ckpt-10.weights.h5"]
     evaluated = {x["eval_result"]["step"] for x in airflow_home.xcoms("backfill_keras", "evaluate")}

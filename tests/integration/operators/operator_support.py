@@ -1,5 +1,6 @@
 """Shared pieces of the operator integration tests: the trained model's eval metrics, the
-emulator connection, and loading published versions back with TensorFlow."""
+emulator connection, a stand-in task instance, and loading published versions back with
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_tf_export.storage import Storage
 from airflow_tf_export.storage.gcs import GcsStorage
@@ -27,6 +31,44 @@ GCS_CONNECTION = (
     '{"conn_type": "google_cloud_platform", '
     '"extra": {"is_anonymous": true, "project": "test-project"}}'
 )
+
+
+class StandInTaskInstance:
+    """The lineage fields and `xcom_push` of a task instance (a real one needs the Task SDK
+    supervisor; test_operators_dag.py runs the operators with real ones)."""
+
+    def __init__(
+        self,
+        *,
+        dag_id: str = "dag",
+        run_id: str = "run-1",
+        task_id: str = "export",
+        try_number: int = 1,
+        map_index: int = -1,
+    ) -> None:
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.task_id = task_id
+        self.try_number = try_number
+        self.map_index = map_index
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def task_context(**ti_fields: Any) -> Any:
+    """A context with a stand-in task instance and real outlet event accessors."""
+    return {"ti": StandInTaskInstance(**ti_fields), "outlet_events": OutletEventAccessors()}
+
+
+def run_task(operator: Any, context: Any) -> tuple[str, dict[str, Any]]:
+    """`operator.execute(context)` as the task runner ends it: `("success", return value)`,
+    or `("skipped", the outcome it pushed to XCom)` when it raised AirflowSkipException."""
+    try:
+        return "success", operator.execute(context)
+    except AirflowSkipException:
+        return "skipped", context["ti"].xcoms[BaseXCom.XCOM_RETURN_KEY]
 
 
 def write_eval_events(model_dir: Path, metrics: Mapping[int, Mapping[str, float]]) -> None:

@@ -9,9 +9,9 @@ there). For the real export, the example Keras model is trained with TensorFlow 
 `ckpt-175`, its evaluation is written with tf.summary, and the published SavedModel is loaded
 back and run. Stand-ins: the Estimator-compatible model definitions do not exist yet, so the
 skip tests use a definition whose build_model fails the test if an export is attempted; the
-task instance in the context carries only the lineage fields, as in test_operators_execute.py.
-The last test runs the skipping operators in a real DAG run instead (`airflow dags test`
-against a SQLite metadata DB) and reads their XComs back from the DB.
+task instance in the context is a stand-in, as in test_operators_execute.py. The last test
+runs the skipping operators in a real DAG run instead (`airflow dags test` against a SQLite
+metadata DB): they end as skipped, and their XComs are read back from the DB.
 """
 
 from __future__ import annotations
@@ -24,13 +24,19 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, NoReturn
 
 import pytest
 from airflow.sdk import AssetAlias
-from airflow.sdk.execution_time.context import OutletEventAccessors
-from operator_support import ModelDir, classify, copy_model_dir, load_version, write_eval_events
+from operator_support import (
+    ModelDir,
+    classify,
+    copy_model_dir,
+    load_version,
+    run_task,
+    task_context,
+    write_eval_events,
+)
 
 from airflow_tf_export.example import model as example
 from airflow_tf_export.example.train import train
@@ -88,11 +94,6 @@ def model_dir(
     return copy_model_dir(request, migrated_model_dir, tmp_path, monkeypatch)
 
 
-def context() -> Any:
-    ti = SimpleNamespace(dag_id="dag", run_id="run-1", task_id="export", try_number=1, map_index=-1)
-    return {"ti": ti, "outlet_events": OutletEventAccessors()}
-
-
 def announced(ctx: Any, alias: str) -> list[Any]:
     return list(ctx["outlet_events"][AssetAlias(alias)].asset_alias_events)
 
@@ -103,10 +104,12 @@ def exporter_files(model_dir: ModelDir, name: str) -> dict[str, int]:
 
 
 def run(operator: Any, model_dir: ModelDir, name: str) -> tuple[dict[str, Any], Any]:
-    """Execute; check the Estimator's exports are untouched; the XCom value and context."""
+    """Execute; check the Estimator's exports are untouched and that the task ends as
+    skipped exactly when it published nothing; the XCom value and context."""
     before = exporter_files(model_dir, name)
-    ctx = context()
-    result = operator.execute(ctx)
+    ctx = task_context()
+    state, result = run_task(operator, ctx)
+    assert state == ("success" if result["new_version"] else "skipped")
     assert json.loads(json.dumps(result)) == result
     after = exporter_files(model_dir, name)
     assert {k: v for k, v in after.items() if k in before} == before
@@ -134,7 +137,7 @@ def test_best_skips_a_checkpoint_worse_than_the_estimator_best_export(model_dir:
     assert considered[BEST_100]["eval_result"]["metrics"]["loss"] == pytest.approx(0.5789001)
     assert considered[BEST_125]["eval_result"]["metrics"]["loss"] == pytest.approx(0.5816275)
     assert result["retention"]["foreign"] == [BEST_100, BEST_125]
-    assert result["new_version"] is None and announced(ctx, "tf-export:best") == []
+    assert result["new_version"] is None and announced(ctx, f"tf-export:{result['uri']}") == []
     assert ExporterDir(model_dir.storage, model_dir.join("export", "best")).committed() == []
 
 
@@ -225,7 +228,9 @@ def test_best_exports_a_checkpoint_better_than_every_estimator_export(model_dir:
         f"{BEST_100} (step 100, {NOT_OURS})"
     )
     assert result["new_version"] > BEST_125, "numbered above every foreign version"
-    assert [e.extra["version"] for e in announced(ctx, "tf-export:best")] == [result["new_version"]]
+    assert [e.extra["version"] for e in announced(ctx, f"tf-export:{result['uri']}")] == [
+        result["new_version"]
+    ]
     outputs = classify(load_version(model_dir.storage, result["version_uri"]), [25], ["german"])
     assert outputs["scores"].shape == (1, 2)
     state = ExporterDir(model_dir.storage, model_dir.join("export", "best")).scan()
@@ -271,7 +276,8 @@ def test_the_skipping_exports_in_a_real_dag_run(
             )
         }
     tasks = ("compare", "export_best", "export_latest", "export_final")
-    assert states == dict.fromkeys(tasks, "success")
+    # Nothing exported: the export tasks show as skipped, their outcome still in XCom.
+    assert states == {"compare": "success", **dict.fromkeys(tasks[1:], "skipped")}
     foreign_100 = f"foreign version {BEST_100} (step 100, {NOT_OURS})"
     assert (
         xcoms["compare"]["reason"]

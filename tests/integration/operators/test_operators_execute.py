@@ -1,25 +1,32 @@
 """The operators' execute() on a real trained model dir, on local disk and the GCS emulator.
 
 Every published version is loaded back with TensorFlow and its serving signature run. The
-task instance in the context is a stand-in carrying only the lineage fields (a real one
-needs the Task SDK supervisor); test_operators_dag.py runs the same operators under
-`airflow dags test` with real task instances.
+task instance in the context is a stand-in carrying the lineage fields and `xcom_push` (a
+real one needs the Task SDK supervisor); test_operators_dag.py runs the same operators under
+`airflow dags test` with real task instances. An export that publishes no version ends as
+skipped with its outcome pushed to XCom (`run_task` returns both).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk import AssetAlias
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.sdk.execution_time.context import OutletEventAccessors
-from operator_support import EVAL_METRICS, ModelDir, classify, load_version
+from operator_support import (
+    EVAL_METRICS,
+    ModelDir,
+    classify,
+    load_version,
+    run_task,
+    task_context,
+)
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.operators.compare import CompareOperator
@@ -29,6 +36,7 @@ from airflow_tf_export.operators.export import (
     LatestExportOperator,
 )
 from airflow_tf_export.operators.retention import RetentionOperator
+from airflow_tf_export.savedmodel.errors import CheckpointMismatchError
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.local import LocalStorage
 
@@ -36,10 +44,7 @@ DEFINITION = "airflow_tf_export.example.model:definition"
 
 
 def context(try_number: int = 1, run_id: str = "run-1", task_id: str = "export") -> Any:
-    ti = SimpleNamespace(
-        dag_id="dag", run_id=run_id, task_id=task_id, try_number=try_number, map_index=-1
-    )
-    return {"ti": ti, "outlet_events": OutletEventAccessors()}
+    return task_context(run_id=run_id, task_id=task_id, try_number=try_number)
 
 
 def announced(ctx: Any, alias: str) -> list[dict[str, Any]]:
@@ -73,7 +78,9 @@ def test_latest_exports_once_and_a_retry_returns_and_announces_the_same_version(
         task_id="export", name="latest", model_definition=DEFINITION, model_dir=model_dir.uri
     )
     first_ctx = context(try_number=1)
-    first = op.execute(first_ctx)
+    alias = "tf-export:" + model_dir.join("export", "latest")
+    state, first = run_task(op, first_ctx)
+    assert state == "success"
     assert json.loads(json.dumps(first)) == first
     assert first["exported"] is True and first["skipped"] is False
     assert first["global_step"] == 60
@@ -88,24 +95,26 @@ def test_latest_exports_once_and_a_retry_returns_and_announces_the_same_version(
         "map_index": -1,
     }
     serves(model_dir, first["version_uri"])
-    (event,) = announced(first_ctx, "tf-export:latest")
+    (event,) = announced(first_ctx, alias)
     assert event["uri"] == first["uri"]
     assert (event["version"], event["global_step"]) == (first["version"], 60)
 
     # A retry of the same task instance (e.g. after a crash before XCom was pushed).
     retry_ctx = context(try_number=2)
-    retry = op.execute(retry_ctx)
-    assert retry["exported"] is False
+    state, retry = run_task(op, retry_ctx)
+    assert (state, retry["exported"]) == ("success", False)
     assert retry["existing_version"] == retry["version"] == first["version"]
     assert retry["new_version"] == first["version"]
-    assert [e["version"] for e in announced(retry_ctx, "tf-export:latest")] == [first["version"]]
+    assert [e["version"] for e in announced(retry_ctx, alias)] == [first["version"]]
 
-    # Another run finds the same checkpoint already exported: nothing new to announce.
+    # Another run finds the same checkpoint already exported: nothing new to announce, and
+    # the task ends as skipped with the outcome in XCom.
     other_ctx = context(run_id="run-2")
-    other = op.execute(other_ctx)
+    state, other = run_task(op, other_ctx)
+    assert state == "skipped"
     assert (other["exported"], other["new_version"]) == (False, None)
     assert other["reason"] == f"already exported as version {first['version']}"
-    assert announced(other_ctx, "tf-export:latest") == []
+    assert announced(other_ctx, alias) == []
     assert committed(model_dir, "latest") == [first["version"]]
 
 
@@ -122,8 +131,10 @@ def test_best_exports_only_improvements_and_announces_only_new_versions(
             asset_alias="best-model",
         )
         ctx = context(run_id=f"run-{step}")
-        results[step] = (op.execute(ctx), announced(ctx, "best-model"))
-    (r20, e20), (r40, e40), (r60, e60) = results[20], results[40], results[60]
+        state, result = run_task(op, ctx)
+        results[step] = (state, result, announced(ctx, "best-model"))
+    assert [results[step][0] for step in (20, 40, 60)] == ["success", "success", "skipped"]
+    (_, r20, e20), (_, r40, e40), (_, r60, e60) = results[20], results[40], results[60]
     assert r20["exported"] and r20["checkpoint_path"] == model_dir.join("ckpt-20")
     assert r20["reason"].startswith("first export")
     assert r40["exported"]
@@ -201,12 +212,14 @@ def test_final_exports_only_the_final_checkpoint_and_only_once(model_dir: ModelD
             **kwargs,
         )
 
-    early = final(checkpoint_path="ckpt-40").execute(context())
-    assert (early["exported"], early["reason"]) == (False, "skipped: not the final export")
-    done = final().execute(context())
-    assert done["exported"] and done["global_step"] == 60
+    state, early = run_task(final(checkpoint_path="ckpt-40"), context())
+    assert (state, early["exported"]) == ("skipped", False)
+    assert early["reason"] == "skipped: not the final export"
+    state, done = run_task(final(), context())
+    assert state == "success" and done["exported"] and done["global_step"] == 60
     serves(model_dir, done["version_uri"])
-    again = final().execute(context(run_id="rerun"))
+    state, again = run_task(final(), context(run_id="rerun"))
+    assert state == "skipped"
     assert again["existing_version"] == done["version"] and not again["exported"]
     assert committed(model_dir, "final") == [done["version"]]
 
@@ -322,3 +335,50 @@ def test_retention_thins_exports_and_checkpoints_and_what_remains_loads(
     assert {"ckpt-20.index", "ckpt-60.index"} <= names
     for version in (versions[0], versions[2]):
         serves(model_dir, model_dir.join("export", "latest", str(version)))
+
+
+def _wider_language_model() -> Any:
+    """The example model with a language vocabulary of 7 instead of 4: its variables do not
+    match the trained checkpoints."""
+    import keras
+
+    age = keras.Input(shape=(), dtype="int64", name="age")
+    language = keras.Input(shape=(), dtype="string", name="language")
+    scaled_age = keras.layers.Reshape((1,))(keras.layers.Rescaling(0.01)(age))
+    one_hot = keras.layers.StringLookup(
+        vocabulary=[f"lang{i}" for i in range(7)], output_mode="one_hot", name="language_lookup"
+    )(language)
+    logit = keras.layers.Add()(
+        [
+            keras.layers.Dense(1, use_bias=False, name="age_weights")(scaled_age),
+            keras.layers.Dense(1, use_bias=False, name="language_weights")(one_hot),
+        ]
+    )
+    probability = keras.layers.Dense(1, activation="sigmoid", name="logistic")(logit)
+    return keras.Model({"age": age, "language": language}, probability, name="linear")
+
+
+def test_a_checkpoint_mismatch_names_the_users_checkpoint_not_the_download(
+    model_dir: ModelDir,
+) -> None:
+    """Issue 18: the error named the temporary local copy (/tmp/tf-export-ckpt-.../ckpt-60)
+    that the export restores from, a path the user never saw."""
+    from airflow_tf_export.example import model as example
+
+    def wider_definition() -> Any:
+        return dataclasses.replace(example.definition, build_model=_wider_language_model)
+
+    op = LatestExportOperator(
+        task_id="export", name="latest", model_definition=wider_definition, model_dir=model_dir.uri
+    )
+    with pytest.raises(AirflowFailException) as raised:
+        op.execute(context())
+    message = str(raised.value)
+    assert f"checkpoint {model_dir.join('ckpt-60')} does not match the model" in message
+    assert "checkpoint [5, 1], model [8, 1]" in message  # 4 and 7 words + OOV
+    assert "tf-export-ckpt-" not in message
+    mismatch = raised.value.__cause__
+    assert isinstance(mismatch, CheckpointMismatchError)
+    assert mismatch.path == model_dir.join("ckpt-60")
+    assert any("language_weights" in m for m in mismatch.mismatched)
+    assert committed(model_dir, "latest") == []

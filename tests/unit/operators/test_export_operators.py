@@ -85,7 +85,29 @@ def test_each_operator_builds_its_strategy(make: Callable[..., Any], kind: type)
 def test_each_operator_announces_through_an_asset_alias(make: Callable[..., Any]) -> None:
     op = make(asset_alias="deploy-me")
     assert op.outlets == [AssetAlias("deploy-me")]
-    assert make().outlets == [AssetAlias(f"tf-export:{make().name}")]
+    assert make().outlets == [AssetAlias(f"tf-export:/models/m/export/{make().name}")]
+
+
+@pytest.mark.parametrize("make", FACTORIES)
+def test_two_models_with_exporters_named_alike_get_distinct_default_aliases(
+    make: Callable[..., Any],
+) -> None:
+    """A deploy DAG scheduled on one model's alias must not fire for another model's export
+    (issue 18): the default alias names the exporter dir, not the exporter name."""
+    ctr = make(model_dir="gs://models-bucket/ctr/")
+    ranking = make(model_dir="gs://models-bucket/ranking")
+    assert ctr.asset_alias == f"tf-export:gs://models-bucket/ctr/export/{ctr.name}"
+    assert ranking.asset_alias == f"tf-export:gs://models-bucket/ranking/export/{ranking.name}"
+    moved = make(export_dir_base="file:///serving/ctr//best")
+    assert moved.asset_alias == "tf-export:/serving/ctr/best"
+
+
+def test_a_templated_exporter_dir_gets_its_alias_from_the_text_as_written() -> None:
+    """Known at parse time although the URI is rendered only at run time."""
+    op = latest(model_dir="gs://bucket/{{ params.model }}")
+    assert op.asset_alias == "tf-export:gs://bucket/{{ params.model }}/export/latest"
+    other = latest(export_dir_base="{{ params.serving_dir }}")
+    assert other.asset_alias == "tf-export:{{ params.serving_dir }}"
 
 
 @pytest.mark.parametrize("make", [final, latest])
