@@ -106,7 +106,6 @@ class _Field:
 
     key: str
     value: str
-    is_string: bool
     start: int
     end: int
 
@@ -214,7 +213,7 @@ def _fields(text: str, source: str) -> list[_Field]:
         at += 1
         if at < len(tokens) and tokens[at][1] == ":":
             at += 1
-        elif at == len(tokens) or tokens[at][1] not in "{<":
+        elif at == len(tokens) or tokens[at][1] not in ("{", "<"):
             got = "the end of the file" if at == len(tokens) else repr(tokens[at][1])
             raise _syntax(text, source, start, f"expected ':' after {key!r}, got {got}")
         if at == len(tokens):
@@ -245,7 +244,7 @@ def _fields(text: str, source: str) -> list[_Field]:
         if at < len(tokens) and tokens[at][1] in (",", ";"):
             end = tokens[at][2] + 1
             at += 1
-        fields.append(_Field(key, value, is_string, start, end))
+        fields.append(_Field(key, value, start, end))
     return fields
 
 
