@@ -1,18 +1,20 @@
 """Which training checkpoints of a model dir may be deleted without losing anything needed.
 
 Ownership is positive: only checkpoints of the model dir's own series are ever deleted. The
-series are the names without `-<step>` that its `checkpoint` state file lists (`model.ckpt`
-for an Estimator, `ckpt` for tf.train.CheckpointManager), or the one the user names. Every
-other entry of the model dir (other series such as `pretrained-1.*` or `report-5.index`,
-Keras weights files, event files, `graph.pbtxt`, `eval/`, `export/`) is kept and reported;
-without a state file and without a named series nothing is deleted.
+series are the locations without `-<step>` that its `checkpoint` state file's entries
+resolve to (`core.checkpoints.checkpoint_location`): `model.ckpt` for an Estimator, `ckpt`
+for tf.train.CheckpointManager, `ckpts/ckpt` for one saving into a sub-directory; or the one
+the user names. Every other entry (other series such as `pretrained-1.*` or
+`report-5.index`, Keras weights files, event files, `graph.pbtxt`, `eval/`, `export/`) is
+kept and reported; without a state file and without a named series nothing is deleted.
 
 Never deleted either: the checkpoint the state file names (training resumes from it),
 checkpoints newer than the newest evaluated step (their eval result is still to come; when
-nothing has been evaluated, all are kept), and, with `keep_exported`, checkpoints that a
-committed version was exported from. A checkpoint's files are deleted together; the state
-file is then pruned (`core.checkpoints.prune_checkpoint_state`) of the entries of the series
-that are no longer kept.
+nothing has been evaluated, all are kept), and, with `keep_exported`, checkpoints of the
+name a committed version was exported from. A checkpoint's files are deleted together; the
+state file is then pruned (`core.checkpoints.prune_checkpoint_state`) of the entries that
+resolve to a checkpoint of the series that is not kept: deleted now, or already gone. An
+entry whose checkpoint is kept, or is not of the series, stays listed.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ EXPORTED = "exported"
 
 @dataclass(frozen=True)
 class ModelDirEntry:
-    """A direct child of the model dir: a file or a sub-directory, by name."""
+    """A file or a directory of the model dir, by its path relative to the model dir: a
+    direct child (`ckpt-5.index`, `eval`), or a child of a sub-directory the state file's
+    series live in (`ckpts/ckpt-5.index`)."""
 
     name: str
     is_dir: bool = False
@@ -47,8 +51,9 @@ class ModelDirEntry:
 
 @dataclass(frozen=True)
 class CheckpointPlanItem:
-    """The decision for one checkpoint of the series: its name in the model dir, the global
-    step in that name and its files (`.index`, `.data-*`, `.meta`)."""
+    """The decision for one checkpoint of the series: its location in the model dir
+    (`ckpt-5`, `ckpts/ckpt-5`), the global step in its name and its files (`.index`,
+    `.data-*`, `.meta`, as paths relative to the model dir)."""
 
     prefix: str
     step: int
@@ -69,23 +74,13 @@ class KeptEntry:
 @dataclass(frozen=True)
 class CheckpointPlan:
     """Keep/delete for every checkpoint of the series, in step order, the other entries of
-    the model dir (all kept), and which state file entries to prune."""
+    the model dir (all kept), and which state file entries to prune (as recorded)."""
 
     items: tuple[CheckpointPlanItem, ...]
     series: tuple[str, ...]
     series_source: str
     others: tuple[KeptEntry, ...]
     state_drop: tuple[str, ...]
-
-    @property
-    def keep_prefixes(self) -> tuple[str, ...]:
-        """Kept checkpoint names, by ascending step."""
-        return tuple(i.prefix for i in self.items if i.keep)
-
-    @property
-    def delete_prefixes(self) -> tuple[str, ...]:
-        """Checkpoint names to delete, by ascending step."""
-        return tuple(i.prefix for i in self.items if not i.keep)
 
     @property
     def delete_batches(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -144,9 +139,11 @@ def plan_checkpoint_retention(
     """Keep the `keep_newest` newest checkpoints of the series plus every protected one;
     delete the rest of the series; keep and report everything else in the model dir.
 
-    Recorded paths (the state file's, `exported_prefixes`) name checkpoints by their name
-    (last path segment), wherever the recorded path puts its directory: checkpoints live
-    directly in the model dir, which may have been copied since (local disk to GCS).
+    `entries` is what the model dir holds: its direct children and the children of every
+    sub-directory `state.directories` names (a checkpoint missing from them counts as gone).
+    The state file's entries are resolved by `state.location`. `exported_prefixes` (paths
+    recorded in committed versions, maybe of a model dir since copied) protect every
+    checkpoint of their name, wherever in the model dir it is: keeping too much is safe.
     """
     if isinstance(keep_newest, bool) or not isinstance(keep_newest, int) or keep_newest <= 0:
         raise ValueError(f"keep_newest must be a positive integer, got {keep_newest!r}")
@@ -167,16 +164,16 @@ def plan_checkpoint_retention(
         else:
             others.append(KeptEntry(entry.name, _why_kept(entry, owner, series, source)))
     ordered = sorted(groups)
-    newest = {name for _, name in ordered[-keep_newest:]}
-    latest = checkpoint_name(state.model_checkpoint_path) if state is not None else None
+    newest = {location for _, location in ordered[-keep_newest:]}
+    latest = None if state is None else state.location(state.model_checkpoint_path)
     exported = {checkpoint_name(p) for p in exported_prefixes} if keep_exported else set()
     items = []
-    for step, name in ordered:
-        files = tuple(groups[step, name])
+    for step, location in ordered:
+        files = tuple(groups[step, location])
         reasons: list[tuple[str, str]] = []
-        if name in newest:
+        if location in newest:
             reasons.append((NEWEST, f"among the {keep_newest} newest"))
-        if name == latest:
+        if location == latest:
             reasons.append((STATE_FILE, "the latest checkpoint in the state file"))
         if newest_evaluated_step is None:
             reasons.append((UNEVALUATED, "no checkpoint has been evaluated yet"))
@@ -184,15 +181,15 @@ def plan_checkpoint_retention(
             reasons.append(
                 (UNEVALUATED, f"newer than the newest evaluated step {newest_evaluated_step}")
             )
-        if name in exported:
+        if checkpoint_name(location) in exported:
             reasons.append((EXPORTED, "a committed version was exported from it"))
         if reasons:
             rule = ", ".join(r for r, _ in reasons)
             why = "; ".join(w for _, w in reasons)
-            items.append(CheckpointPlanItem(name, step, files, True, rule, why))
+            items.append(CheckpointPlanItem(location, step, files, True, rule, why))
         else:
             why = f"evaluated, older than the {keep_newest} newest, not protected"
-            items.append(CheckpointPlanItem(name, step, files, False, "", why))
+            items.append(CheckpointPlanItem(location, step, files, False, "", why))
     kept = {i.prefix for i in items if i.keep}
     return CheckpointPlan(
         items=tuple(items),
@@ -206,15 +203,20 @@ def plan_checkpoint_retention(
 def _state_drop(
     state: CheckpointState | None, series: Collection[str], kept: Collection[str]
 ) -> tuple[str, ...]:
-    """Names the state file lists that are of the series but not kept (deleted now, or
-    already gone): pruned from its list. The latest is never among them (it is kept)."""
+    """The state file's entries (as recorded) that resolve to a checkpoint of the series
+    that is not kept (deleted now, or already gone): pruned from its list. Never the latest
+    (it is kept), nor an entry whose checkpoint is kept or is of no series owned here."""
     if state is None:
         return ()
-    names = dict.fromkeys(checkpoint_name(p) for p in state.all_model_checkpoint_paths)
-    latest = checkpoint_name(state.model_checkpoint_path)
-    return tuple(
-        n for n in names if n != latest and checkpoint_series(n) in series and n not in kept
-    )
+    latest = state.location(state.model_checkpoint_path)
+    dropped = []
+    for recorded in dict.fromkeys(state.all_model_checkpoint_paths):
+        location = state.location(recorded)
+        if location is None or location == latest or location in kept:
+            continue
+        if checkpoint_series(location) in series:
+            dropped.append(recorded)
+    return tuple(dropped)
 
 
 def _why_kept(entry: ModelDirEntry, owner: str | None, series: Sequence[str], source: str) -> str:

@@ -2,8 +2,9 @@
 
 Decisions read the committed versions of the exporter's directory (their metadata), so
 restarts, retries and concurrent runs see the same state. Every strategy first checks whether
-the candidate checkpoint is already committed: a retry gets the existing version back instead
-of a second export. Foreign versions (see `core.foreign`: e.g. the exports tf.estimator left
+the candidate checkpoint is already committed (`already_exported`: by path, or by name after
+the model dir was copied): a retry gets the existing version back instead of a second
+export. Foreign versions (see `core.foreign`: e.g. the exports tf.estimator left
 in the same directory) count by their global step (and, for Best, their eval result): no
 strategy exports a step a foreign version holds, nor publishes what a foreign version already
 makes pointless (an older step, a worse model, a second final export).
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from airflow_tf_export.core.checkpoints import checkpoint_name
 from airflow_tf_export.core.comparison import (
     Comparator,
     CompareFn,
@@ -114,16 +116,52 @@ def normalise_checkpoint_path(path: str) -> str:
 def already_exported(
     committed: Sequence[ExportMetadata], candidate: Candidate
 ) -> ExportMetadata | None:
-    """The committed version of this exact checkpoint (the oldest if several), or None."""
+    """The committed version of the candidate's checkpoint (the oldest if several), or None.
+
+    A version is of the candidate's checkpoint when it records the same path, or else (the
+    model dir was copied since, e.g. from local disk to GCS, and its versions record the old
+    place) the same checkpoint name at the same global step and, when the candidate has an
+    eval result, the same evaluated step and metrics. The eval result keeps two different
+    checkpoints apart that share a name and step, e.g. of two model dirs publishing into one
+    exporter dir (`export_dir_base`): one with better metrics is still compared and exported
+    by Best. Without eval results (Final, Latest) such a checkpoint is reported as the other
+    one's version; neither strategy would export it anyway (its step is not newer).
+    """
     wanted = normalise_checkpoint_path(candidate.checkpoint_path)
-    matches = [m for m in committed if normalise_checkpoint_path(m.checkpoint_path) == wanted]
+    same_path = [m for m in committed if normalise_checkpoint_path(m.checkpoint_path) == wanted]
+    matches = same_path or [m for m in committed if _same_checkpoint_elsewhere(m, candidate)]
     return min(matches, key=lambda m: m.version) if matches else None
 
 
-def _existing(meta: ExportMetadata) -> Decision:
+def _same_checkpoint_elsewhere(meta: ExportMetadata, candidate: Candidate) -> bool:
+    """Whether `meta` records the candidate's checkpoint under another path: same name and
+    global step, and the same eval result (step and metrics) when the candidate has one."""
+    if checkpoint_name(meta.checkpoint_path) != checkpoint_name(candidate.checkpoint_path):
+        return False
+    if meta.global_step != candidate.global_step:
+        return False
+    wanted = candidate.eval_result
+    if wanted is None:
+        return True
+    found = meta.eval_result
+    return found is not None and (found.step, dict(found.metrics)) == (
+        wanted.step,
+        dict(wanted.metrics),
+    )
+
+
+def _existing(meta: ExportMetadata, candidate: Candidate) -> Decision:
+    """The decision for a checkpoint already exported as `meta`; the reason names the path
+    the version records when it is not the candidate's."""
+    elsewhere = ""
+    if normalise_checkpoint_path(meta.checkpoint_path) != normalise_checkpoint_path(
+        candidate.checkpoint_path
+    ):
+        same = "name, global step and eval result" if candidate.eval_result else "name and step"
+        elsewhere = f" (recorded as {meta.checkpoint_path!r}: the same checkpoint {same})"
     return Decision(
         export=False,
-        reason=f"already exported as version {meta.version}",
+        reason=f"already exported as version {meta.version}{elsewhere}",
         existing_version=meta.version,
     )
 
@@ -223,7 +261,7 @@ class FinalStrategy:
         """See the class docstring."""
         existing = already_exported(committed, candidate)
         if existing is not None:
-            return _existing(existing)
+            return _existing(existing, candidate)
         if not is_the_final_export:
             return Decision(False, "skipped: not the final export")
         note = ignored_note(unreadable_steps(foreign))
@@ -272,7 +310,7 @@ class LatestStrategy:
         """See the class docstring; `is_the_final_export` does not matter."""
         existing = already_exported(committed, candidate)
         if existing is not None:
-            return _existing(existing)
+            return _existing(existing, candidate)
         note = ignored_note(unreadable_steps(foreign))
         same_step = _same_step_as_foreign(foreign, candidate, note)
         if same_step is not None:
@@ -361,7 +399,7 @@ class BestStrategy:
         """See the class docstring; `is_the_final_export` does not matter."""
         existing = already_exported(committed, candidate)
         if existing is not None:
-            return _existing(existing)
+            return _existing(existing, candidate)
         result = self._candidate_result(candidate)
         note = self._ignored_note(committed) + ignored_note(self._ignored_foreign(foreign))
         same_step = _same_step_as_foreign(foreign, candidate, note)

@@ -37,6 +37,11 @@ class EstimatorSpec:
     training_chief_hooks, training_hooks, evaluation_hooks, prediction_hooks
                      (keywords) SessionRunHooks, accepted so that model_fns passing them
                      run unchanged; an export runs no session hooks.
+    scaffold         (keyword) a tf.compat.v1.train.Scaffold, accepted when it sets nothing
+                     an export uses: tf.estimator's export used only its `saver` (to
+                     restore and save the variables) and `local_init_op` (the main op);
+                     init ops, init_fn, ready ops and summary ops are for training.
+                     DefinitionError names the field when either is set.
 
     Keras metric objects are not accepted in eval_metric_ops (Keras 3 metrics do not run in
     a TF1 graph); use the tf.compat.v1.metrics function of the same name.
@@ -55,6 +60,7 @@ class EstimatorSpec:
         training_hooks: Any = None,
         evaluation_hooks: Any = None,
         prediction_hooks: Any = None,
+        scaffold: Any = None,
     ) -> None:
         import tensorflow as tf
 
@@ -74,6 +80,7 @@ class EstimatorSpec:
         self.training_hooks = _hooks(training_hooks, "training_hooks", mode)
         self.evaluation_hooks = _hooks(evaluation_hooks, "evaluation_hooks", mode)
         self.prediction_hooks = _hooks(prediction_hooks, "prediction_hooks", mode)
+        _check_scaffold(scaffold, mode)
 
 
 def _error(mode: str, message: str) -> DefinitionError:
@@ -195,3 +202,35 @@ def _hooks(hooks: Any, what: str, mode: str) -> tuple[Any, ...]:
         if not isinstance(hook, tf.compat.v1.train.SessionRunHook):
             raise _error(mode, f"{what} must be SessionRunHooks, got {hook!r}")
     return hooks
+
+
+# The Scaffold fields tf.estimator's export used, and what to do instead of each.
+_SCAFFOLD_FIELDS_EXPORTED = {
+    "saver": (
+        "the export restores and saves every variable by name with its own sharded Saver; "
+        "a Saver mapping names (var_list) or a tf.train.Checkpoint is not supported: save the "
+        "checkpoint under the graph's variable names"
+    ),
+    "local_init_op": (
+        "the export's main op initializes local variables and tables; build other local "
+        "initialization into the model_fn's graph"
+    ),
+}
+
+
+def _check_scaffold(scaffold: Any, mode: str) -> None:
+    """Accept a Scaffold that sets nothing the export uses; else DefinitionError."""
+    import tensorflow as tf
+
+    if scaffold is None:
+        return
+    if not isinstance(scaffold, tf.compat.v1.train.Scaffold):
+        raise _error(mode, f"scaffold must be a tf.compat.v1.train.Scaffold, got {scaffold!r}")
+    for name, instead in _SCAFFOLD_FIELDS_EXPORTED.items():
+        if getattr(scaffold, name) is not None:
+            raise _error(
+                mode,
+                f"a Scaffold with {name} set is not supported ({instead}); return the "
+                "EstimatorSpec without scaffold=, or with a Scaffold that sets neither saver "
+                "nor local_init_op",
+            )

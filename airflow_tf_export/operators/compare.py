@@ -1,7 +1,8 @@
-"""Compare a candidate eval result with the best committed version of a best exporter.
+"""Compare a candidate eval result with the best version of a best exporter's directory.
 
 `CompareOperator` returns the decision the BestExportOperator would take (same strategy,
-same checkpoint resolution) with its reason, as a plain XCom. `CompareBranchOperator` also
+same checkpoint resolution, the committed versions and the comparable foreign ones, e.g.
+tf.estimator's own exports) with its reason, as a plain XCom. `CompareBranchOperator` also
 branches on it: it follows the export task ids when the candidate is better and the skip
 task ids otherwise, so a DAG can gate a deployment path on the comparison.
 """
@@ -41,11 +42,13 @@ if TYPE_CHECKING:
 
 
 class CompareOperator(BaseOperator):
-    """Whether a candidate beats the best committed version of exporter `name`.
+    """Whether a candidate beats the best version of exporter `name`: the best committed
+    version and the best comparable foreign version (e.g. tf.estimator's own exports; one
+    whose global step is unreadable or has no comparable eval result is ignored and named in
+    the reason, see docs/foreign-versions.md).
 
-    Arguments mean what they mean for BestExportOperator, foreign versions (e.g.
-    tf.estimator's own exports) included. The XCom is a dict: `better`, `reason`,
-    `existing_version` (the checkpoint is already that version), `best_version` and
+    Arguments mean what they mean for BestExportOperator. The XCom is a dict: `better`,
+    `reason`, `existing_version` (the checkpoint is already that version), `best_version` and
     `best_eval_result` (of the committed versions), the `candidate` (checkpoint, step, eval
     result), the `foreign_versions` considered, `comparison` and the exporter `uri`.
 
@@ -55,8 +58,8 @@ class CompareOperator(BaseOperator):
     :param eval_result: the candidate's eval result (the EvalMetricsSensor's XCom); when empty,
         read from the event files for the checkpoint's step. (templated)
     :param checkpoint_path: the candidate checkpoint; default: the checkpoint the eval result
-        records (looked up by name in `model_dir`, wherever the recorded path points), the
-        kept checkpoint of its step, else the latest. (templated)
+        records (resolved in `model_dir`: as written inside it, else by name; see
+        docs/model-dir.md), the kept checkpoint of its step, else the latest. (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`.
     :param comparison: declared comparison instead, e.g. `{"metric": "auc",
         "higher_is_better": True}`.
@@ -152,8 +155,9 @@ class CompareOperator(BaseOperator):
 
 class CompareBranchOperator(CompareOperator, BranchMixIn):
     """CompareOperator as a branch point: follows `follow_task_ids_if_better` when the
-    candidate beats the best committed version, else `follow_task_ids_if_not_better`;
-    every other direct downstream task is skipped. The decision still goes to XCom.
+    candidate beats the best version (committed or foreign, as CompareOperator decides), else
+    `follow_task_ids_if_not_better`; every other direct downstream task is skipped. The
+    decision still goes to XCom.
 
     :param follow_task_ids_if_better: task or task group id(s) to run when better.
     :param follow_task_ids_if_not_better: task or task group id(s) to run otherwise.

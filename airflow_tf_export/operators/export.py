@@ -350,7 +350,7 @@ class BestExportOperator(SavedModelExportOperator):
     :param eval_result: the candidate's eval result: the EvalMetricsSensor's XCom (a dict,
         its JSON, an XComArg). When empty, it is read from the event files. The checkpoint
         it records (`checkpoint_path`, where the model dir was when it was evaluated) is
-        looked up by name in `model_dir`. (templated)
+        resolved in `model_dir` (docs/model-dir.md). (templated)
     :param compare_fn: `compare_fn(best_eval_result, current_eval_result) -> bool`; default
         "loss smaller".
     :param comparison: a declared comparison instead of `compare_fn`: a MetricComparison or

@@ -3,6 +3,8 @@ it decides from, delete the planned checkpoints' files, then prune the `checkpoi
 
 The state file is read before the directory is listed: TensorFlow writes a checkpoint's files
 before the state file that names it, so every checkpoint the file lists is in the listing.
+The listing is the model dir's direct children plus the children of every sub-directory the
+state file's series live in (`ckpts/` for `CheckpointManager(checkpoint_name="ckpts/ckpt")`).
 It is rewritten only if nobody changed it since it was read (a trainer saving meanwhile);
 otherwise it is left as the trainer wrote it, and the next run prunes it.
 """
@@ -24,7 +26,8 @@ CHANGED_CONCURRENTLY = "changed-concurrently"
 
 @dataclass(frozen=True)
 class ModelDirContents:
-    """What checkpoint retention decides from: the direct children of the model dir and its
+    """What checkpoint retention decides from: the model dir's entries (its direct children
+    and those of the sub-directories its state file's series live in, relative to it) and its
     state file (None when it has none)."""
 
     model_dir: str
@@ -59,16 +62,22 @@ class StateFileChange:
 
 
 def read_model_dir(storage: Storage, model_dir: str) -> ModelDirContents:
-    """The state file, then the listing of `model_dir`; CheckpointError when the model dir
-    does not exist or its state file is unreadable."""
+    """The state file, then the listing of `model_dir` and of the sub-directories the state
+    file's series live in (one that does not exist holds nothing); CheckpointError when the
+    model dir does not exist or its state file is unreadable."""
     state_file = read_state_file(storage, model_dir)
     try:
         listing = storage.list_dir(model_dir)
     except (StorageNotFoundError, BucketNotFoundError) as err:
         raise CheckpointError(f"model dir {model_dir} cannot be listed: {err}", model_dir) from None
-    return ModelDirContents(
-        model_dir, tuple(ModelDirEntry(e.name, e.is_dir) for e in listing), state_file
-    )
+    entries = [ModelDirEntry(e.name, e.is_dir) for e in listing]
+    for directory in () if state_file is None else state_file.state.directories:
+        try:
+            inside = storage.list_dir(storage.join(model_dir, directory))
+        except StorageNotFoundError:
+            continue
+        entries += [ModelDirEntry(f"{directory}/{e.name}", e.is_dir) for e in inside]
+    return ModelDirContents(model_dir, tuple(entries), state_file)
 
 
 def plan_state_file(contents: ModelDirContents, plan: CheckpointPlan) -> StateFileChange:

@@ -4,9 +4,10 @@ The one checkpoint resolver of the product, for local disk and GCS alike: the op
 (exports, compare), the backfill's selection and savedmodel (with LocalStorage) all use it,
 and checkpoint retention reads the state file through it. The `checkpoint` state file is
 parsed by core.checkpoints; a TF checkpoint prefix exists when its `.index` file does. A path
-some writer recorded (a state file entry, an eval result's `checkpoint_path`) names a
-checkpoint by its name in the model dir, never by where it points (`checkpoint_in_model_dir`):
-the dir may have been copied since. A Keras weights file (`<name>-<step>.weights.h5`) is a
+some writer recorded (a state file entry, an eval result's `checkpoint_path`) is resolved by
+`core.checkpoints.checkpoint_location` (`checkpoint_in_model_dir`): inside the model dir as
+written (`ckpts/ckpt-5`), else by its name in the model dir, never where it points outside
+it: the dir may have been copied since. A Keras weights file (`<name>-<step>.weights.h5`) is a
 checkpoint of its own: it exists when that one file does. Keras writes no state file, so it
 is only used when named explicitly (an operator's checkpoint_path, an eval result's, or the
 backfill's selection).
@@ -22,6 +23,7 @@ from airflow_tf_export.core.checkpoints import (
     STATE_FILENAME,
     CheckpointState,
     CheckpointStateError,
+    checkpoint_location,
     checkpoint_name,
     checkpoint_prefix,
     checkpoint_series,
@@ -84,8 +86,8 @@ def resolve_checkpoint(
 
     - `checkpoint_path`, the user's own choice: relative to `model_dir` unless absolute (a
       TF checkpoint prefix or a Keras `.weights.h5` file), used where it points;
-    - `recorded_path`, a path a writer recorded (an eval result's `checkpoint_path`): the
-      checkpoint of that name in `model_dir` (`checkpoint_in_model_dir`);
+    - `recorded_path`, a path a writer recorded (an eval result's `checkpoint_path`),
+      resolved in `model_dir` (`checkpoint_in_model_dir`);
     - else `recorded_checkpoint(storage, model_dir, step=step)`, from the state file.
 
     Its name must end with its global step, as tf.train.CheckpointManager names checkpoints
@@ -123,28 +125,33 @@ def resolve_checkpoint(
 def checkpoint_in_model_dir(
     storage: Storage, model_dir: str, recorded: str, *, recorded_in: str
 ) -> str:
-    """The checkpoint a recorded path names, looked up BY NAME in `model_dir`.
+    """The checkpoint a recorded path names, resolved in `model_dir`.
 
     Writers record where the model dir was when they wrote (the state file, an eval
     result's `checkpoint_path`); the dir may have been copied since (to another local path,
     to GCS), and an entry may point at another model dir (an absolute path, `../other/`).
-    Checkpoints live directly in their model dir, so only the recorded name is used: the
-    literal location is never read. CheckpointError names the recorded path, `model_dir`
-    and the checkpoints that do exist when there is none of that name.
+    So a path inside `model_dir` (relative, or absolute under it) is used as written
+    (`ckpts/ckpt-5`, as TensorFlow resolves it), and any other by its name directly in
+    `model_dir` (`core.checkpoints.checkpoint_location`): a location outside `model_dir` is
+    never read. CheckpointError names the recorded path, where it was looked for and the
+    checkpoints that do exist there when there is none.
     """
-    name = checkpoint_name(recorded)
-    if name in ("", ".", ".."):
+    location = checkpoint_location(recorded, model_dir)
+    if location is None:
         raise CheckpointError(
             f"{recorded_in} records checkpoint {recorded!r}, which names no checkpoint file",
             recorded,
         )
-    uri = storage.join(model_dir, name)
+    uri = storage.join(model_dir, location)
     if _is_checkpoint(storage, uri):
         return uri
+    directory = uri.rpartition("/")[0]
+    holder = directory if "/" in location else "it"
     raise CheckpointError(
-        f"{recorded_in} records checkpoint {recorded!r}; recorded checkpoints are looked up by "
-        f"name in the model dir {model_dir}, which holds no {name!r} ({checkpoint_file(uri)} "
-        f"does not exist); it holds {_existing(storage, model_dir)}",
+        f"{recorded_in} records checkpoint {recorded!r}; a recorded checkpoint is looked up as "
+        f"written when inside the model dir, else by name, in the model dir {model_dir}, which "
+        f"holds no {location!r} ({checkpoint_file(uri)} does not exist); {holder} holds "
+        f"{_existing(storage, directory)}",
         recorded,
     )
 
@@ -173,25 +180,28 @@ def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]
 def list_checkpoints(
     storage: Storage, model_dir: str, *, keras_weights: bool = False
 ) -> list[StoredCheckpoint]:
-    """The checkpoints of one kind directly in `model_dir`, by step: TF checkpoint prefixes
-    (their `.index`, `.data-*` and `.meta` files) of the series the state file lists (all
-    `<name>-<step>` prefixes when there is no state file), or with `keras_weights` the Keras
-    `<name>-<step>.weights.h5` files. One kind at a time: a TF model dir may hold weights
-    files of another kind of step (epochs), or pretrained ones, that are not its checkpoints."""
+    """The checkpoints of one kind in `model_dir`, by step: TF checkpoint prefixes (their
+    `.index`, `.data-*` and `.meta` files) of the series the state file lists, in the model
+    dir or the sub-directories they live in (all `<name>-<step>` prefixes directly in the
+    model dir when there is no state file), or with `keras_weights` the Keras
+    `<name>-<step>.weights.h5` files directly in it. One kind at a time: a TF model dir may
+    hold weights files of another kind of step (epochs), or pretrained ones, that are not its
+    checkpoints."""
     state = None if keras_weights else read_checkpoint_state(storage, model_dir)
     groups: dict[tuple[str, int], list[Entry]] = {}
-    for entry in storage.list_dir(model_dir):
-        named = None if entry.is_dir else _checkpoint_of(entry.name)
+    for location, entry in _files_of(storage, model_dir, state):
+        named = _checkpoint_of(location)
         if named is None or is_keras_weights(named[0]) != keras_weights:
             continue
         if state is None or checkpoint_series(named[0]) in state.series:
             groups.setdefault(named, []).append(entry)
     found = []
-    for (name, step), entries in groups.items():
+    for (location, step), entries in groups.items():
+        name = checkpoint_name(location)
         defining = [e for e in entries if e.name == checkpoint_file(name)]
         found.append(
             StoredCheckpoint(
-                uri=storage.join(model_dir, name),
+                uri=storage.join(model_dir, location),
                 step=step,
                 files=tuple(sorted(e.name for e in entries)),
                 complete=bool(defining),
@@ -199,6 +209,21 @@ def list_checkpoints(
             )
         )
     return sorted(found, key=lambda c: (c.step, c.uri))
+
+
+def _files_of(
+    storage: Storage, model_dir: str, state: CheckpointState | None
+) -> list[tuple[str, Entry]]:
+    """The files directly in `model_dir` and in the sub-directories `state`'s series live
+    in (those that exist), with their locations relative to `model_dir`."""
+    found = [(e.name, e) for e in storage.list_dir(model_dir) if not e.is_dir]
+    for directory in () if state is None else state.directories:
+        try:
+            listing = storage.list_dir(storage.join(model_dir, directory))
+        except StorageNotFoundError:
+            continue
+        found += [(f"{directory}/{e.name}", e) for e in listing if not e.is_dir]
+    return found
 
 
 def _checkpoint_of(filename: str) -> tuple[str, int] | None:
@@ -211,8 +236,8 @@ def _checkpoint_of(filename: str) -> tuple[str, int] | None:
 
 def recorded_checkpoint(storage: Storage, model_dir: str, *, step: int | None = None) -> str:
     """The checkpoint the model dir's state file records: the kept checkpoint of `step` when
-    the file still lists one, else the latest; looked up by name in `model_dir`
-    (`checkpoint_in_model_dir`), wherever the entry's path points."""
+    the file still lists one, else the latest; resolved in `model_dir` as
+    `checkpoint_in_model_dir` says."""
     state = read_checkpoint_state(storage, model_dir)
     if state is None:
         raise CheckpointError(
@@ -256,7 +281,7 @@ def read_checkpoint_state(storage: Storage, model_dir: str) -> CheckpointState |
         return None
     except BucketNotFoundError as err:
         raise _unreadable(state_uri, err) from None
-    return _parse_state(state_uri, data)[1]
+    return _parse_state(model_dir, state_uri, data)[1]
 
 
 def read_state_file(storage: Storage, model_dir: str) -> StateFile | None:
@@ -269,16 +294,16 @@ def read_state_file(storage: Storage, model_dir: str) -> StateFile | None:
         return None
     except BucketNotFoundError as err:
         raise _unreadable(state_uri, err) from None
-    text, state = _parse_state(state_uri, read.data)
+    text, state = _parse_state(model_dir, state_uri, read.data)
     return StateFile(state_uri, text, read.generation, state)
 
 
-def _parse_state(state_uri: str, data: bytes) -> tuple[str, CheckpointState]:
+def _parse_state(model_dir: str, state_uri: str, data: bytes) -> tuple[str, CheckpointState]:
     """The text and the parsed state; CheckpointError (bad input) when unreadable. Any other
     StorageError of the read (an outage) stays retryable."""
     try:
         text = data.decode("utf-8")
-        return text, parse_checkpoint_state(text, source=state_uri)
+        return text, parse_checkpoint_state(text, source=state_uri, model_dir=model_dir)
     except (UnicodeDecodeError, CheckpointStateError) as err:
         raise _unreadable(state_uri, err) from None
 
@@ -294,11 +319,11 @@ def _absolute(storage: Storage, model_dir: str, path: str) -> str:
     return storage.join(model_dir, path)
 
 
-def _existing(storage: Storage, model_dir: str) -> str:
-    """The checkpoints in `model_dir` (TF prefixes with their `.index`, Keras weights
-    files), by step, for error messages."""
+def _existing(storage: Storage, directory: str) -> str:
+    """The checkpoints directly in `directory` (TF prefixes with their `.index`, Keras
+    weights files), by step, for error messages."""
     try:
-        entries = storage.list_dir(model_dir)
+        entries = storage.list_dir(directory)
     except StorageNotFoundError:
         return "nothing: it does not exist"
     present = {e.name for e in entries if not e.is_dir}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Iterator
 
 import google_crc32c
 
@@ -130,11 +129,6 @@ class Table:
         if found < len(keys) and keys[found] == key:
             return entries[found][1]
         return None
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) in key order (reads every data block)."""
-        for handle in self._index_handles:
-            yield from self._block(*handle)
 
     def _handle(self, value: bytes) -> tuple[int, int]:
         try:

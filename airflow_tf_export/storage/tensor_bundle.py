@@ -35,7 +35,6 @@ GLOBAL_STEP = "global_step"
 SAVED_MODEL_VARIABLES = "variables/variables"
 
 _HEADER_KEY = b""
-_SLICE_KEY_START = b"\x00"
 _BFLOAT16 = 14
 # TensorFlow DataType -> (name, struct format, or None for bfloat16 which struct lacks).
 _NUMERIC: dict[int, tuple[str, str | None]] = {
@@ -113,15 +112,6 @@ class TensorBundle:
             )
         self.num_shards: int = header.num_shards
         self._byte_order = "<" if header.endianness == LITTLE_ENDIAN else ">"
-
-    def names(self) -> list[str]:
-        """Every tensor name, sorted (reads the whole index). The entries of a partitioned
-        tensor's slices, whose binary keys start with a zero byte, are left out."""
-        return [
-            key.decode()
-            for key, _ in self._table.items()
-            if key != _HEADER_KEY and not key.startswith(_SLICE_KEY_START)
-        ]
 
     def entry(self, name: str) -> BundleEntryInfo:
         """Where tensor `name` is stored; TensorBundleError when the bundle has no such tensor."""

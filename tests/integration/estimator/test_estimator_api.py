@@ -97,6 +97,42 @@ def test_hooks_are_accepted_and_checked(tf: Any) -> None:
         )
 
 
+def test_a_scaffold_setting_nothing_the_export_uses_is_accepted(tf: Any) -> None:
+    """tf.estimator's export used only a Scaffold's saver and local_init_op; the training
+    fields (init ops, init_fn, ready and summary ops) are accepted and not used."""
+    loss = scalar(tf)
+    training_only = tf.compat.v1.train.Scaffold(
+        init_op=tf.no_op(name="init"),
+        init_fn=lambda scaffold, session: None,
+        ready_op=tf.constant([], dtype=tf.string),
+        summary_op=tf.no_op(name="summaries"),
+    )
+    for scaffold in (None, tf.compat.v1.train.Scaffold(), training_only):
+        spec = estimator.EstimatorSpec(
+            ModeKeys.TRAIN, loss=loss, train_op=tf.no_op(), scaffold=scaffold
+        )
+        assert spec.loss is loss
+
+
+def test_a_scaffold_with_a_saver_or_local_init_op_is_refused_naming_it(tf: Any) -> None:
+    loss = scalar(tf)
+    tf.compat.v1.get_variable("w", [], initializer=tf.zeros_initializer())
+    for scaffold, field in (
+        (tf.compat.v1.train.Scaffold(saver=tf.compat.v1.train.Saver()), "saver"),
+        (tf.compat.v1.train.Scaffold(local_init_op=tf.no_op()), "local_init_op"),
+    ):
+        with pytest.raises(DefinitionError) as raised:
+            estimator.EstimatorSpec(ModeKeys.EVAL, loss=loss, scaffold=scaffold)
+        message = str(raised.value)
+        assert message.startswith(
+            f"EstimatorSpec for mode 'eval': a Scaffold with {field} set is not supported"
+        )
+        assert "return the EstimatorSpec without scaffold=" in message
+    not_a_scaffold = r"scaffold must be a tf\.compat\.v1\.train\.Scaffold, got \{"
+    with pytest.raises(DefinitionError, match=not_a_scaffold):
+        estimator.EstimatorSpec(ModeKeys.EVAL, loss=loss, scaffold={"saver": None})
+
+
 def test_predict_export_outputs_follow_the_default_signature_rules(tf: Any) -> None:
     predictions = {"p": scalar(tf)}
     spec = estimator.EstimatorSpec(ModeKeys.PREDICT, predictions=predictions)

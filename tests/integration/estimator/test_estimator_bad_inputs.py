@@ -173,6 +173,43 @@ def test_an_incomplete_estimator_spec_names_the_mode_and_what_is_missing(
         write_saved_model(broken, checkpoint_of(model_dir), export_dir, modes=(mode,))
 
 
+def test_a_model_fn_passing_a_scaffold_exports_unless_it_sets_a_saver(
+    model_dir: Path, export_dir: Path
+) -> None:
+    """scaffold= as tf.estimator took it: a default Scaffold exports as if none were given;
+    one with a custom Saver is refused before anything is written."""
+    import tensorflow as tf
+
+    def with_scaffold(saver: bool) -> Callable[[Any, str], Any]:
+        def change(spec: Any, mode: str) -> Any:
+            scaffold = tf.compat.v1.train.Scaffold(
+                saver=tf.compat.v1.train.Saver() if saver else None
+            )
+            return estimator.EstimatorSpec(
+                mode,
+                predictions=spec.predictions,
+                export_outputs=spec.export_outputs,
+                scaffold=scaffold,
+            )
+
+        return change
+
+    definition = build_definition()
+
+    def exported(saver: bool, into: Path) -> Any:
+        changed = estimator.Estimator(
+            wrapping(with_scaffold(saver)),
+            params=definition.params,
+            serving_input_receiver_fn=definition.serving_input_receiver_fn,
+        )
+        return write_saved_model(changed, checkpoint_of(model_dir), into)
+
+    with pytest.raises(DefinitionError, match="a Scaffold with saver set is not supported"):
+        exported(True, export_dir)
+    written = exported(False, model_dir.parent / "with_default_scaffold")
+    assert (written.global_step, written.tags) == (150, ("serve",))
+
+
 def test_a_later_mode_failing_writes_nothing_of_the_earlier_ones(
     model_dir: Path, export_dir: Path
 ) -> None:

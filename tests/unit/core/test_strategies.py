@@ -172,6 +172,115 @@ def test_a_retry_returns_the_existing_version(strategy: ExportStrategy) -> None:
     )
 
 
+STRATEGIES = [FinalStrategy(name="f"), LatestStrategy(name="l"), BestStrategy()]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES, ids=str)
+@pytest.mark.parametrize("copy", ["gs://bucket/m/ckpt-5", "/new/place/m/ckpt-5"])
+def test_a_rerun_after_the_model_dir_was_copied_returns_the_existing_version(
+    strategy: ExportStrategy, copy: str
+) -> None:
+    """The committed version records the path before the copy; the same checkpoint name,
+    step (and eval result) is the same checkpoint."""
+    committed = [
+        make_meta(BASE_VERSION + 3, step=5, metrics={"loss": 0.1}, checkpoint_path="/m/ckpt-5"),
+        make_meta(BASE_VERSION + 4, step=5, metrics={"loss": 0.1}, checkpoint_path="/x/ckpt-5"),
+    ]
+    decision = strategy.decide(committed, candidate(5, copy, loss=0.1), is_the_final_export=True)
+    assert decision == Decision(
+        False,
+        f"already exported as version {BASE_VERSION + 3} (recorded as '/m/ckpt-5': the same "
+        "checkpoint name, global step and eval result)",
+        BASE_VERSION + 3,
+    )
+
+
+def test_the_same_path_wins_over_the_same_name() -> None:
+    committed = [
+        make_meta(BASE_VERSION, step=5, checkpoint_path="/old/m/ckpt-5"),
+        make_meta(BASE_VERSION + 1, step=5, checkpoint_path="gs://b/m/ckpt-5/"),
+    ]
+    found = already_exported(committed, candidate(5, "gs://b/m/ckpt-5"))
+    assert found is not None and found.version == BASE_VERSION + 1
+
+
+def test_another_model_dirs_checkpoint_of_the_same_name_and_step_is_still_compared() -> None:
+    """Two model dirs publishing into one exporter dir (export_dir_base) both reach
+    `model.ckpt-1000`: a better one of the second is exported, a worse one skipped."""
+    best = BestStrategy()
+    committed = [
+        make_meta(
+            BASE_VERSION, step=1000, metrics={"loss": 0.5}, checkpoint_path="/a/model.ckpt-1000"
+        )
+    ]
+    better = best.decide(committed, candidate(1000, "/b/model.ckpt-1000", loss=0.4))
+    assert better.export and better.existing_version is None
+    worse = best.decide(committed, candidate(1000, "/b/model.ckpt-1000", loss=0.6))
+    assert not worse.export and worse.existing_version is None
+    assert worse.reason.startswith("skipped: candidate loss 0.6 is not better than")
+
+
+def test_a_name_match_needs_the_same_step_and_eval_result() -> None:
+    committed = [
+        make_meta(BASE_VERSION, step=5, metrics={"loss": 0.1}, checkpoint_path="/m/ckpt-5")
+    ]
+    assert already_exported(committed, candidate(5, "/n/ckpt-5", loss=0.1)) is not None
+    assert already_exported(committed, candidate(5, "/n/ckpt-5", loss=0.2)) is None
+    assert already_exported(committed, candidate(5, "/n/ckpt-5")) is not None
+    assert already_exported(committed, candidate(5, "/n/model-5")) is None
+    renamed = [make_meta(BASE_VERSION, step=6, checkpoint_path="/m/ckpt-5")]
+    assert already_exported(renamed, candidate(5, "/n/ckpt-5")) is None
+    other_step = Candidate("/n/ckpt-5", 5, EvalResult(step=4, metrics={"loss": 0.1}))
+    assert already_exported(committed, other_step) is None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["/m", "gs://b/m", "/other"]),
+            st.sampled_from(["ckpt", "model.ckpt"]),
+            st.integers(0, 3),
+            st.sampled_from([None, 0.1, 0.2]),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["/m", "gs://b/m", "/new"]),
+    st.sampled_from(["ckpt", "model.ckpt"]),
+    st.integers(0, 3),
+    st.sampled_from([None, 0.1, 0.2]),
+)
+def test_already_exported_is_the_oldest_same_path_else_the_oldest_same_checkpoint(
+    versions: list[tuple[str, str, int, float | None]],
+    where: str,
+    series: str,
+    step: int,
+    loss: float | None,
+) -> None:
+    committed = [
+        make_meta(
+            BASE_VERSION + i,
+            step=s,
+            checkpoint_path=f"{d}/{n}-{s}",
+            metrics=None if m is None else {"loss": m},
+        )
+        for i, (d, n, s, m) in enumerate(versions)
+    ]
+    wanted = candidate(step, f"{where}/{series}-{step}", **({} if loss is None else {"loss": loss}))
+    found = already_exported(committed, wanted)
+    same_path = [m for m in committed if m.checkpoint_path == wanted.checkpoint_path]
+    same_checkpoint = [
+        m
+        for m in committed
+        if m.checkpoint_path.rsplit("/", 1)[1] == f"{series}-{step}"
+        and m.global_step == step
+        and (
+            loss is None or (m.eval_result is not None and m.eval_result.metrics == {"loss": loss})
+        )
+    ]
+    expected = same_path or same_checkpoint
+    assert found == (min(expected, key=lambda m: m.version) if expected else None)
+
+
 # --- Final -----------------------------------------------------------------------------------
 
 
@@ -186,7 +295,7 @@ def test_final_exports_only_the_final_export() -> None:
 def test_final_with_an_existing_final_export_exports_only_a_newer_step() -> None:
     final = FinalStrategy(name="final")
     committed = [make_meta(BASE_VERSION, step=100, strategy="final")]
-    older = final.decide(committed, candidate(100, "/other/ckpt-100"), is_the_final_export=True)
+    older = final.decide(committed, candidate(100, "/other/final-100"), is_the_final_export=True)
     assert older == Decision(
         False,
         f"skipped: final export already exists as version {BASE_VERSION} (step 100); "
@@ -213,7 +322,7 @@ def test_latest_exports_newer_steps_only() -> None:
     assert latest.decide(committed, candidate(15)) == Decision(
         False, f"skipped: candidate step 15 is older than step 20 in version {BASE_VERSION + 1}"
     )
-    assert latest.decide(committed, candidate(20, "/restored/ckpt-20")) == Decision(
+    assert latest.decide(committed, candidate(20, "/restored/model-20")) == Decision(
         False,
         f"skipped: candidate step 20 is not newer than step 20 in version {BASE_VERSION + 1}",
     )

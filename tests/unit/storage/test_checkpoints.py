@@ -71,10 +71,10 @@ def test_a_state_file_entry_whose_name_is_not_in_the_model_dir_is_an_error(
     with pytest.raises(CheckpointError) as raised:
         resolve_checkpoint(LocalStorage(), str(model), None)
     assert str(raised.value) == (
-        f"the state file {model / 'checkpoint'} records checkpoint {recorded!r}; recorded "
-        f"checkpoints are looked up by name in the model dir {model}, which holds no "
-        f"'ckpt-70' ({model / 'ckpt-70.index'} does not exist); it holds the checkpoints "
-        "ckpt-20, ckpt-40, ckpt-60"
+        f"the state file {model / 'checkpoint'} records checkpoint {recorded!r}; a recorded "
+        "checkpoint is looked up as written when inside the model dir, else by name, in the "
+        f"model dir {model}, which holds no 'ckpt-70' ({model / 'ckpt-70.index'} does not "
+        "exist); it holds the checkpoints ckpt-20, ckpt-40, ckpt-60"
     )
     assert raised.value.path == recorded
 
@@ -213,3 +213,69 @@ def test_bad_input_is_a_value_error_so_operators_fail_without_retrying(tmp_path:
     assert issubclass(CheckpointError, ValueError)
     with pytest.raises(ValueError, match="no checkpoint in"):
         resolve_checkpoint(LocalStorage(), str(tmp_path), None)
+
+
+SUB_STATE = """model_checkpoint_path: "ckpts/ckpt-60"
+all_model_checkpoint_paths: "ckpts/ckpt-40"
+all_model_checkpoint_paths: "ckpts/ckpt-60"
+"""
+
+
+def sub_dir_model(root: Path) -> Path:
+    """A model dir as CheckpointManager(checkpoint_name="ckpts/ckpt") leaves it, with
+    top-level namesakes of another series."""
+    checkpoint_dir(root / "ckpts", "", steps=(20, 40, 60))
+    (root / "ckpts" / "checkpoint").unlink()
+    checkpoint_dir(root, SUB_STATE, steps=(40,))
+    return root
+
+
+def test_a_relative_sub_directory_entry_resolves_as_written(tmp_path: Path) -> None:
+    model = sub_dir_model(tmp_path / "model")
+    storage = LocalStorage()
+    latest = resolve_checkpoint(storage, str(model), None)
+    assert latest == ResolvedCheckpoint(str(model / "ckpts" / "ckpt-60"), 60)
+    kept = resolve_checkpoint(storage, str(model), None, step=40)
+    assert kept.path == str(model / "ckpts" / "ckpt-40")
+    listed = [c.uri for c in list_checkpoints(storage, str(model))]
+    assert listed == [str(model / "ckpts" / f"ckpt-{s}") for s in (20, 40, 60)]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "expected"),
+    [
+        ("ckpts/ckpt-40", "ckpts/ckpt-40"),
+        ("{model}/ckpts/ckpt-40", "ckpts/ckpt-40"),
+        ("/old/place/ckpts/ckpt-40", "ckpt-40"),
+        ("gs://bucket/run/ckpts/ckpt-40", "ckpt-40"),
+        ("../other/ckpts/ckpt-40", "ckpt-40"),
+    ],
+)
+def test_an_eval_results_sub_directory_checkpoint_inside_the_model_dir_is_used_as_written(
+    tmp_path: Path, recorded: str, expected: str
+) -> None:
+    """Inside the model dir (relative, or absolute under it) as written; elsewhere (a copy's
+    old place, another model dir) by name, directly in the model dir."""
+    model = sub_dir_model(tmp_path / "model")
+    resolved = resolve_checkpoint(
+        LocalStorage(), str(model), recorded_path=recorded.format(model=model), step=40
+    )
+    assert resolved == ResolvedCheckpoint(str(model / expected), 40)
+
+
+def test_a_missing_sub_directory_checkpoint_names_where_it_was_looked_for(
+    tmp_path: Path,
+) -> None:
+    model = sub_dir_model(tmp_path / "model")
+    (model / "checkpoint").write_text('model_checkpoint_path: "ckpts/ckpt-80"\n')
+    with pytest.raises(CheckpointError) as raised:
+        resolve_checkpoint(LocalStorage(), str(model), None)
+    message = str(raised.value)
+    assert f"which holds no 'ckpts/ckpt-80' ({model / 'ckpts' / 'ckpt-80.index'}" in message
+    assert message.endswith(f"{model / 'ckpts'} holds the checkpoints ckpt-20, ckpt-40, ckpt-60")
+
+
+def test_a_state_file_on_one_line_resolves(tmp_path: Path) -> None:
+    """A valid text proto TensorFlow reads, written on one line."""
+    model = checkpoint_dir(tmp_path / "model", " ".join(STATE.format(d="").splitlines()))
+    assert resolve_checkpoint(LocalStorage(), str(model), None).path == str(model / "ckpt-60")
