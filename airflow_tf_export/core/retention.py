@@ -228,10 +228,17 @@ class StagingDir:
     in_use: bool = False
 
     def __post_init__(self) -> None:
-        if self.claim is not None and claim_version(self.claim) != parse_version(self.name):
+        if self.claim is None:
+            return
+        version = parse_version(self.name)
+        if version is None:
             raise ValueError(
-                f"the claim of {self.name!r} must be named temp-claim-{self.name}, got "
-                f"{self.claim!r}"
+                f"only an integer dir has a publish claim, got claim {self.claim!r} for "
+                f"{self.name!r}"
+            )
+        if claim_version(self.claim) != version:
+            raise ValueError(
+                f"the claim of {self.name!r} must be named temp-claim-{version}, got {self.claim!r}"
             )
 
     @property

@@ -132,9 +132,10 @@ class Storage(Protocol):
         ...
 
     def delete_trees(self, uris: Sequence[str]) -> None:
-        """Delete files and directory trees; absent ones are ignored. A tree holding a
-        version's record loses `export_metadata.json` and its checksum first, then
-        `saved_model.pb(txt)`, then the rest, and a delete marker last."""
+        """Delete files and directory trees; absent ones are ignored. Local disk renames a
+        directory to a staging name of ours first; GCS deletes a tree's records (and their
+        checksums) first, then `saved_model.pb(txt)`, then the rest, and delete markers last.
+        Versions are deleted with `delete_versions`."""
         ...
 
     def delete_versions(self, exporter_uri: str, versions: Sequence[int]) -> None:

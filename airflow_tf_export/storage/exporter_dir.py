@@ -40,6 +40,7 @@ from airflow_tf_export.core.versions import is_staging_name, parse_version
 from airflow_tf_export.storage.base import (
     Entry,
     Storage,
+    StorageError,
     StorageNotFoundError,
     VersionIntegrityError,
 )
@@ -201,10 +202,11 @@ class ExporterDir:
         return _staging(child, now, in_use=in_use)
 
     def _read_or_none(self, name: str) -> bytes | None:
-        """The first bytes of a small object (a claim body is under 100 bytes), or None."""
+        """The first bytes of a small object (a claim body is under 100 bytes), or None when
+        it cannot be read: then it cannot be proven ours, and it and its version are kept."""
         try:
             return self.storage.read_bytes(self._at(name), 0, _CLAIM_READ_BYTES)
-        except StorageNotFoundError:
+        except StorageError:
             return None
 
     def committed(self) -> list[ExportMetadata]:

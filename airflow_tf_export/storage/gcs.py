@@ -313,7 +313,8 @@ class GcsStorage:
 
     def delete_trees(self, uris: Sequence[str]) -> None:
         """Delete objects and prefixes: one listing below their common prefix, then batch
-        requests of up to 100 deletes each. Objects already gone are ignored."""
+        requests of up to 100 deletes each, in the phases of `_deletion_order`. Objects
+        already gone are ignored."""
         by_bucket: dict[str, list[str]] = {}
         for uri in uris:
             parsed = self._parse(uri)

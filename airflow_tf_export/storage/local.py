@@ -249,10 +249,11 @@ class LocalStorage:
 
     def staging_in_use(self, uri: str) -> bool:
         """Whether another open file description holds the directory's fcntl lock (the one
-        `staging_dir` takes for its writer); False for a path that is not a directory."""
+        `staging_dir` takes for its writer); False for a path that does not exist."""
         try:
-            fd = os.open(self._path(uri), os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
+            with _os_errors(uri):
+                fd = os.open(self._path(uri), os.O_RDONLY | os.O_DIRECTORY)
+        except StorageNotFoundError:
             return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -65,6 +65,8 @@ def test_a_claim_must_be_named_after_its_version() -> None:
         StagingDir("5", 0, claim="7")
     with pytest.raises(ValueError, match="got 'temp-claim-6'"):
         StagingDir("5", 0, claim="temp-claim-6")
+    with pytest.raises(ValueError, match="only an integer dir has a publish claim"):
+        StagingDir("temp-x", 0, claim="temp-claim-6")
 
 
 # --- properties ------------------------------------------------------------------------------
