@@ -5,6 +5,7 @@ and keeps and reports everything else, e.g. a user's `temp-notes.txt`."""
 from __future__ import annotations
 
 import json
+from random import Random
 
 import pytest
 from hypothesis import given
@@ -174,6 +175,7 @@ def staging_entries(draw: st.DrawFn) -> list[StagingDir]:
     staging_entries(),
     st.floats(0, 1e6),
     st.booleans(),
+    st.randoms(use_true_random=False),
 )
 def test_never_deletes_an_entry_it_cannot_prove_it_created(
     committed: list[ExportMetadata],
@@ -181,10 +183,16 @@ def test_never_deletes_an_entry_it_cannot_prove_it_created(
     staging: list[StagingDir],
     grace: float,
     delete: bool,
+    pick: Random,
 ) -> None:
+    best = pick.choice(committed).version if committed else None
     plan = plan_retention(
-        committed, rules, staging=staging, staging_grace_seconds=grace, delete=delete
+        committed, rules, best=best, staging=staging, staging_grace_seconds=grace, delete=delete
     )
+    if committed:
+        assert max(m.version for m in committed) not in plan.delete_versions
+    assert best not in plan.delete_versions
+    assert set(plan.delete_versions) <= {m.version for m in committed}
     by_name = {s.name: s for s in staging}
     for name in plan.staging_delete:
         entry = by_name[name]
