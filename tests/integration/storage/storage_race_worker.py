@@ -37,6 +37,7 @@ from airflow_tf_export.storage import storage_for
 from airflow_tf_export.storage.export_flow import export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
+SHARDS = 2  # variable shards of the models exported (10 files: fewer requests on GCS)
 IN_USE = "in use by a running export"
 RESULT = "result"  # the prefix of answers (Airflow logs to stdout too)
 
@@ -57,7 +58,7 @@ def export(exporter: ExporterDir, step: int, grace: float, delay: float) -> dict
         exporter,
         LatestStrategy(name="latest", exports_to_keep=None),
         Candidate(f"/model/ckpt-{step}", step),
-        lambda d: write_model_files(d, step, delay_seconds=delay),
+        lambda d: write_model_files(d, step, shards=SHARDS, delay_seconds=delay),
         staging_grace_seconds=grace,
     )
     version = outcome.metadata.version if outcome.exported and outcome.metadata else None

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from gcs_fixtures import GenerationEnforcingProxy, emulator_client
+from storage_race_worker import SHARDS
 from storage_test_models import template, variable_file_names, write_model_files
 
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
@@ -98,9 +99,9 @@ class Reader(threading.Thread):
     """Lists every version dir again and again, as TF Serving or another reader would, and
     records what no reader may ever see."""
 
-    def __init__(self, storage: Storage, uri: str, *, torn_by_rename: bool) -> None:
+    def __init__(self, storage: Storage, uri: str, *, torn_by_rename: bool, pause: float) -> None:
         super().__init__(daemon=True)
-        self.storage, self.uri = storage, uri
+        self.storage, self.uri, self.pause = storage, uri, pause
         # A local listing of a dir renamed away meanwhile is torn, not a view of the dir.
         self.torn_by_rename = torn_by_rename
         self.looks = 0
@@ -108,7 +109,7 @@ class Reader(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(0.01):
+        while not self.stopped.wait(self.pause):
             self.look()
 
     def look(self) -> None:
@@ -130,7 +131,7 @@ class Reader(threading.Thread):
             self.looks += 1
 
     def _problem(self, version_uri: str, names: set[str]) -> str | None:
-        if "saved_model.pb" in names and not set(variable_file_names()) <= names:
+        if "saved_model.pb" in names and not set(variable_file_names(SHARDS)) <= names:
             return f"{version_uri}: saved_model.pb without all its variables: {sorted(names)}"
         if METADATA_FILENAME not in names:
             return None
@@ -149,14 +150,17 @@ def _plant_user_entries(storage: Storage, uri: str, record: bytes) -> None:
     storage.write_bytes(storage.join(uri, "42", METADATA_FILENAME), record)
 
 
-def _check_after_trial(exporter: ExporterDir, exported: list[int]) -> None:
+def _check_after_trial(exporter: ExporterDir, exported: list[int], verified: set[int]) -> None:
+    """Every version dir is committed and (once) verified, with its checksum; `verified`
+    collects the versions verified so far."""
     storage, uri = exporter.storage, exporter.uri
     state = exporter.scan()
     committed = {m.version for m in state.committed}
     integer_dirs = {v for e in storage.list_dir(uri) if (v := parse_version(e.name))}
     assert integer_dirs - {42} == committed, "a version dir that is neither committed nor gone"
-    for version in committed:
+    for version in committed - verified:
         assert exporter.verify(version).metadata_checksum is not None
+        verified.add(version)
     assert set(exported) <= committed, "an export reported exported=True for a lost version"
     assert [v for v, _ in state.invalid] == [42] and state.foreign == []
     assert sorted(s.name for s in state.staging) == ["temp-dataset", "temp-notes.txt"]
@@ -167,10 +171,11 @@ def _check_after_trial(exporter: ExporterDir, exported: list[int]) -> None:
 def _race(
     exporter: ExporterDir, env: Mapping[str, str], tmp_path: Path, *, pause: float, local: bool
 ) -> dict[str, int]:
-    """Run the trials; return totals of what retention did."""
+    """Run the trials (retention pausing up to `pause` seconds between runs, the reader a
+    fifth of that); return totals of what retention did."""
     source = tmp_path / "source"
     source.mkdir()
-    write_model_files(source, 0)
+    write_model_files(source, 0, shards=SHARDS)
     seed = exporter.storage.publish_version(source, exporter.uri, template(0))
     _plant_user_entries(exporter.storage, exporter.uri, seed.to_json().encode())
     workers = [Worker(exporter.uri, env) for _ in range(3)]
@@ -181,22 +186,23 @@ def _race(
     warm_up.touch()
     retention.send(f"retain {DEFAULT_STAGING_GRACE_SECONDS} {warm_up} 0")  # imports Airflow
     retention.receive()
-    reader = Reader(exporter.storage, exporter.uri, torn_by_rename=local)
+    reader = Reader(exporter.storage, exporter.uri, torn_by_rename=local, pause=pause / 5)
     reader.start()
     totals = {"runs": 0, "deleted": 0, "in_use": 0, "exported": 0}
+    verified: set[int] = set()
     try:
         for trial in range(TRIALS):
             grace = GRACES[trial % len(GRACES)]
             stop = tmp_path / f"stop-{trial}"
             retention.send(f"retain {grace} {stop} {pause}")
             for offset, worker in enumerate(exporters, 1):
-                worker.send(f"export {2 * trial + offset} {grace} 0.004")
+                worker.send(f"export {2 * trial + offset} {grace} 0.01")
             results = [worker.receive() for worker in exporters]
             stop.touch()
             retained = retention.receive()
             exported = [r["version"] for r in results if r["exported"]]
             assert exported, f"trial {trial}: neither export published: {results}"
-            _check_after_trial(exporter, exported)
+            _check_after_trial(exporter, exported, verified)
             totals["runs"] += retained["runs"]
             totals["deleted"] += len(retained["deleted"])
             totals["in_use"] += retained["in_use"]
