@@ -268,7 +268,8 @@ class RetentionPlan:
     #: Claims of the abandoned publishes in `staging_delete`, deleted after them: a version
     #: dir whose claim is gone would look foreign and be kept forever.
     claim_delete: tuple[str, ...] = ()
-    #: Uncommitted entries we did not create (integer dirs without metadata or claim): kept.
+    #: Integer dirs without metadata, our claim or our delete marker (e.g. tf.estimator's):
+    #: kept.
     foreign: tuple[str, ...] = ()
     #: Entries of `staging_keep` that a running export holds.
     in_use: tuple[str, ...] = ()
