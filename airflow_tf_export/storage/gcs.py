@@ -337,6 +337,7 @@ class GcsStorage:
         if not versions:
             return
         exporter = self._parse(exporter_uri)
+        self._check_lock_kept(exporter)
         roots = {self._child(exporter, str(v)).path for v in versions}
         prefix = f"{exporter.path}/" if exporter.path else ""
         doomed = [b.name for b in self._list_blobs(exporter, prefix) if _is_within(b.name, roots)]
@@ -538,7 +539,8 @@ class GcsStorage:
         if str(exporter) in self._lost_locks:
             raise StorageError(
                 f"lost the exporter lock of {exporter} (its lease expired while renewing "
-                "failed), so another writer may be deciding: not publishing; retry the export"
+                "failed), so another writer may be deciding: not publishing or deleting; "
+                "retry the task"
             )
 
     def _claim_next_version(
