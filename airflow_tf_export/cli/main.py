@@ -148,10 +148,11 @@ def verify(args: argparse.Namespace) -> None:
         )
     exporter = ExporterDir(storage_for(parent), parent)
     try:
-        meta = exporter.verify(int(name))
+        verified = exporter.verify(int(name))
     except VersionIntegrityError as error:
         _emit(args, {"uri": uri, "ok": False, "error": str(error)}, f"FAILED {uri}: {error}")
         raise CommandFailed(VERIFY_FAILED) from None
+    meta = verified.metadata
     size = sum(entry.size for entry in meta.manifest)
     document = {
         "uri": exporter.version_uri(meta.version),
@@ -163,11 +164,13 @@ def verify(args: argparse.Namespace) -> None:
         "global_step": meta.global_step,
         "checkpoint_path": meta.checkpoint_path,
         "tags": list(meta.tags),
+        "metadata_checksum": verified.metadata_checksum,
+        "note": verified.note,
     }
     text = (
         f"OK {document['uri']}: {len(meta.manifest)} files, {size} bytes match the manifest "
         f"(size and CRC32C); {meta.strategy} export of step {meta.global_step} "
-        f"from {meta.checkpoint_path}"
+        f"from {meta.checkpoint_path}; {verified.note}"
     )
     _emit(args, document, text)
 

@@ -3,23 +3,69 @@
 A version is committed when this file exists and its manifest matches the files beside it.
 Best-state, retention, listing and idempotency all read only this record (there is no other
 shared state), so its schema is the on-disk contract of the product.
+
+The record's own checksum is the name of an empty sibling file,
+`export_metadata.json.sha256-<SHA-256 of the record's bytes>`, written before the record (so
+the record stays the commit point) and read from the directory listing a scan makes anyway:
+a record edited by hand no longer matches it. Records written by earlier releases have no
+such sibling; they count as committed, unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
 
 METADATA_FILENAME = "export_metadata.json"
+METADATA_CHECKSUM_PREFIX = f"{METADATA_FILENAME}.sha256-"
 FORMAT = "airflow-tf-export/1"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class MetadataError(ValueError):
-    """`export_metadata.json` is missing a field, has a wrong type, or is not JSON."""
+    """`export_metadata.json` is missing a field, has a wrong type, is not JSON, or does not
+    match its checksum."""
+
+
+def metadata_checksum_name(record: bytes) -> str:
+    """The name of the checksum sibling of a record with these exact bytes."""
+    return f"{METADATA_CHECKSUM_PREFIX}{hashlib.sha256(record).hexdigest()}"
+
+
+def is_metadata_checksum_name(name: str) -> bool:
+    """Whether a file name is (or poses as) a record's checksum sibling."""
+    return name.startswith(METADATA_CHECKSUM_PREFIX)
+
+
+def check_metadata_checksum(record: bytes, names: Iterable[str], source: str) -> str | None:
+    """The checksum sibling among `names` (the version dir's files) that matches `record`,
+    or None when there is none (a record of an earlier release). MetadataError, naming
+    `source`, when a checksum file does not match (the record was edited after publishing)
+    or there are several."""
+    checksums = sorted(n for n in names if is_metadata_checksum_name(n))
+    if not checksums:
+        return None
+    if len(checksums) > 1:
+        raise MetadataError(
+            f"{source} has {len(checksums)} checksum files ({', '.join(checksums)}), expected one"
+        )
+    (found,) = checksums
+    expected = metadata_checksum_name(record)
+    if found != expected:
+        digest = found[len(METADATA_CHECKSUM_PREFIX) :]
+        recorded = f"SHA-256 {digest}" if _SHA256.fullmatch(digest) else f"the name {found!r}"
+        raise MetadataError(
+            f"{source} does not match its checksum file: it has SHA-256 "
+            f"{expected[len(METADATA_CHECKSUM_PREFIX) :]}, the file records {recorded}; the "
+            "record was changed after it was published"
+        )
+    return found
 
 
 @dataclass(frozen=True)

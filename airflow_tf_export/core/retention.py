@@ -2,14 +2,15 @@
 
 Each rule selects the versions it keeps and says why. A version is deleted only when no rule
 keeps it; the newest committed version and the current best are always kept, whatever the
-rules say (a restart can resume from them, and TF Serving serves the newest). Staging
-directories are deleted only after a grace period, since a young one may be a publish in
-flight.
+rules say (a restart can resume from them, and TF Serving serves the newest). Uncommitted
+entries of ours are deleted only when no running export holds them and after a grace period.
 
-Only what this product created is ever deleted: committed versions (by the rules), `temp-*`
-staging entries and abandoned GCS publishes (an integer dir without metadata whose claim
-`temp-claim-<version>` still exists). Anything else without metadata, e.g. a tf.estimator
-export, and any directory numbered beyond MAX_VERSION (never a version), is "foreign":
+Only what this product provably created is ever deleted (see `core.ownership`): committed
+versions (by the rules), staging entries in the forms it creates, and GCS publishes or
+deletes cut short. An integer dir without metadata that is none of these, e.g. a
+tf.estimator export, and any directory numbered beyond MAX_VERSION (never a version), is
+"foreign"; any other `temp-*` entry, e.g. a user's `temp-notes.txt`, is "not ours"; version
+dirs whose metadata cannot be trusted are "invalid". All three are
 reported and kept, whatever the rules, `delete` and the clock say.
 """
 
@@ -25,12 +26,8 @@ from typing import Protocol
 
 from airflow_tf_export.core.comparison import Comparator, ranked_versions
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
-from airflow_tf_export.core.versions import (
-    MAX_VERSION,
-    is_beyond_versions,
-    is_staging_name,
-    parse_version,
-)
+from airflow_tf_export.core.ownership import STAGING_FORMS, claim_version, is_ours
+from airflow_tf_export.core.versions import MAX_VERSION, is_beyond_versions, parse_version
 
 NEWEST_COMMITTED = "newest-committed"
 CURRENT_BEST = "current-best"
@@ -215,29 +212,40 @@ class KeepPinned:
 
 @dataclass(frozen=True)
 class StagingDir:
-    """An uncommitted entry of an exporter dir: a `temp-*` dir or object, or an integer dir
-    without a SavedModel or without metadata. `claim` names the `temp-claim-<version>` object
-    of the GCS publish that is writing (or wrote) that integer dir, if it exists.
-    `deleting`: the dir still has our metadata but no saved_model file, which only a delete
-    of ours leaves (it removes saved_model first and the metadata last). Any other integer
-    dir was not written by us and is never deleted. `age_seconds` counts from the newest file
-    (of the dir and its claim)."""
+    """An uncommitted entry of an exporter dir (a `temp-*` dir or object, or an integer dir
+    without metadata) and the facts that decide whether this package created it (see
+    `core.ownership`).
+
+    `claim` names our `temp-claim-<version>` object of the GCS publish that is writing (or
+    wrote) this integer dir, if it exists. `marked`: an integer dir holds our delete marker,
+    or a claim-named object holds our claim body. `in_use`: a running export holds this
+    staging dir (local disk), so it is kept whatever its age. `age_seconds` counts from the
+    newest file (of the entry and its claim)."""
 
     name: str
     age_seconds: float
     claim: str | None = None
-    deleting: bool = False
+    marked: bool = False
+    in_use: bool = False
 
     def __post_init__(self) -> None:
-        if self.claim is not None and not is_staging_name(self.claim):
+        if self.claim is None:
+            return
+        version = parse_version(self.name)
+        if version is None:
             raise ValueError(
-                f"the claim of {self.name!r} must be a staging name, got {self.claim!r}"
+                f"only an integer dir has a publish claim, got claim {self.claim!r} for "
+                f"{self.name!r}"
+            )
+        if claim_version(self.claim) != version:
+            raise ValueError(
+                f"the claim of {self.name!r} must be named temp-claim-{version}, got {self.claim!r}"
             )
 
     @property
     def ours(self) -> bool:
-        """Whether we created it, so that it may be cleaned up after the grace period."""
-        return self.claim is not None or self.deleting or is_staging_name(self.name)
+        """Whether we provably created it, so that it may be cleaned up."""
+        return is_ours(self.name, claimed=self.claim is not None, marked=self.marked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +269,15 @@ class RetentionPlan:
     #: Claims of the abandoned publishes in `staging_delete`, deleted after them: a version
     #: dir whose claim is gone would look foreign and be kept forever.
     claim_delete: tuple[str, ...] = ()
-    #: Entries we did not create (integer dirs without metadata or claim, or numbered beyond
-    #: MAX_VERSION): kept.
+    #: Integer dirs without metadata, our claim or our delete marker (e.g. tf.estimator's),
+    #: or numbered beyond MAX_VERSION: kept.
     foreign: tuple[str, ...] = ()
+    #: Entries of `staging_keep` that a running export holds.
+    in_use: tuple[str, ...] = ()
+    #: `temp-*` entries in no form this product creates (e.g. a user's `temp-notes.txt`): kept.
+    not_ours: tuple[str, ...] = ()
+    #: (version, why) of version dirs with metadata that cannot be trusted: kept.
+    invalid: tuple[tuple[int, str], ...] = ()
 
     @property
     def keep_versions(self) -> tuple[int, ...]:
@@ -303,9 +317,17 @@ class RetentionPlan:
             for n in self.claim_delete
         ]
         lines += [
-            f"{n} keep: {_what(n)} within the {grace} grace period" for n in self.staging_keep
+            f"{n} keep: {_what(n)} in use by a running export"
+            if n in self.in_use
+            else f"{n} keep: {_what(n)} within the {grace} grace period"
+            for n in self.staging_keep
         ]
         lines += [f"{n} keep foreign: {_why_foreign(n)}" for n in self.foreign]
+        lines += [f"{n} keep not ours: {_not_ours(n)}" for n in self.not_ours]
+        lines += [
+            f"{v} keep invalid: {why}; not a committed version, never deleted automatically"
+            for v, why in self.invalid
+        ]
         return "\n".join(lines)
 
 
@@ -326,7 +348,28 @@ def _what(name: str) -> str:
     """How an uncommitted entry of ours is called in a plan."""
     if parse_version(name) is not None:
         return "unfinished publish or delete of ours"
+    if claim_version(name) is not None:
+        return "publish claim"
     return "staging dir"
+
+
+def _not_ours(name: str) -> str:
+    """Why a `temp-*` entry is kept as not ours."""
+    if claim_version(name) is not None:
+        return (
+            "named like a publish claim, but not a claim object holding a token of this "
+            "product; never deleted automatically"
+        )
+    return f"not in a form this product creates ({STAGING_FORMS}); never deleted automatically"
+
+
+def check_staging_grace(seconds: object) -> float:
+    """`seconds` as a float when it is a valid grace period (a number >= 0, inf allowed);
+    ValueError naming it otherwise. Every value is safe: retention and exports exclude each
+    other through the exporter lock, and a staging dir a running export holds is kept."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+        raise ValueError(f"staging_grace_seconds must be a number >= 0, got {seconds!r}")
+    return float(seconds)
 
 
 def plan_retention(
@@ -337,40 +380,47 @@ def plan_retention(
     staging: Sequence[StagingDir] = (),
     staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
     delete: bool = True,
+    invalid: Sequence[tuple[int, str]] = (),
 ) -> RetentionPlan:
     """Keep what any rule keeps, plus the newest committed version and `best`; delete the rest.
 
     `delete=False` (exports_to_keep=None) keeps every version; it does not stop the cleanup
     of our staging entries older than the grace period, which are never committed versions.
-    Foreign entries (`not StagingDir.ours`) are always kept; the claim of a kept abandoned
-    publish is kept with it, and the claim of a deleted one goes to `claim_delete`.
+    Uncommitted entries are deleted only when ours (`StagingDir.ours`), not in use and older
+    than the grace period; the claim of a kept abandoned publish is kept with it, and the
+    claim of a deleted one goes to `claim_delete`. Foreign, not-ours and `invalid` entries
+    are only reported.
     """
-    if (
-        isinstance(staging_grace_seconds, bool)
-        or not isinstance(staging_grace_seconds, int | float)
-        or not staging_grace_seconds >= 0
-    ):
-        raise ValueError(
-            f"staging_grace_seconds must be a number >= 0, got {staging_grace_seconds!r}"
-        )
+    grace = check_staging_grace(staging_grace_seconds)
     ordered = sorted(committed, key=lambda m: m.version)
     _check_unique(ordered)
     if best is not None and not any(m.version == best for m in ordered):
         raise ValueError(f"best version {best!r} is not among the committed versions")
     items = _plan_items(ordered, rules, best) if delete else _keep_all(ordered)
     ours = [s for s in staging if s.ours]
-    claims = {s.claim: s.name for s in ours if s.claim is not None}
+    unproven = {s.name for s in staging if not s.ours}
+    claims = {s.claim: s.name for s in ours if s.claim is not None and s.claim not in unproven}
     # A claim follows the publish it claims: deleted after it, or kept with it.
-    expired = [s for s in ours if s.age_seconds > staging_grace_seconds and s.name not in claims]
-    claim_delete = [claim for claim, name in claims.items() if name in {s.name for s in expired}]
+    expired = [s for s in ours if s.age_seconds > grace and not s.in_use and s.name not in claims]
+    expired_names = {s.name for s in expired}
+    claim_delete = [claim for claim, name in claims.items() if name in expired_names]
+    kept = [s for s in ours if s.name not in expired_names and s.name not in claim_delete]
     return RetentionPlan(
         items,
         staging_delete=tuple(s.name for s in expired),
-        staging_keep=tuple(s.name for s in ours if s not in expired and s.name not in claim_delete),
-        staging_grace_seconds=float(staging_grace_seconds),
+        staging_keep=tuple(s.name for s in kept),
+        staging_grace_seconds=grace,
         claim_delete=tuple(claim_delete),
-        foreign=tuple(s.name for s in staging if not s.ours),
+        foreign=tuple(s.name for s in staging if not s.ours and _integer_name(s.name)),
+        in_use=tuple(s.name for s in kept if s.in_use),
+        not_ours=tuple(s.name for s in staging if not s.ours and not _integer_name(s.name)),
+        invalid=tuple(invalid),
     )
+
+
+def _integer_name(name: str) -> bool:
+    """A version's name, or an integer name beyond MAX_VERSION (both foreign when not ours)."""
+    return parse_version(name) is not None or is_beyond_versions(name)
 
 
 def _check_unique(ordered: Sequence[ExportMetadata]) -> None:

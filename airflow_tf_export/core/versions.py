@@ -54,23 +54,7 @@ def next_version(existing: Iterable[int], now_seconds: int) -> int:
     return version
 
 
-def staging_name(token: str) -> str:
-    """A staging directory name that can never be mistaken for a version (`temp-<token>`)."""
-    name = f"{STAGING_PREFIX}{token}"
-    assert not name.isdigit()
-    return name
-
-
 def is_staging_name(name: str) -> bool:
-    """Whether a directory name is one of our staging directories."""
+    """Whether a name has the prefix reserved for staging entries (`temp-`): never a version
+    nor an exporter name. Which of them this package created is `core.ownership`'s call."""
     return name.rstrip("/").startswith(STAGING_PREFIX)
-
-
-# A version being published (or deleted) on GCS, where a directory cannot appear atomically,
-# is reserved by an object of this name prefix followed by the version number.
-CLAIM_PREFIX = staging_name("claim-")
-
-
-def claim_version(name: str) -> int | None:
-    """The version a claim name (`temp-claim-<version>`) reserves, or None."""
-    return parse_version(name[len(CLAIM_PREFIX) :]) if name.startswith(CLAIM_PREFIX) else None

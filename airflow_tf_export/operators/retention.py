@@ -1,10 +1,14 @@
 """Retention: delete old versions of exporter directories and old checkpoints of a model dir.
 
 Keep rules for versions are a JSON-able dict combined with OR (see `parse_keep_rules`); the
-newest committed version and the current best are always kept, and staging leftovers are
-deleted only after a grace period. Integer dirs without metadata that we did not write (e.g.
-tf.estimator exports) are reported under "foreign" (and under "foreign_versions" with the
-global step read from each) and never deleted. Checkpoints of the model dir's own series
+newest committed version and the current best are always kept. Each exporter dir is scanned,
+planned and cleaned under its exporter lock, the one exports hold while they decide and
+publish, so retention never meets a publish in flight. Staging leftovers are deleted only
+when provably ours, held by no running export, and older than the grace period. Integer dirs
+without metadata that we did not write (e.g. tf.estimator exports) are reported under
+"foreign" (and under "foreign_versions" with the global step read from each), `temp-*`
+entries we did not create under "not_ours", untrustworthy versions under "invalid"; none of
+them is ever deleted. Checkpoints of the model dir's own series
 (those its `checkpoint` state file lists, or `checkpoint_prefix`) keep the
 newest N plus every protected one (the state file's latest, unevaluated ones, and optionally
 those a version was exported from); every other entry of the model dir is kept and reported,
@@ -25,6 +29,7 @@ from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.core.retention import (
     DEFAULT_STAGING_GRACE_SECONDS,
     RetentionPlan,
+    check_staging_grace,
     plan_retention,
 )
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
@@ -67,7 +72,10 @@ class RetentionOperator(BaseOperator):
         was exported from.
     :param event_file_pattern: eval event files, relative to `model_dir`: checkpoints newer
         than the newest evaluated step are kept. (templated)
-    :param staging_grace_seconds: age after which abandoned staging dirs are deleted.
+    :param staging_grace_seconds: age after which our abandoned staging entries are deleted
+        (a number >= 0; every value is safe, 0 included: retention holds the exporter lock
+        and keeps the staging dirs running exports hold, so the grace period only delays
+        the cleanup of leftovers, e.g. of exports of an earlier release that may still run).
     :param dry_run: only report the plans.
     :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
     """
@@ -103,7 +111,7 @@ class RetentionOperator(BaseOperator):
         self.checkpoint_prefix = checkpoint_prefix
         self.keep_exported_checkpoints = keep_exported_checkpoints
         self.event_file_pattern = event_file_pattern
-        self.staging_grace_seconds = staging_grace_seconds
+        self.staging_grace_seconds = check_staging_grace(staging_grace_seconds)
         # Stored under another name: BaseOperator.dry_run() is a method.
         self.report_only = dry_run
         self.gcp_conn_id = gcp_conn_id
@@ -160,11 +168,8 @@ class RetentionOperator(BaseOperator):
                 )
             for uri in self.exporter_dirs:
                 exporter = ExporterDir(hook.storage_for(uri), uri)
-                state = exporter.scan()
-                plan = self._exporter_plan(state)
+                state, plan = exporter.retain(self._exporter_plan, dry_run=self.report_only)
                 self.log.info("retention of %s%s:\n%s", exporter.uri, self._mode(), plan.explain())
-                if not self.report_only:
-                    exporter.apply(plan)
                 exporters.append(_exporter_dict(exporter, state, plan))
                 kept = set(plan.keep_versions)
                 exported.extend(m for m in state.committed if m.version in kept)
@@ -184,6 +189,7 @@ class RetentionOperator(BaseOperator):
             best=None if best is None else best.version,
             staging=state.staging,
             staging_grace_seconds=self.staging_grace_seconds,
+            invalid=state.invalid,
         )
 
     def _checkpoints(self, storage: Storage, exported: Sequence[ExportMetadata]) -> dict[str, Any]:
@@ -234,8 +240,9 @@ def _exporter_dict(
         "delete": [{"version": i.version, "reason": i.reason} for i in plan.items if not i.keep],
         "staging_delete": list(plan.uncommitted_delete),
         "staging_keep": list(plan.staging_keep),
-        "invalid": [{"version": v, "error": e} for v, e in state.invalid],
+        "invalid": [{"version": v, "error": e} for v, e in plan.invalid],
         "foreign": list(plan.foreign_versions),
+        "not_ours": list(plan.not_ours),
         "foreign_versions": [f.to_dict() for f in state.foreign_versions],
         "explain": plan.explain(),
     }

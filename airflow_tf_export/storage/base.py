@@ -15,8 +15,8 @@ from typing import Protocol
 from airflow_tf_export.core.metadata import ExportMetadata
 
 # The exporter lock's name in the exporter dir (a file on local disk, an object on GCS):
-# neither a version (all digits) nor a staging entry (`temp-`), so scans and retention
-# ignore it and TF Serving never sees it.
+# neither a version (all digits) nor a `temp-` name, so scans and retention ignore it and
+# TF Serving never sees it.
 EXPORTER_LOCK_NAME = ".airflow-tf-export.lock"
 
 
@@ -147,14 +147,44 @@ class Storage(Protocol):
         ...
 
     def delete_trees(self, uris: Sequence[str]) -> None:
-        """Delete files and directory trees; absent ones are ignored."""
+        """Delete files and directory trees; absent ones are ignored. Local disk renames a
+        directory to a staging name of ours first; GCS deletes a tree's records (and their
+        checksums) first, then `saved_model.pb(txt)`, then the rest, and delete markers last.
+        Versions are deleted with `delete_versions`."""
+        ...
+
+    def delete_versions(self, exporter_uri: str, versions: Sequence[int]) -> None:
+        """Delete committed versions so that no reader ever sees one with missing files and
+        TF Serving never finds a `saved_model.pb` whose variables are gone, and a delete cut
+        short leaves only what retention proves is ours (`core.ownership`).
+
+        Local disk: each version dir is renamed to a staging name of ours (one atomic step:
+        the version is gone for every reader), then that is removed. GCS: our delete marker
+        `<version>/.airflow-tf-export-deleting` is written first (a server-side copy of the
+        record), then `export_metadata.json` and its checksum are deleted (the version is
+        uncommitted but still a complete SavedModel), then `saved_model.pb(txt)` (TF Serving
+        no longer finds a model), then every other file, and the marker last. Run it under
+        `exporter_lock`.
+        """
+        ...
+
+    def staging_in_use(self, uri: str) -> bool:
+        """Whether a running writer holds the staging dir at `uri` (one `staging_dir` gave).
+
+        Local disk: the writer holds an fcntl lock on the directory from its creation (made
+        under the exporter lock) until it is removed or published; the lock dies with the
+        process, so a crashed writer's dir is no longer in use. GCS: always False (staging
+        dirs are local; publishes run under the exporter lock that retention takes too).
+        """
         ...
 
     def staging_dir(self, exporter_uri: str) -> AbstractContextManager[Path]:
         """A fresh, empty local directory for a writer to fill before `publish_version`.
 
-        Local disk: `<exporter>/temp-<uuid>/`, so publishing is a rename with no copy.
-        GCS: a local temporary directory. Whatever is left of it is removed on exit.
+        Local disk: `<exporter>/temp-airflow-tf-export-<32 hex>/`, so publishing is a rename
+        with no copy; it is created under the exporter lock (so never enter this while
+        holding `exporter_lock`) and held for `staging_in_use` until exit. GCS: a local
+        temporary directory. Whatever is left of it is removed on exit.
         """
         ...
 
@@ -165,7 +195,8 @@ class Storage(Protocol):
         lease on the create-only object of that name (an expired lease left by a dead
         writer is taken over); StorageError if it cannot be acquired in time (30 minutes by
         default; local disk waits as long as the holder runs). The lock's name is neither a
-        version nor a staging entry, so scans and retention ignore it.
+        version nor a staging entry, so scans and retention ignore it. Exports decide,
+        publish and apply their retention under it, and so does the RetentionOperator.
         """
         ...
 
@@ -181,9 +212,11 @@ class Storage(Protocol):
 
         The version is `next_version(existing versions, now)` (VersionRangeError, nothing
         written, when it would be above MAX_VERSION); the metadata written is
-        `metadata.with_publication(version, manifest of source_dir)`. Readers never see a
-        version with `export_metadata.json` whose files are incomplete, nor a
-        `saved_model.pb` whose variables are missing. Concurrent publishers get distinct
-        versions.
+        `metadata.with_publication(version, manifest of source_dir)`, with its checksum
+        sibling `export_metadata.json.sha256-<hex>` written before it (the record stays the
+        commit point). Readers never see a version with `export_metadata.json` whose files
+        are incomplete, nor a `saved_model.pb` whose variables are missing. Concurrent
+        publishers get distinct versions. Call it under `exporter_lock`, so that retention
+        (which takes the same lock) never meets a publish in flight.
         """
         ...

@@ -69,6 +69,8 @@ class ExportOutcome:
                 "delete": list(self.retention.delete_versions),
                 "staging_delete": list(self.retention.uncommitted_delete),
                 "foreign": list(self.retention.foreign_versions),
+                "not_ours": list(self.retention.not_ours),
+                "invalid": [{"version": v, "error": e} for v, e in self.retention.invalid],
                 "explain": self.retention.explain(),
             },
         }
@@ -209,6 +211,7 @@ def _finish(
         staging=state.staging,
         staging_grace_seconds=staging_grace_seconds,
         delete=keep_rules is not None or strategy.exports_to_keep is not None,
+        invalid=state.invalid,
     )
     exporter.apply(plan)
     shown = published or next(

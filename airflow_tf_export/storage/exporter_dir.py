@@ -1,54 +1,86 @@
-"""One exporter directory (`<model_dir>/export/<name>`): its committed versions, its staging
-leftovers, verification and applying retention plans.
+"""One exporter directory (`<model_dir>/export/<name>`): its committed versions, its
+uncommitted entries, verification, and retention under the exporter lock.
 
-Only committed versions count: an integer directory whose `export_metadata.json` parses and
-whose files match the manifest by name and size. `verify` also compares every CRC32C.
+Only committed versions count: an integer directory whose `export_metadata.json` parses,
+matches its checksum sibling (when it has one: earlier releases wrote none) and whose files
+match the manifest by name and size. `verify` also compares every CRC32C.
 
-An integer directory without `export_metadata.json` is uncommitted. It is ours only while the
-GCS claim `temp-claim-<version>` of its publish exists (a local publish renames a complete
-directory, so a crash of ours never leaves one); otherwise it is foreign, e.g. a tf.estimator
-export, and retention keeps it. A scan reads each foreign version's global step from its
-SavedModel variables (see `tensor_bundle`), once per scan, so the strategies can count it.
-One with our metadata but no saved_model file is a delete of ours cut short (GCS deletes
-saved_model first and the metadata last): cleaned up too.
+An integer directory without `export_metadata.json` is uncommitted. It is ours when the GCS
+claim of its publish exists and holds our token, or when it holds our delete marker (a
+delete cut short); otherwise it is foreign, e.g. a tf.estimator export, and retention keeps
+it. A scan reads each foreign version's global step from its SavedModel variables (see
+`tensor_bundle`), once per scan, so the strategies can count it. An integer directory with
+metadata that does not check out (e.g. a user's copy of a record, or what an earlier
+release's delete cut short) is invalid: reported, never deleted. `temp-*` entries are ours
+only in the forms of `core.ownership`; others are kept and reported.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_tf_export.core.foreign import ForeignVersion
-from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, MetadataError
-from airflow_tf_export.core.retention import RetentionPlan, StagingDir
-from airflow_tf_export.core.versions import (
-    claim_version,
-    is_beyond_versions,
-    is_staging_name,
-    parse_version,
+from airflow_tf_export.core.metadata import (
+    METADATA_FILENAME,
+    ExportMetadata,
+    MetadataError,
+    check_metadata_checksum,
 )
+from airflow_tf_export.core.ownership import (
+    DELETE_MARKER,
+    claim_version,
+    is_claim_body,
+    is_our_staging_name,
+)
+from airflow_tf_export.core.retention import RetentionPlan, StagingDir
+from airflow_tf_export.core.versions import is_beyond_versions, is_staging_name, parse_version
 from airflow_tf_export.storage.base import (
     Entry,
     Storage,
+    StorageError,
     StorageNotFoundError,
     VersionIntegrityError,
 )
 from airflow_tf_export.storage.manifest import (
     CHUNK_BYTES,
-    SAVED_MODEL_FILENAMES,
+    is_record_file,
     manifest_mismatch,
     verify_files,
 )
 from airflow_tf_export.storage.uris import parse_uri
 
 _METADATA_READERS = 8
+_CLAIM_READ_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class VerifiedVersion:
+    """What `ExporterDir.verify` found: the version's metadata, every file matching its
+    manifest, and the checksum file its record matched (None: the record has no checksum,
+    as every record an earlier release published; its content could not be checked)."""
+
+    metadata: ExportMetadata
+    metadata_checksum: str | None
+
+    @property
+    def note(self) -> str:
+        """How the record was checked, in words."""
+        if self.metadata_checksum is None:
+            return (
+                f"{METADATA_FILENAME} has no checksum (published by an earlier release): its "
+                "content is not checked; every file matches the manifest"
+            )
+        return (
+            f"{METADATA_FILENAME} matches {self.metadata_checksum}; every file matches the manifest"
+        )
 
 
 @dataclass(frozen=True)
 class ExporterDirState:
-    """What one scan found. `staging` holds every uncommitted entry, ours and foreign (see
+    """What one scan found. `staging` holds every uncommitted entry, ours and not (see
     `StagingDir.ours`). `invalid` holds (version, error) for version directories that have
     metadata but cannot be trusted; they are reported, never deleted automatically.
     `foreign_versions` holds the foreign versions with the global step read from each (or why
@@ -93,9 +125,9 @@ class ExporterDir:
 
     def scan(self, *, now_seconds: float | None = None) -> ExporterDirState:
         """Classify every child: committed versions (sorted), uncommitted entries (`temp-*`
-        and integer dirs without metadata, with the claim of their publish if there is one,
-        aged by their newest file), invalid versions, and the foreign versions with their
-        global steps. A missing exporter directory is an empty one (nothing exported yet)."""
+        and integer dirs without metadata, with what proves them ours, aged by their newest
+        file), invalid versions, and the foreign versions with their global steps. A missing
+        exporter directory is an empty one (nothing exported yet)."""
         return self._scan(now_seconds, read_foreign_steps=True)
 
     def _scan(self, now_seconds: float | None, *, read_foreign_steps: bool) -> ExporterDirState:
@@ -109,27 +141,29 @@ class ExporterDir:
             if rest and head in children:
                 children[head].files[rest] = entry
         now = time.time() if now_seconds is None else now_seconds
-        claims = {v: c for c in children.values() if (v := claim_version(c.name)) is not None}
         state = ExporterDirState()
         candidates: list[tuple[int, _Child]] = []
         foreign: list[tuple[int, _Child]] = []
-        for child in children.values():
-            version = parse_version(child.name)
-            if is_staging_name(child.name) or is_beyond_versions(child.name):
-                state.staging.append(_staging(child, now))
-            elif version is None:
-                continue
-            elif not child.is_dir:
-                state.invalid.append((version, f"{self._at(child.name)} is a file, not a version"))
-            elif METADATA_FILENAME not in child.files:
-                state.staging.append(_staging(child, now, claims.get(version)))
-                if version not in claims:
-                    foreign.append((version, child))
-            elif not any(name in child.files for name in SAVED_MODEL_FILENAMES):
-                state.staging.append(_staging(child, now, deleting=True))
-            else:
-                candidates.append((version, child))
         with ThreadPoolExecutor(_METADATA_READERS) as pool:
+            claims = self._our_claims(children.values(), pool)
+            for child in children.values():
+                version = parse_version(child.name)
+                if version is None:
+                    if is_staging_name(child.name):
+                        state.staging.append(self._temp_entry(child, now, claims))
+                    elif is_beyond_versions(child.name):
+                        state.staging.append(_staging(child, now))
+                elif not child.is_dir:
+                    message = f"{self._at(child.name)} is a file, not a version"
+                    state.invalid.append((version, message))
+                elif METADATA_FILENAME in child.files:
+                    candidates.append((version, child))
+                else:
+                    claim = claims.get(version)
+                    marked = DELETE_MARKER in child.files
+                    state.staging.append(_staging(child, now, claim, marked=marked))
+                    if claim is None and not marked:
+                        foreign.append((version, child))
             checked = pool.map(lambda vc: self._check(*vc), candidates)
             if read_foreign_steps:
                 state.foreign_versions.extend(pool.map(lambda vc: self._foreign(*vc), foreign))
@@ -143,6 +177,41 @@ class ExporterDir:
         state.foreign_versions.sort(key=lambda f: f.version)
         return state
 
+    def _our_claims(
+        self, children: Iterable[_Child], pool: ThreadPoolExecutor
+    ) -> dict[int, _Child]:
+        """Version -> the claim object of its publish, for claims that hold our token (one
+        small read each; claims exist only while a publish runs or after one died)."""
+        named = [(v, c) for c in children if not c.is_dir and (v := claim_version(c.name))]
+        bodies = pool.map(lambda vc: self._read_or_none(vc[1].name), named)
+        return {
+            version: child
+            for (version, child), body in zip(named, bodies, strict=True)
+            if body is not None and is_claim_body(body)
+        }
+
+    def _temp_entry(self, child: _Child, now: float, claims: Mapping[int, _Child]) -> StagingDir:
+        """A `temp-*` entry: a claim (ours when it holds our token), or a staging dir (ours
+        in the forms of `core.ownership`; in use while a running export holds it)."""
+        version = claim_version(child.name)
+        if version is not None:
+            marked = not child.is_dir and claims.get(version) is child
+            return _staging(child, now, marked=marked)
+        in_use = (
+            child.is_dir
+            and is_our_staging_name(child.name)
+            and self.storage.staging_in_use(self._at(child.name))
+        )
+        return _staging(child, now, in_use=in_use)
+
+    def _read_or_none(self, name: str) -> bytes | None:
+        """The first bytes of a small object (a claim body is under 100 bytes), or None when
+        it cannot be read: then it cannot be proven ours, and it and its version are kept."""
+        try:
+            return self.storage.read_bytes(self._at(name), 0, _CLAIM_READ_BYTES)
+        except StorageError:
+            return None
+
     def committed(self) -> list[ExportMetadata]:
         """Committed versions sorted by version (foreign versions' steps are not read)."""
         return self._scan(None, read_foreign_steps=False).committed
@@ -152,9 +221,11 @@ class ExporterDir:
         committed = self.committed()
         return committed[-1] if committed else None
 
-    def verify(self, version: int) -> ExportMetadata:
+    def verify(self, version: int) -> VerifiedVersion:
         """Read every file of `version` back and compare it with the manifest (size and
-        CRC32C); VersionIntegrityError names the first file or field that does not match."""
+        CRC32C), and the record with its checksum; VersionIntegrityError names the first
+        file or field that does not match. A record without checksum (from an earlier
+        release) passes, and the result says so."""
         uri = self.version_uri(version)
         try:
             files = {e.name: e for e in self.storage.list_files(uri)}
@@ -166,9 +237,9 @@ class ExporterDir:
             raise VersionIntegrityError(
                 f"{uri} has no {METADATA_FILENAME}: it is not a committed version"
             )
-        meta = self._read_metadata(version, files)
-        if not isinstance(meta, ExportMetadata):
-            raise VersionIntegrityError(meta)
+        record = self._read_record(version, files)
+        if isinstance(record, str):
+            raise VersionIntegrityError(record)
 
         def read_chunks(path: str) -> Iterator[bytes]:
             size = files[path].size
@@ -177,20 +248,40 @@ class ExporterDir:
                     self.storage.join(uri, path), start, min(start + CHUNK_BYTES, size)
                 )
 
-        verify_files(uri, meta.manifest, read_chunks)
-        return meta
+        verify_files(uri, record.metadata.manifest, read_chunks)
+        return record
+
+    def retain(
+        self, plan: Callable[[ExporterDirState], RetentionPlan], *, dry_run: bool = False
+    ) -> tuple[ExporterDirState, RetentionPlan]:
+        """Scan, `plan` and (unless `dry_run`) apply retention under the exporter lock, so
+        that no export decides or publishes in between: the plan never meets a publish in
+        flight, whatever its grace period. A dry run writes nothing, so it takes no lock
+        (its plan may list a GCS publish in flight as abandoned); neither does a missing
+        exporter dir (there is nothing to delete)."""
+        if dry_run or not self.storage.exists(self.uri):
+            state = self.scan()
+            return state, plan(state)
+        with self.storage.exporter_lock(self.uri):
+            state = self.scan()
+            planned = plan(state)
+            self.apply(planned)
+        return state, planned
 
     def apply(self, plan: RetentionPlan) -> None:
-        """Delete the plan's `delete_versions` and `staging_delete`, then its `claim_delete`
-        (a version whose claim went first would look foreign if the delete were cut short)."""
-        names = [str(v) for v in plan.delete_versions] + list(plan.staging_delete)
-        for name in [*names, *plan.claim_delete]:
-            if parse_version(name) is None and not is_staging_name(name):
+        """Delete the plan's `delete_versions` (see `Storage.delete_versions`), then its
+        `staging_delete`, then its `claim_delete` (a version whose claim went first would
+        look foreign if the delete were cut short). Run it under the exporter lock, with a
+        plan made from a scan under the same lock (as `retain` and the export flow do)."""
+        for name in [*plan.staging_delete, *plan.claim_delete]:
+            if parse_version(name) is None and not _may_be_ours(name):
                 raise ValueError(
-                    f"retention plan names {name!r}, which is neither a version nor a staging "
-                    f"directory of {self.uri}; nothing was deleted"
+                    f"retention plan names {name!r}, which is neither a version nor an "
+                    f"uncommitted entry this product creates in {self.uri}; nothing was deleted"
                 )
-        for batch in (names, plan.claim_delete):
+        if plan.delete_versions:
+            self.storage.delete_versions(self.uri, plan.delete_versions)
+        for batch in (plan.staging_delete, plan.claim_delete):
             if batch:
                 self.storage.delete_trees([self.storage.join(self.uri, n) for n in batch])
 
@@ -211,36 +302,43 @@ class ExporterDir:
         return ForeignVersion(version, step)
 
     def _check(self, version: int, child: _Child) -> ExportMetadata | str | None:
-        """The committed metadata, why the version is invalid, or None if it vanished.
+        """The committed metadata, why the version is invalid, or None if it vanished or
+        stopped being committed.
 
         A mismatch is confirmed by listing the version again: a publish or a delete may
-        have run while the exporter directory was being listed.
+        have run while the exporter directory was being listed (a scan outside the lock).
         """
-        checked = self._read_metadata(version, child.files)
-        if isinstance(checked, ExportMetadata):
-            return checked
+        checked = self._read_record(version, child.files)
+        if isinstance(checked, VerifiedVersion):
+            return checked.metadata
         try:
             fresh = {e.name: e for e in self.storage.list_files(self.version_uri(version))}
         except StorageNotFoundError:
             return None
-        return self._read_metadata(version, fresh)
+        if METADATA_FILENAME not in fresh:
+            return None
+        rechecked = self._read_record(version, fresh)
+        return rechecked if isinstance(rechecked, str) else rechecked.metadata
 
-    def _read_metadata(self, version: int, files: Mapping[str, Entry]) -> ExportMetadata | str:
-        """The metadata if it parses and matches the files by name and size, else why not."""
+    def _read_record(self, version: int, files: Mapping[str, Entry]) -> VerifiedVersion | str:
+        """The metadata (with the checksum file it matched) if it parses, matches its
+        checksum and matches the files by name and size; else why not."""
         source = self.storage.join(self.version_uri(version), METADATA_FILENAME)
         try:
-            meta = ExportMetadata.from_json(self.storage.read_bytes(source), source=source)
+            record = self.storage.read_bytes(source)
+            meta = ExportMetadata.from_json(record, source=source)
+            checksum = check_metadata_checksum(record, files, source)
         except StorageNotFoundError:
             return f"{source} does not exist"
         except MetadataError as err:
             return str(err)
         if meta.version != version:
             return f"{source} says version {meta.version}, but its directory is {version}"
-        sizes = {name: e.size for name, e in files.items() if name != METADATA_FILENAME}
+        sizes = {name: e.size for name, e in files.items() if not is_record_file(name)}
         mismatch = manifest_mismatch(meta.manifest, sizes)
         if mismatch is not None:
             return f"{self.version_uri(version)}: {mismatch}"
-        return meta
+        return VerifiedVersion(meta, checksum)
 
     def _files_or_empty(self, uri: str) -> Sequence[Entry]:
         try:
@@ -253,9 +351,22 @@ class ExporterDir:
 
 
 def _staging(
-    child: _Child, now: float, claim: _Child | None = None, *, deleting: bool = False
+    child: _Child,
+    now: float,
+    claim: _Child | None = None,
+    *,
+    marked: bool = False,
+    in_use: bool = False,
 ) -> StagingDir:
     """An uncommitted entry aged by its newest file, or its claim's if that is newer."""
     times = [t for c in (child, claim) if c is not None and (t := c.newest_mtime())]
     age = max(0.0, now - max(times)) if times else 0.0
-    return StagingDir(child.name, age, None if claim is None else claim.name, deleting)
+    return StagingDir(
+        child.name, age, None if claim is None else claim.name, marked=marked, in_use=in_use
+    )
+
+
+def _may_be_ours(name: str) -> bool:
+    """Whether an uncommitted name has a form this product creates (a staging dir or a
+    claim); what proves a claim ours is its content, checked by the scan."""
+    return is_our_staging_name(name) or claim_version(name) is not None

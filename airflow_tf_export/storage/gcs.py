@@ -4,23 +4,26 @@ Objects cannot be renamed, so a version is published in place, in an order that 
 readers safe:
 
 1. claim the version with a create-only object `<exporter>/temp-claim-<version>`
-   (`ifGenerationMatch=0`); a writer that loses the claim moves on to the next version.
-   The claim lives outside the integer prefix, so TF Serving never sees it, and its
-   `temp-` name makes it a staging entry that retention removes if a writer dies;
+   (`ifGenerationMatch=0`) holding `{"token": "<32 hex>"}`; a writer that loses the claim
+   moves on to the next version. The claim lives outside the integer prefix, so TF Serving
+   never sees it, and its content proves it ours, so retention removes it (and the partial
+   version it claims) if a writer dies;
 2. upload every SavedModel file except `saved_model.pb(txt)` in parallel (transfer manager);
 3. upload `saved_model.pb(txt)`: TF Serving treats it as "the model is complete";
-4. upload `export_metadata.json`: from now on the version is committed;
+4. upload the record's checksum `export_metadata.json.sha256-<hex>` (empty), then
+   `export_metadata.json`: from now on the version is committed;
 5. delete the claim (one request).
 
-Every upload is create-only too, so even a second writer on the same version (a stale
-claim removed by retention while its writer still ran) gets HTTP 412 instead of mixing
-files. Listing uses prefix + delimiter (one request per page); deletes go in batch
-requests of up to 100 calls.
+Every upload is create-only too, so even a second writer on the same version gets HTTP 412
+instead of mixing files. Deleting a version runs the other way round with a marker first,
+see `delete_versions`. Listing uses prefix + delimiter (one request per page); deletes and
+copies go in batch requests of up to 100 calls.
 
 Claims keep versions distinct, but the export flow also needs decide-and-publish to be
 exclusive (two Latest exports of one checkpoint must not both publish; a Best export must
-not publish a model that stopped being the best). `exporter_lock` is a lease on the
-create-only object `<exporter>/.airflow-tf-export.lock`, see `GcsStorage.exporter_lock`.
+not publish a model that stopped being the best), and retention must never meet a publish
+in flight. `exporter_lock` is a lease on the create-only object
+`<exporter>/.airflow-tf-export.lock`, see `GcsStorage.exporter_lock`.
 All of this relies on GCS enforcing `ifGenerationMatch`; the gcp-storage-emulator used in
 tests does not, so tests that depend on it run through a proxy that enforces it.
 """
@@ -45,14 +48,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
-from airflow_tf_export.core.versions import (
-    CLAIM_PREFIX,
-    VersionRangeError,
-    claim_version,
-    next_version,
-    parse_version,
+from airflow_tf_export.core.metadata import (
+    METADATA_FILENAME,
+    ExportMetadata,
+    ManifestEntry,
+    is_metadata_checksum_name,
+    metadata_checksum_name,
 )
+from airflow_tf_export.core.ownership import DELETE_MARKER, claim_body, claim_name, claim_version
+from airflow_tf_export.core.versions import VersionRangeError, next_version, parse_version
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     BucketNotFoundError,
@@ -95,15 +99,22 @@ def _is_within(name: str, roots: set[str]) -> bool:
 
 
 def _deletion_order(names: Sequence[str]) -> Iterator[Sequence[str]]:
-    """Batches of object names: every saved_model file first, every export_metadata.json
-    last. A delete cut short then leaves a version either intact, or with our metadata and
-    no saved_model (recognised as ours and cleaned up), never a metadata-less dir that
-    retention would have to keep as foreign. Batches are not ordered inside."""
-    phases: tuple[list[str], list[str], list[str]] = ([], [], [])
+    """Batches of object names in four phases, each after the one before:
+    `export_metadata.json` and its checksum (the version stops being committed while all
+    its files still exist), `saved_model.pb(txt)` (TF Serving stops finding a model while
+    its variables still exist), every other file, and our delete markers last (what a delete
+    cut short leaves stays provably ours). Batches are not ordered inside."""
+    phases: tuple[list[str], ...] = ([], [], [], [])
     for name in names:
         base = posixpath.basename(name)
-        phase = 0 if base in SAVED_MODEL_FILENAMES else 2 if base == METADATA_FILENAME else 1
-        phases[phase].append(name)
+        if base == METADATA_FILENAME or is_metadata_checksum_name(base):
+            phases[0].append(name)
+        elif base in SAVED_MODEL_FILENAMES:
+            phases[1].append(name)
+        elif base == DELETE_MARKER:
+            phases[3].append(name)
+        else:
+            phases[2].append(name)
     for phase_names in phases:
         yield from _chunks(phase_names, BATCH_LIMIT)
 
@@ -312,7 +323,8 @@ class GcsStorage:
 
     def delete_trees(self, uris: Sequence[str]) -> None:
         """Delete objects and prefixes: one listing below their common prefix, then batch
-        requests of up to 100 deletes each. Objects already gone are ignored."""
+        requests of up to 100 deletes each, in the phases of `_deletion_order`. Objects
+        already gone are ignored."""
         by_bucket: dict[str, list[str]] = {}
         for uri in uris:
             parsed = self._parse(uri)
@@ -321,6 +333,41 @@ class GcsStorage:
             by_bucket.setdefault(parsed.bucket, []).append(parsed.path)
         for bucket, names in by_bucket.items():
             self._delete_below(StorageUri("gs", bucket, posixpath.commonpath(names)), names)
+
+    def delete_versions(self, exporter_uri: str, versions: Sequence[int]) -> None:
+        """Copy each version's `export_metadata.json` to its delete marker
+        `<version>/.airflow-tf-export-deleting` (batched server-side copies), then delete in
+        the phases of `_deletion_order`: one listing, batch requests of up to 100 deletes.
+
+        A delete cut short leaves a version that is either still committed (with a stale
+        marker, ignored) or uncommitted with the marker: ours, cleaned up by retention. The
+        two reader invariants hold throughout: `export_metadata.json` is gone before any
+        file it lists, and `saved_model.pb` before any variable.
+        """
+        if not versions:
+            return
+        exporter = self._parse(exporter_uri)
+        self._check_lock_kept(exporter)
+        roots = {self._child(exporter, str(v)).path for v in versions}
+        prefix = f"{exporter.path}/" if exporter.path else ""
+        doomed = [b.name for b in self._list_blobs(exporter, prefix) if _is_within(b.name, roots)]
+        records = [
+            n
+            for n in doomed
+            if posixpath.dirname(n) in roots and posixpath.basename(n) == METADATA_FILENAME
+        ]
+        markers = {f"{posixpath.dirname(n)}/{DELETE_MARKER}": n for n in records}
+        bucket = self._client.bucket(exporter.bucket)
+        for chunk in _chunks(list(markers), BATCH_LIMIT):
+            with self._errors(exporter), self._client.batch(raise_exception=True):
+                for marker in chunk:
+                    bucket.copy_blob(bucket.blob(markers[marker]), bucket, marker)
+        self._delete_names(exporter, sorted({*doomed, *markers}))
+
+    def staging_in_use(self, uri: str) -> bool:
+        """Always False: staging dirs are local, and publishes run under the exporter lock."""
+        self._parse(uri)
+        return False
 
     @contextmanager
     def staging_dir(self, exporter_uri: str) -> Iterator[Path]:
@@ -473,11 +520,7 @@ class GcsStorage:
         Refused when this storage held the exporter lock of `exporter_uri` and lost it."""
         check_publishable(source_dir)
         exporter = self._parse(exporter_uri)
-        if str(exporter) in self._lost_locks:
-            raise StorageError(
-                f"lost the exporter lock of {exporter} (its lease expired while renewing "
-                "failed), so another writer may be deciding: not publishing; retry the export"
-            )
+        self._check_lock_kept(exporter)
         manifest = build_manifest(source_dir)
         token = uuid.uuid4().hex
         version, claim = self._claim_next_version(exporter, token, now_seconds)
@@ -487,11 +530,28 @@ class GcsStorage:
         other_files = [e.path for e in manifest if e.path not in SAVED_MODEL_FILENAMES]
         self._upload_files(version_uri, source_dir, other_files, manifest, create_only=True)
         self._upload_files(version_uri, source_dir, model_files, manifest, create_only=True)
+        record = published.to_json().encode()
+        checksum_uri = self._child(version_uri, metadata_checksum_name(record))
         metadata_uri = self._child(version_uri, METADATA_FILENAME)
-        if not self._create_object(metadata_uri, published.to_json().encode(), "application/json"):
-            raise StorageError(f"{metadata_uri} was created by another writer")
+        self._check_lock_kept(exporter)
+        for target, data, content_type in (
+            (checksum_uri, b"", "text/plain"),
+            (metadata_uri, record, "application/json"),
+        ):
+            if not self._create_object(target, data, content_type):
+                raise StorageError(f"{target} was created by another writer")
         self._delete_claim(claim)
         return published
+
+    def _check_lock_kept(self, exporter: StorageUri) -> None:
+        """StorageError (retryable) when this storage held the exporter lock of `exporter`
+        and lost it: another writer or retention may be acting there now."""
+        if str(exporter) in self._lost_locks:
+            raise StorageError(
+                f"lost the exporter lock of {exporter} (its lease expired while renewing "
+                "failed), so another writer may be deciding: not publishing or deleting; "
+                "retry the task"
+            )
 
     def _claim_next_version(
         self, exporter: StorageUri, token: str, now_seconds: int | None
@@ -505,14 +565,14 @@ class GcsStorage:
             for entry in children
             if (number := parse_version(entry.name) or claim_version(entry.name)) is not None
         }
-        body = json.dumps({"token": token}).encode()
+        body = claim_body(token)
         for _attempt in range(_MAX_CLAIM_ATTEMPTS):
             now = int(time.time()) if now_seconds is None else now_seconds
             try:
                 version = next_version(taken, now)
             except VersionRangeError as err:
                 raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
-            claim = self._child(exporter, f"{CLAIM_PREFIX}{version}")
+            claim = self._child(exporter, claim_name(version))
             if self._create_object(claim, body, "application/json"):
                 return version, claim
             taken.add(version)
@@ -588,14 +648,19 @@ class GcsStorage:
                 self._raise_first_failure(root, [result])
 
     def _delete_below(self, common: StorageUri, names: Sequence[str]) -> None:
-        from google.api_core.exceptions import NotFound
-
         wanted = set(names)
         doomed = [
             blob.name
             for blob in self._list_blobs(common, common.path)
             if _is_within(blob.name, wanted)
         ]
+        self._delete_names(common, doomed)
+
+    def _delete_names(self, common: StorageUri, doomed: Sequence[str]) -> None:
+        """Delete objects (all below `common`) in `_deletion_order`; ones already gone are
+        fine, others that remain raise StorageError."""
+        from google.api_core.exceptions import NotFound
+
         bucket = self._client.bucket(common.bucket)
         some_were_gone = False
         for chunk in _deletion_order(doomed):
@@ -607,7 +672,8 @@ class GcsStorage:
                 except NotFound:
                     some_were_gone = True
         if some_were_gone:
-            left = [b.name for b in self._list_blobs(common, common.path) if b.name in doomed]
+            wanted = set(doomed)
+            left = [b.name for b in self._list_blobs(common, common.path) if b.name in wanted]
             if left:
                 raise StorageError(f"could not delete gs://{common.bucket}/{left[0]}")
 

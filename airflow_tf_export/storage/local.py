@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from stat import S_ISREG
 
-from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata, ManifestEntry
-from airflow_tf_export.core.versions import (
-    VersionRangeError,
-    is_staging_name,
-    next_version,
-    parse_version,
-    staging_name,
+from airflow_tf_export.core.metadata import (
+    METADATA_FILENAME,
+    ExportMetadata,
+    ManifestEntry,
+    is_metadata_checksum_name,
+    metadata_checksum_name,
 )
+from airflow_tf_export.core.ownership import is_our_staging_name, staging_name
+from airflow_tf_export.core.versions import VersionRangeError, next_version, parse_version
 from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     Entry,
@@ -231,8 +232,8 @@ class LocalStorage:
             shutil.copytree(local_dir, self._path(uri), dirs_exist_ok=True)
 
     def delete_trees(self, uris: Sequence[str]) -> None:
-        """Delete files and trees; a directory is first renamed to a staging name in its
-        parent, so it disappears at once for readers (TF Serving) and a crash part-way
+        """Delete files and trees; a directory is first renamed to a staging name of ours in
+        its parent, so it disappears at once for readers (TF Serving) and a crash part-way
         leaves only a staging directory that retention removes later."""
         for uri in uris:
             path = self._path(uri)
@@ -240,21 +241,57 @@ class LocalStorage:
                 if path.is_symlink() or path.is_file():
                     path.unlink()
                 elif path.is_dir():
-                    doomed = path.with_name(staging_name(f"deleting-{uuid.uuid4().hex}"))
-                    os.rename(path, doomed)
-                    shutil.rmtree(doomed)
+                    self._rename_and_remove(path)
+
+    def delete_versions(self, exporter_uri: str, versions: Sequence[int]) -> None:
+        """Rename each version dir to a staging name of ours (the version is gone for every
+        reader in that one step), fsync the exporter dir, then remove it."""
+        exporter = self._path(exporter_uri)
+        for version in versions:
+            path = exporter / str(version)
+            with _os_errors(path):
+                if path.is_dir():
+                    self._rename_and_remove(path)
+
+    @staticmethod
+    def _rename_and_remove(path: Path) -> None:
+        doomed = path.with_name(staging_name(uuid.uuid4().hex))
+        os.rename(path, doomed)
+        _fsync_path(path.parent)
+        shutil.rmtree(doomed)
+
+    def staging_in_use(self, uri: str) -> bool:
+        """Whether another open file description holds the directory's fcntl lock (the one
+        `staging_dir` takes for its writer); False for a path that does not exist."""
+        try:
+            with _os_errors(uri):
+                fd = os.open(self._path(uri), os.O_RDONLY | os.O_DIRECTORY)
+        except StorageNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     @contextmanager
     def staging_dir(self, exporter_uri: str) -> Iterator[Path]:
-        """`<exporter>/temp-<uuid>/`, created empty; removed on exit unless published."""
+        """`<exporter>/temp-airflow-tf-export-<32 hex>/`, created empty under the exporter
+        lock and held (an fcntl lock on the directory) until exit, so retention, which scans
+        under the exporter lock, sees it only as in use; removed on exit unless published."""
         exporter = self._ensure_dir(exporter_uri)
         staging = exporter / staging_name(uuid.uuid4().hex)
-        with _os_errors(staging):
+        with self.exporter_lock(exporter_uri), _os_errors(staging):
             staging.mkdir()
+            fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(fd)
 
     @contextmanager
     def exporter_lock(self, exporter_uri: str) -> Iterator[None]:
@@ -276,11 +313,12 @@ class LocalStorage:
         *,
         now_seconds: int | None = None,
     ) -> ExportMetadata:
-        """Stage in `<exporter>/temp-*` (no copy when `source_dir` is already one, as given
-        by `staging_dir`), write the metadata, fsync everything, rename to the version."""
+        """Stage in `<exporter>/temp-airflow-tf-export-*` (no copy when `source_dir` is
+        already one, as given by `staging_dir`), write the metadata's checksum sibling and
+        the metadata, fsync everything, rename to the version (the commit point)."""
         check_publishable(source_dir)
         exporter = self._ensure_dir(exporter_uri)
-        in_place = is_staging_name(source_dir.name) and source_dir.parent.resolve() == (
+        in_place = is_our_staging_name(source_dir.name) and source_dir.parent.resolve() == (
             exporter.resolve()
         )
         staging = source_dir if in_place else exporter / staging_name(uuid.uuid4().hex)
@@ -314,10 +352,15 @@ class LocalStorage:
             except VersionRangeError as err:
                 raise VersionRangeError(f"cannot publish into {exporter}: {err}") from None
             published = metadata.with_publication(version, manifest)
-            with (staging / METADATA_FILENAME).open("w", encoding="utf-8") as handle:
-                handle.write(published.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
+            record = published.to_json().encode()
+            for stale in staging.iterdir():
+                if is_metadata_checksum_name(stale.name):
+                    stale.unlink()
+            for name, data in ((metadata_checksum_name(record), b""), (METADATA_FILENAME, record)):
+                with (staging / name).open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
             _fsync_path(staging)
             try:
                 os.rename(staging, exporter / str(published.version))

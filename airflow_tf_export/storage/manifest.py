@@ -13,7 +13,12 @@ from pathlib import Path
 
 import google_crc32c
 
-from airflow_tf_export.core.metadata import METADATA_FILENAME, ManifestEntry
+from airflow_tf_export.core.metadata import (
+    METADATA_FILENAME,
+    ManifestEntry,
+    is_metadata_checksum_name,
+)
+from airflow_tf_export.core.ownership import DELETE_MARKER
 from airflow_tf_export.storage.base import StorageError, VersionIntegrityError
 
 SAVED_MODEL_FILENAMES = ("saved_model.pb", "saved_model.pbtxt")
@@ -52,11 +57,19 @@ def check_publishable(source_dir: Path) -> None:
         raise StorageError(
             f"SavedModel directory {source_dir} holds neither saved_model.pb nor saved_model.pbtxt"
         )
-    if (source_dir / METADATA_FILENAME).exists():
+    reserved = sorted(p.name for p in source_dir.iterdir() if is_record_file(p.name))
+    if reserved:
         raise StorageError(
-            f"SavedModel directory {source_dir} already holds {METADATA_FILENAME}; "
-            "publishing writes that file itself"
+            f"SavedModel directory {source_dir} already holds {reserved[0]}; publishing "
+            f"writes {METADATA_FILENAME}, its checksum and delete markers itself"
         )
+
+
+def is_record_file(name: str) -> bool:
+    """Whether a version dir's top-level file belongs to its record rather than to the
+    SavedModel: `export_metadata.json`, its checksum sibling, or our delete marker. Manifests
+    never list them."""
+    return name in (METADATA_FILENAME, DELETE_MARKER) or is_metadata_checksum_name(name)
 
 
 def build_manifest(source_dir: Path) -> tuple[ManifestEntry, ...]:
@@ -72,7 +85,8 @@ def build_manifest(source_dir: Path) -> tuple[ManifestEntry, ...]:
 
 
 def manifest_mismatch(manifest: Sequence[ManifestEntry], sizes: Mapping[str, int]) -> str | None:
-    """Why the files listed (relative path -> size, metadata excluded) do not match, or None."""
+    """Why the files listed (relative path -> size, record files excluded) do not match, or
+    None."""
     expected = {entry.path: entry.size for entry in manifest}
     missing = sorted(set(expected) - set(sizes))
     if missing:

@@ -18,6 +18,8 @@ from airflow_tf_export.storage import (
 )
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
+ABANDONED = "temp-airflow-tf-export-" + "e" * 32  # a staging dir of ours
+
 # ---- primitives -------------------------------------------------------------------------
 
 
@@ -157,7 +159,7 @@ def test_publish_commits_a_version_that_verifies(backend: Backend, tmp_path: Pat
     state = exporter.scan()
     assert state.committed == [published]
     assert state.staging == [] and state.invalid == []
-    assert exporter.verify(NOW) == published
+    assert exporter.verify(NOW).metadata == published
     stored = backend.storage.read_bytes(backend.uri("export", "latest", str(NOW), "saved_model.pb"))
     write_model_files(tmp_path / "expected", step=100)
     assert stored == (tmp_path / "expected" / "saved_model.pb").read_bytes()
@@ -209,7 +211,7 @@ def test_publish_refuses_a_source_that_is_not_a_savedmodel(
     assert str(source) in str(raised.value)
     exporter = ExporterDir(backend.storage, exporter_uri)
     assert exporter.committed() == [kept]
-    assert exporter.verify(kept.version) == kept
+    assert exporter.verify(kept.version).metadata == kept
 
 
 def test_publish_of_a_missing_source_names_it(backend: Backend, tmp_path: Path) -> None:
@@ -246,7 +248,7 @@ def test_scan_classifies_committed_staging_invalid_and_ignores_the_rest(backend:
     good = backend.publish(exporter_uri, step=1)
     resized = backend.publish(exporter_uri, step=2)
     write = backend.storage.write_bytes
-    write(backend.uri("export", "latest", "temp-abandoned", "saved_model.pb"), b"partial")
+    write(backend.uri("export", "latest", ABANDONED, "saved_model.pb"), b"partial")
     write(backend.uri("export", "latest", str(NOW + 100), "saved_model.pb"), b"no metadata")
     write(backend.uri("export", "latest", str(NOW + 200), "saved_model.pb"), b"pb")
     write(backend.uri("export", "latest", str(NOW + 200), METADATA_FILENAME), b"{not json")
@@ -261,7 +263,7 @@ def test_scan_classifies_committed_staging_invalid_and_ignores_the_rest(backend:
     state = exporter.scan()
 
     assert state.committed == [good]
-    assert sorted(s.name for s in state.staging) == [str(NOW + 100), "temp-abandoned"]
+    assert sorted(s.name for s in state.staging) == [str(NOW + 100), ABANDONED]
     invalid = dict(state.invalid)
     assert sorted(invalid) == [resized.version, NOW + 200, NOW + 300]
     assert "variables/variables.index" in invalid[resized.version]
@@ -283,7 +285,7 @@ def test_verify_names_a_corrupted_file_of_the_same_size(backend: Backend) -> Non
     with pytest.raises(VersionIntegrityError, match=r"assets/vocab-2.txt does not match"):
         exporter.verify(published.version)
     backend.storage.write_bytes(target, original)
-    assert exporter.verify(published.version) == published
+    assert exporter.verify(published.version).metadata == published
 
 
 def test_verify_of_a_missing_version_or_one_without_metadata(backend: Backend) -> None:
@@ -309,7 +311,7 @@ def test_metadata_that_is_not_json_is_named_by_verify(backend: Backend) -> None:
 
 def test_staging_age_comes_from_the_newest_file(backend: Backend) -> None:
     exporter_uri = backend.uri("export", "latest")
-    backend.storage.write_bytes(backend.uri("export", "latest", "temp-x", "a"), b"a")
+    backend.storage.write_bytes(backend.uri("export", "latest", ABANDONED, "a"), b"a")
     exporter = ExporterDir(backend.storage, exporter_uri)
     (young,) = exporter.scan().staging
     assert 0 <= young.age_seconds < 600
@@ -323,7 +325,7 @@ def test_staging_age_comes_from_the_newest_file(backend: Backend) -> None:
 def test_apply_deletes_exactly_what_the_plan_deletes(backend: Backend) -> None:
     exporter_uri = backend.uri("export", "latest")
     published = [backend.publish(exporter_uri, step=s) for s in range(1, 5)]
-    backend.storage.write_bytes(backend.uri("export", "latest", "temp-old", "a"), b"a")
+    backend.storage.write_bytes(backend.uri("export", "latest", ABANDONED, "a"), b"a")
     backend.storage.write_bytes(backend.uri("export", "latest", "notes.txt"), b"kept")
     exporter = ExporterDir(backend.storage, exporter_uri)
     state = exporter.scan(now_seconds=time.time() + 7200)

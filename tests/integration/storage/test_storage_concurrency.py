@@ -48,7 +48,7 @@ def test_eight_processes_publishing_at_once_get_eight_distinct_versions(tmp_path
     assert sorted(m.global_step for m in state.committed) == list(range(1, 9))
     assert state.staging == [] and state.invalid == []
     for meta in state.committed:
-        assert exporter.verify(meta.version) == meta
+        assert exporter.verify(meta.version).metadata == meta
 
 
 def test_concurrent_best_exporters_never_publish_a_worse_model(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def _check_invariants(storage: Storage, uri: str) -> ExporterDir:
     state = exporter.scan()
     assert state.invalid == [], "a crash must never leave a version that looks committed but is not"
     for meta in state.committed:
-        assert exporter.verify(meta.version) == meta
+        assert exporter.verify(meta.version).metadata == meta
     children = storage.list_dir(uri) if storage.exists(uri) else []
     for child in children:
         if parse_version(child.name) is not None:
@@ -79,7 +79,7 @@ def _retry(storage: Storage, uri: str, step: int) -> None:
     assert outcome.metadata is not None and outcome.metadata.global_step == step
     mine = [m for m in exporter.committed() if m.checkpoint_path == f"/model/ckpt-{step}"]
     assert len(mine) == 1, f"checkpoint {step} is committed {len(mine)} times"
-    assert exporter.verify(mine[0].version) == mine[0]
+    assert exporter.verify(mine[0].version).metadata == mine[0]
 
 
 def _trials(

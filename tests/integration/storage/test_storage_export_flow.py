@@ -142,7 +142,7 @@ def test_published_metadata_records_the_export(backend: Backend) -> None:
     exporter = ExporterDir(backend.storage, backend.uri("export", "best"))
     lineage = Lineage(dag_id="retrain", run_id="manual__1", task_id="export_best", try_number=2)
     outcome = _export(exporter, BestStrategy(name="best"), 7, loss=0.25, lineage=lineage)
-    meta = exporter.verify(NOW + 7)
+    meta = exporter.verify(NOW + 7).metadata
     assert meta == outcome.metadata
     assert (meta.exporter, meta.strategy, meta.global_step) == ("best", "best", 7)
     assert meta.checkpoint_path == "/model/ckpt-7"

@@ -12,7 +12,7 @@ import pytest
 from gcs_fixtures import RecordingProxy, emulator_client
 from storage_test_models import NOW, Backend, model_file_names, template, write_model_files
 
-from airflow_tf_export.core.metadata import METADATA_FILENAME
+from airflow_tf_export.core.metadata import METADATA_FILENAME, metadata_checksum_name
 from airflow_tf_export.storage import BucketNotFoundError, StorageError, storage_for
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.gcs import GcsStorage
@@ -40,9 +40,10 @@ def test_publish_is_create_only_ordered_and_lists_with_a_delimiter(
     This test shows the parameter is on every request; the enforcing-proxy tests below show
     what the code does when the server refuses.
     """
-    backend, _client, _bucket = _backend(gcs_proxy)
+    backend, client, bucket = _backend(gcs_proxy)
     exporter_uri = backend.uri("export", "latest")
     published = backend.publish(exporter_uri, step=1)
+    requests = len(gcs_proxy.requests)
 
     uploads = [r for r in gcs_proxy.requests if r.object_name is not None]
     assert uploads and all(r.query.get("ifGenerationMatch") == ["0"] for r in uploads)
@@ -50,8 +51,10 @@ def test_publish_is_create_only_ordered_and_lists_with_a_delimiter(
     version_prefix = f"model/export/latest/{published.version}/"
     assert names[0] == f"model/export/latest/temp-claim-{published.version}"
     assert names[-1] == version_prefix + METADATA_FILENAME
-    assert names[-2] == version_prefix + "saved_model.pb"
-    assert sorted(names[1:-2]) == sorted(
+    record = client.bucket(bucket).blob(names[-1]).download_as_bytes()
+    assert names[-2] == version_prefix + metadata_checksum_name(record)
+    assert names[-3] == version_prefix + "saved_model.pb"
+    assert sorted(names[1:-3]) == sorted(
         version_prefix + n for n in model_file_names() if n != "saved_model.pb"
     )
     listing = gcs_proxy.requests[0]
@@ -61,7 +64,7 @@ def test_publish_is_create_only_ordered_and_lists_with_a_delimiter(
     assert [r.path.rsplit("/", 1)[-1] for r in deletes] == [
         f"model%2Fexport%2Flatest%2Ftemp-claim-{published.version}"
     ]
-    assert len(gcs_proxy.requests) <= len(model_file_names()) + 6
+    assert requests <= len(model_file_names()) + 7
 
 
 def test_a_claim_lost_to_another_writer_moves_on_to_the_next_version(
@@ -84,7 +87,7 @@ def test_a_claim_lost_to_another_writer_moves_on_to_the_next_version(
     refused = [r for r in enforcing_gcs_proxy.requests if r.status == 412]
     assert [r.object_name for r in refused] == [claim]
     assert client.bucket(bucket).blob(claim).download_as_bytes() == b"rival"
-    assert ExporterDir(backend.storage, exporter_uri).verify(NOW + 1) == published
+    assert ExporterDir(backend.storage, exporter_uri).verify(NOW + 1).metadata == published
 
 
 def test_a_file_created_by_another_writer_stops_the_publish_before_commit(
@@ -132,7 +135,9 @@ def test_a_retried_upload_that_already_landed_is_accepted(
     enforcing_gcs_proxy.before_forward = None
 
     assert [r.object_name for r in enforcing_gcs_proxy.requests if r.status == 412] == [twin]
-    assert ExporterDir(backend.storage, exporter_uri).verify(published.version) == published
+    assert (
+        ExporterDir(backend.storage, exporter_uri).verify(published.version).metadata == published
+    )
 
 
 def test_concurrent_publishers_get_distinct_committed_versions(
@@ -158,7 +163,7 @@ def test_concurrent_publishers_get_distinct_committed_versions(
     committed = exporter.committed()
     assert sorted(m.global_step for m in committed) == [1, 2, 3, 4]
     for meta in committed:
-        assert exporter.verify(meta.version) == meta
+        assert exporter.verify(meta.version).metadata == meta
 
 
 def test_deletes_go_in_batches_of_at_most_100(gcs_proxy: RecordingProxy) -> None:

@@ -287,12 +287,13 @@ def test_concurrent_best_exports_never_publish_a_worse_model_as_newest(
         assert all(a > b for a, b in itertools.pairwise(losses))
 
 
-def test_a_holder_that_lost_its_lease_does_not_publish(
+def test_a_holder_that_lost_its_lease_does_not_publish_or_delete(
     proxy: GenerationEnforcingProxy, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Renewals fail until the lease expires (a GCS outage for this holder only, which
     cannot be produced here for one client: the failure is injected into its renewals);
-    a waiter takes the lock over, and the holder's publish is refused, retryably."""
+    a waiter takes the lock over, and the holder's publish and version deletes are refused,
+    retryably."""
     uri = f"gs://{bucket}/m/export/e"
     holder, waiter = _storage(proxy, lock_lease_seconds=1.5), _storage(proxy)
     renew = holder._write_lock
@@ -311,11 +312,15 @@ def test_a_holder_that_lost_its_lease_does_not_publish(
             inside.set()
             write_model_files(staging, 10)
             assert taken_over.wait(30)
-            try:
-                holder.publish_version(staging, uri, template(10))
-                outcome.append(None)
-            except StorageError as error:
-                outcome.append(error)
+            for act in (
+                lambda: holder.publish_version(staging, uri, template(10)),
+                lambda: holder.delete_versions(uri, [1]),
+            ):
+                try:
+                    act()
+                    outcome.append(None)
+                except StorageError as error:
+                    outcome.append(error)
 
     thread = threading.Thread(target=hold)
     thread.start()
@@ -323,7 +328,8 @@ def test_a_holder_that_lost_its_lease_does_not_publish(
     with waiter.exporter_lock(uri):
         taken_over.set()
         thread.join(60)
-    (error,) = outcome
-    assert error is not None and "lost the exporter lock" in str(error)
-    assert not isinstance(error, ValueError)
+    for error in outcome:
+        assert error is not None and "lost the exporter lock" in str(error)
+        assert not isinstance(error, ValueError)
+    assert len(outcome) == 2
     assert ExporterDir(waiter, uri).committed() == []

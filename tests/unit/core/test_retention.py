@@ -27,6 +27,10 @@ from airflow_tf_export.core.retention import (
 
 from .factories import BASE_VERSION, make_meta
 
+OLD = "temp-airflow-tf-export-" + "0" * 32
+NEW = "temp-airflow-tf-export-" + "1" * 32
+RUNNING = "temp-airflow-tf-export-" + "2" * 32
+
 
 def versions(*steps: int, losses: tuple[float, ...] = ()) -> list[ExportMetadata]:
     return [
@@ -172,42 +176,54 @@ def test_plan_explains_every_decision() -> None:
         [KeepNewest(2)],
         best=BASE_VERSION,
         staging=[
-            StagingDir("temp-old", 7200.0),
-            StagingDir("temp-new", 60.0),
+            StagingDir(OLD, 7200.0),
+            StagingDir(NEW, 60.0),
+            StagingDir(RUNNING, 1e9, in_use=True),
             StagingDir("9", 3600, claim="temp-claim-9"),
             StagingDir("8", 1e9),
+            StagingDir("temp-notes.txt", 1e9),
         ],
+        invalid=[(7, "7/export_metadata.json says version 1700000000, but its directory is 7")],
     )
     assert plan.keep_versions == (BASE_VERSION, BASE_VERSION + 2, BASE_VERSION + 3)
     assert plan.delete_versions == (BASE_VERSION + 1,)
-    assert plan.staging_delete == ("temp-old",)
-    assert plan.staging_keep == ("temp-new", "9")
+    assert plan.staging_delete == (OLD,)
+    assert plan.staging_keep == (NEW, RUNNING, "9")
+    assert plan.in_use == (RUNNING,)
     assert plan.foreign == ("8",)
+    assert plan.not_ours == ("temp-notes.txt",)
     assert plan.explain().splitlines() == [
         f"{BASE_VERSION} keep current-best: the current best version",
         f"{BASE_VERSION + 1} delete: matched no keep rule",
         f"{BASE_VERSION + 2} keep newest(2): among the 2 newest",
         f"{BASE_VERSION + 3} keep newest-committed, newest(2): the newest committed version; "
         "among the 2 newest",
-        "temp-old delete: staging dir older than the 3600s grace period",
-        "temp-new keep: staging dir within the 3600s grace period",
+        f"{OLD} delete: staging dir older than the 3600s grace period",
+        f"{NEW} keep: staging dir within the 3600s grace period",
+        f"{RUNNING} keep: staging dir in use by a running export",
         "9 keep: unfinished publish or delete of ours within the 3600s grace period",
         "8 keep foreign: no export_metadata.json and no publish claim, so not written by this "
         "product (e.g. a tf.estimator export); never deleted automatically and not a committed "
         "version",
+        "temp-notes.txt keep not ours: not in a form this product creates "
+        "(temp-airflow-tf-export-<32 hex>, temp-claim-<version> holding a token, or from "
+        "earlier releases temp-<32 hex> and temp-deleting-<32 hex>); never deleted "
+        "automatically",
+        "7 keep invalid: 7/export_metadata.json says version 1700000000, but its directory is "
+        "7; not a committed version, never deleted automatically",
     ]
 
 
 def test_deletion_disabled_keeps_every_version_but_cleans_old_staging_dirs() -> None:
     plan = plan_retention(
-        versions(1, 2, 3), [KeepNewest(1)], delete=False, staging=[StagingDir("temp-x", 1e6)]
+        versions(1, 2, 3), [KeepNewest(1)], delete=False, staging=[StagingDir(OLD, 1e6)]
     )
     assert plan.delete_versions == ()
     assert {item.rule for item in plan.items} == {"deletion disabled"}
     assert plan.items[0] == PlanItem(
         BASE_VERSION, True, "deletion disabled", "exports_to_keep is None: nothing is deleted"
     )
-    assert plan.staging_delete == ("temp-x",)
+    assert plan.staging_delete == (OLD,)
 
 
 def test_empty_plan() -> None:
@@ -303,21 +319,35 @@ def test_kept_set_is_the_union_of_the_rules_plus_newest_and_best(
 
 @given(
     st.lists(
-        st.tuples(st.text("temp-abc0123456789", min_size=1, max_size=8), st.floats(-10, 10_000)),
+        st.tuples(
+            st.one_of(
+                st.from_regex(r"temp-airflow-tf-export-[0-9a-f]{32}", fullmatch=True),
+                st.text("temp-abc0123456789", min_size=1, max_size=8),
+            ),
+            st.floats(-10, 10_000),
+            st.booleans(),
+        ),
         max_size=10,
+        unique_by=lambda row: row[0],
     ),
     st.floats(0, 5000),
 )
 def test_staging_dirs_are_deleted_only_after_the_grace_period(
-    rows: list[tuple[str, float]], grace: float
+    rows: list[tuple[str, float, bool]], grace: float
 ) -> None:
-    """Our `temp-*` entries age out; any other name without a claim is foreign and kept."""
-    staging = [StagingDir(name, age) for name, age in rows]
+    """Our staging dirs age out unless in use; an integer name without a claim is foreign
+    and any other name not ours; both are kept."""
+    staging = [StagingDir(name, age, in_use=in_use) for name, age, in_use in rows]
     plan = plan_retention([], [], staging=staging, staging_grace_seconds=grace)
-    ours = [s for s in staging if s.name.startswith("temp-")]
-    assert list(plan.staging_delete) == [s.name for s in ours if s.age_seconds > grace]
-    assert list(plan.staging_keep) == [s.name for s in ours if s.age_seconds <= grace]
-    assert list(plan.foreign) == [s.name for s in staging if not s.name.startswith("temp-")]
+    ours = [s for s in staging if s.name.startswith("temp-airflow-tf-export-")]
+    expired = [s.name for s in ours if s.age_seconds > grace and not s.in_use]
+    assert list(plan.staging_delete) == expired
+    assert list(plan.staging_keep) == [s.name for s in ours if s.name not in expired]
+    assert list(plan.in_use) == [s.name for s in ours if s.in_use]
+    assert list(plan.foreign) == [s.name for s in staging if s.name.isdigit() and int(s.name)]
+    assert set(plan.not_ours) == {s.name for s in staging} - {s.name for s in ours} - set(
+        plan.foreign
+    )
 
 
 @given(committed_strategy, st.integers(1, 6))

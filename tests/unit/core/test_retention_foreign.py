@@ -1,6 +1,7 @@
 """Retention of uncommitted entries: integer dirs without metadata are deleted only when a
-publish claim proves they are ours (an abandoned GCS publish); foreign ones (e.g. a
-tf.estimator export) are reported and kept, whatever the rules, `delete` and the clock."""
+publish claim or a delete marker proves they are ours (a GCS publish or delete cut short);
+foreign ones (e.g. a tf.estimator export) are reported and kept, whatever the rules, `delete`
+and the clock."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_a_name_beyond_int64_is_kept_as_foreign_and_explained() -> None:
 
 def test_an_abandoned_publish_goes_with_its_claim_after_the_grace_period() -> None:
     version, claim = str(BASE_VERSION), f"temp-claim-{BASE_VERSION}"
-    old = [StagingDir(version, 7200, claim=claim), StagingDir(claim, 7300)]
+    old = [StagingDir(version, 7200, claim=claim), StagingDir(claim, 7300, marked=True)]
     plan = plan_retention([], [], staging=old, delete=False)
     assert (plan.staging_delete, plan.claim_delete, plan.staging_keep) == ((version,), (claim,), ())
     assert plan.explain().splitlines() == [
@@ -58,23 +59,27 @@ def test_an_abandoned_publish_goes_with_its_claim_after_the_grace_period() -> No
     ]
 
     # Files uploaded recently make the publish young: its old claim is kept with it.
-    young = [StagingDir(version, 60, claim=claim), StagingDir(claim, 7300)]
+    young = [StagingDir(version, 60, claim=claim), StagingDir(claim, 7300, marked=True)]
     plan = plan_retention([], [], staging=young)
     assert (plan.staging_delete, plan.claim_delete, plan.staging_keep) == ((), (), (version, claim))
 
 
 def test_an_interrupted_delete_of_ours_is_cleaned_up_after_the_grace_period() -> None:
-    """A version with our metadata but no saved_model: a GCS delete cut short."""
+    """A version dir without metadata holding our delete marker: a GCS delete cut short."""
     version = str(BASE_VERSION)
-    old = plan_retention([], [], staging=[StagingDir(version, 7200, deleting=True)])
+    old = plan_retention([], [], staging=[StagingDir(version, 7200, marked=True)])
     assert (old.staging_delete, old.foreign) == ((version,), ())
-    young = plan_retention([], [], staging=[StagingDir(version, 60, deleting=True)])
+    young = plan_retention([], [], staging=[StagingDir(version, 60, marked=True)])
     assert (young.staging_keep, young.foreign) == ((version,), ())
 
 
-def test_a_claim_must_be_a_staging_name() -> None:
-    with pytest.raises(ValueError, match="the claim of '5' must be a staging name, got '7'"):
+def test_a_claim_must_be_named_after_its_version() -> None:
+    with pytest.raises(ValueError, match="the claim of '5' must be named temp-claim-5, got '7'"):
         StagingDir("5", 0, claim="7")
+    with pytest.raises(ValueError, match="got 'temp-claim-6'"):
+        StagingDir("5", 0, claim="temp-claim-6")
+    with pytest.raises(ValueError, match="only an integer dir has a publish claim"):
+        StagingDir("temp-x", 0, claim="temp-claim-6")
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -94,7 +99,7 @@ publish_strategy = st.lists(
     unique_by=lambda t: t[0],
 )
 temp_strategy = st.lists(
-    st.tuples(st.text("abc0123456789-", min_size=1, max_size=8), st.floats(-1e12, 1e12)),
+    st.tuples(st.from_regex(r"[0-9a-f]{32}", fullmatch=True), st.floats(-1e12, 1e12)),
     max_size=5,
     unique_by=lambda t: t[0],
 )
@@ -125,8 +130,8 @@ def test_foreign_versions_are_never_deleted_and_claims_follow_their_publish(
         claim = f"temp-claim-{version}"
         staging.append(StagingDir(str(version), age, claim=claim))
         if claim_age is not None:  # the claim object itself, as a scan also lists it
-            staging.append(StagingDir(claim, claim_age))
-    staging += [StagingDir(f"temp-{token}", age) for token, age in temps]
+            staging.append(StagingDir(claim, claim_age, marked=True))
+    staging += [StagingDir(f"temp-airflow-tf-export-{token}", age) for token, age in temps]
     shuffler.shuffle(staging)  # type: ignore[attr-defined]
 
     plan = plan_retention(

@@ -99,14 +99,21 @@ def test_the_current_best_is_protected_even_without_a_best_rule(exporter: str) -
 
 
 def test_pinned_every_steps_and_abandoned_staging(exporter: str) -> None:
-    staging = Path(exporter) / "temp-abandoned"
+    abandoned = f"temp-airflow-tf-export-{'a' * 32}"
+    staging = Path(exporter) / abandoned
     staging.mkdir()
     (staging / "saved_model.pb").write_bytes(b"half written")
     keep = {"newest": 1, "pinned": [NOW + 100], "every_steps": 1000}
     result = retention(exporter_dirs=[exporter], keep=keep, staging_grace_seconds=0).execute({})  # type: ignore[arg-type]
     assert not staging.exists()
-    assert result["exporters"][0]["staging_delete"] == ["temp-abandoned"]
+    assert result["exporters"][0]["staging_delete"] == [abandoned]
     assert NOW + 100 in versions(exporter)
+
+
+@pytest.mark.parametrize("grace", [-1, float("nan"), "0", True])
+def test_a_bad_grace_period_is_refused_when_the_task_is_built(grace: object) -> None:
+    with pytest.raises(ValueError, match="staging_grace_seconds must be a number >= 0, got"):
+        retention(exporter_dirs=["/m/export/best"], keep=KEEP, staging_grace_seconds=grace)
 
 
 def test_a_state_file_that_cannot_be_pruned_stops_retention_before_anything_is_deleted(

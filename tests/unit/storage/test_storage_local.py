@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
+from airflow_tf_export.core.metadata import (
+    METADATA_FILENAME,
+    ExportMetadata,
+    metadata_checksum_name,
+)
+from airflow_tf_export.core.ownership import is_our_staging_name
+from airflow_tf_export.core.retention import RetentionPlan, plan_retention
 from airflow_tf_export.storage import StorageError, StorageNotFoundError
 from airflow_tf_export.storage.base import EXPORTER_LOCK_NAME
-from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
 from airflow_tf_export.storage.local import LocalStorage
 
 NOW = 1_800_000_000
@@ -37,15 +43,86 @@ def _write_model(directory: Path) -> None:
 def test_publishing_the_staging_dir_renames_it_without_copying(tmp_path: Path) -> None:
     storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
     with storage.staging_dir(exporter) as staging:
-        assert staging.parent == Path(exporter) and staging.name.startswith("temp-")
+        assert staging.parent == Path(exporter) and is_our_staging_name(staging.name)
         _write_model(staging)
         inode = staging.stat().st_ino
         published = storage.publish_version(staging, exporter, TEMPLATE, now_seconds=NOW)
         assert not staging.exists()
     version_dir = Path(exporter) / str(NOW)
     assert version_dir.stat().st_ino == inode
-    assert sorted(os.listdir(exporter)) == [str(NOW)]
-    assert ExporterDir(storage, exporter).verify(NOW) == published
+    assert sorted(os.listdir(exporter)) == [EXPORTER_LOCK_NAME, str(NOW)]
+    record = (version_dir / METADATA_FILENAME).read_bytes()
+    assert sorted(os.listdir(version_dir)) == [
+        METADATA_FILENAME,
+        metadata_checksum_name(record),
+        "saved_model.pb",
+        "variables",
+    ]
+    assert ExporterDir(storage, exporter).verify(NOW).metadata == published
+
+
+def test_a_staging_dir_is_in_use_exactly_while_its_writer_holds_it(tmp_path: Path) -> None:
+    """Another process sees the writer's lock; once the writer exits (or dies) it is gone."""
+    storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
+    probe = (
+        "import sys; from airflow_tf_export.storage.local import LocalStorage;"
+        "print(LocalStorage().staging_in_use(sys.argv[1]))"
+    )
+
+    def seen_in_use(path: Path) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    with storage.staging_dir(exporter) as staging:
+        assert seen_in_use(staging) == "True"
+        assert storage.staging_in_use(str(staging))
+    assert seen_in_use(staging) == "False"
+    killed = subprocess.run(
+        [sys.executable, "-c", _HOLD_AND_DIE, exporter], capture_output=True, text=True
+    )
+    assert killed.returncode == -9
+    (left,) = [p for p in Path(exporter).iterdir() if is_our_staging_name(p.name)]
+    assert seen_in_use(left) == "False" and not storage.staging_in_use(str(left))
+    assert not storage.staging_in_use(str(tmp_path / "absent"))
+
+
+def test_retention_at_grace_zero_keeps_only_the_staging_dir_a_running_export_holds(
+    tmp_path: Path,
+) -> None:
+    storage, uri = LocalStorage(), str(tmp_path / "export" / "latest")
+    exporter = ExporterDir(storage, uri)
+    subprocess.run([sys.executable, "-c", _HOLD_AND_DIE, uri], check=False)
+    (dead,) = [p.name for p in Path(uri).iterdir() if is_our_staging_name(p.name)]
+
+    def plan(state: ExporterDirState) -> RetentionPlan:
+        return plan_retention(state.committed, [], staging=state.staging, staging_grace_seconds=0)
+
+    with storage.staging_dir(uri) as running:
+        _write_model(running)
+        _state, planned = exporter.retain(plan)
+        assert planned.staging_delete == (dead,)
+        assert planned.in_use == (running.name,) and running.exists()
+        assert f"{running.name} keep: staging dir in use by a running export" in planned.explain()
+    assert sorted(os.listdir(uri)) == [EXPORTER_LOCK_NAME]
+
+
+# A writer killed while it holds its staging dir (the dir stays behind, its lock does not).
+_HOLD_AND_DIE = (
+    "import os, signal, sys; from airflow_tf_export.storage.local import LocalStorage;"
+    "cm = LocalStorage().staging_dir(sys.argv[1]); cm.__enter__();"
+    "os.kill(os.getpid(), signal.SIGKILL)"
+)
+
+
+def test_delete_versions_removes_the_dirs_and_ignores_absent_ones(tmp_path: Path) -> None:
+    storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
+    source = tmp_path / "model"
+    _write_model(source)
+    storage.publish_version(source, exporter, TEMPLATE, now_seconds=NOW)
+    storage.publish_version(source, exporter, TEMPLATE, now_seconds=NOW)
+    storage.delete_versions(exporter, [NOW, NOW + 5])
+    assert sorted(os.listdir(exporter)) == [str(NOW + 1)]
 
 
 def test_publishing_another_directory_copies_it_and_leaves_it_alone(tmp_path: Path) -> None:
