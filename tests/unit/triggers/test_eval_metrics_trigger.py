@@ -13,13 +13,12 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 from events.event_builders import append_events, simple_value_event, write_events
 
-from airflow_tf_export.events import eval_search
+from airflow_tf_export.events import eval_look, eval_search
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.base import StorageError
 from airflow_tf_export.storage.local import LocalStorage
-from airflow_tf_export.triggers import eval_metrics
 from airflow_tf_export.triggers.eval_metrics import EvalMetricsTrigger, next_interval
 
 EVENT_FILE = "eval/events.out.tfevents.1700000000.host"
@@ -77,7 +76,7 @@ async def test_fires_with_the_result_once_it_is_written(
         bytes_read.append(reader.totals.bytes_read)
         return found
 
-    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    monkeypatch.setattr(eval_look, "find_eval_result", counting_find)
     waiting = asyncio.create_task(_first_event(_trigger(tmp_path, min_step=500)))
     while len(bytes_read) < 3:
         await asyncio.sleep(0.01)
@@ -195,7 +194,7 @@ async def test_a_trigger_given_the_sensor_s_cursor_does_not_read_the_files_again
         bytes_read.append(reader.totals.bytes_read)
         return found
 
-    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    monkeypatch.setattr(eval_look, "find_eval_result", counting_find)
     appended = append_events(path, [simple_value_event(500, {"loss": 0.002})])
     trigger = _trigger(tmp_path, min_step=500, cursor=first.cursor())
     event = await _first_event(EvalMetricsTrigger(**trigger.serialize()[1]))
