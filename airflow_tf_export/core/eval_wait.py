@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,15 +258,22 @@ class MissingMetrics:
             if name.casefold() in by_folded
         }
 
-    def closest(self, name: str) -> str | None:
-        """The present metric `name` most likely means: the same in another case, else the
-        closest spelling (difflib, similarity >= 0.6), else None."""
+    def suggestions(self, name: str) -> list[str]:
+        """The present metrics `name` may mean: the one it is in another letter case; else
+        up to three of the closest spellings (difflib, similarity >= 0.6) and of those with
+        `name` as a `_`- or `/`-separated part (`epoch_mae`, `evaluation_mae_vs_iterations`
+        for `mae`, as Keras's TensorBoard callback names them)."""
         misspelled = self.misspelled()
         if name in misspelled:
-            return misspelled[name]
+            return [misspelled[name]]
         by_folded = {present.casefold(): present for present in self.present}
-        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1)
-        return by_folded[close[0]] if close else None
+        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=3)
+        parts = [
+            folded
+            for folded in by_folded
+            if name.casefold() in re.split(r"[_/]", folded) and folded not in close
+        ]
+        return [by_folded[folded] for folded in [*close, *parts][:3]]
 
     def describe(self) -> str:
         """`the newest evaluation (step 200) lacks MAE; it has loss, mae (did you mean
@@ -277,12 +285,12 @@ class MissingMetrics:
             f"the newest evaluation (step {self.step}) lacks {lacking}; "
             f"it has {_listed(self.present)}"
         )
-        guesses = {name: guess for name in self.lacking if (guess := self.closest(name))}
+        guesses = {name: found for name in self.lacking if (found := self.suggestions(name))}
         if not guesses:
             return text
         if len(self.lacking) == 1:
-            return f"{text} (did you mean {guesses[self.lacking[0]]!r}?)"
-        meant = ", ".join(f"{guess!r} for {name!r}" for name, guess in guesses.items())
+            return f"{text} (did you mean {_alternatives(guesses[self.lacking[0]])}?)"
+        meant = "; ".join(f"{_alternatives(found)} for {name!r}" for name, found in guesses.items())
         return f"{text} (did you mean {meant}?)"
 
 
@@ -322,14 +330,14 @@ def nearby_hint(model_dir: str, found: Mapping[str, int] | None) -> str:
     `model_dir` and in its direct subdirectories that have some (key "" for `model_dir`
     itself); None means `model_dir` does not exist."""
     if found is None:
-        return f"{model_dir} does not exist"
+        return f"The model_dir {model_dir} does not exist"
     if not found:
         return (
-            f"no event files ({EVENT_FILE_NAME_GLOB}) in {model_dir} or its direct "
+            f"No event files ({EVENT_FILE_NAME_GLOB}) in {model_dir} or its direct "
             "subdirectories either: has the evaluation run, and does it write under model_dir?"
         )
     listed = [
-        f"{f'{directory}/' if directory else 'model_dir itself'} "
+        f"{f'{directory}/' if directory else 'the model_dir itself'} "
         f"({count} file{'' if count == 1 else 's'})"
         for directory, count in sorted(found.items())
     ]
@@ -338,10 +346,9 @@ def nearby_hint(model_dir: str, found: Mapping[str, int] | None) -> str:
         advice = f"if the evaluation writes there, set event_file_pattern={patterns[0]}"
     else:
         advice = (
-            "set event_file_pattern to the one the evaluation writes to: "
-            f"{_listed(patterns, ' or ')}"
+            f"set event_file_pattern to the one the evaluation writes: {_listed(patterns, ' or ')}"
         )
-    return f"event files elsewhere in {model_dir}: {_listed(listed)}; {advice}"
+    return f"Event files elsewhere in {model_dir}: {_listed(listed)}; {advice}"
 
 
 def suggested_pattern(directory: str) -> str:
@@ -376,6 +383,12 @@ def timeout_message(elapsed: float, timeout: float, last_seen: str) -> str:
         f"Sensor has timed out; run duration of {elapsed:.1f} seconds reached the timeout "
         f"of {timeout:g} seconds. Last look: {last_seen}"
     )
+
+
+def _alternatives(names: list[str]) -> str:
+    """`'a'`, `'a' or 'b'`, `'a', 'b' or 'c'`."""
+    quoted = [repr(name) for name in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 
 
 def _listed(names: Iterable[str], separator: str = ", ") -> str:

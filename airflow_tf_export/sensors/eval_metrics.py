@@ -196,7 +196,7 @@ class EvalMetricsSensor(BaseSensorOperator):
             return PokeReturnValue(True, self._judge(found.result, wait))
         if found.mistake is not None:
             raise AirflowFailException(self._failure(found.mistake))
-        hint = self._hint(context) if found.matched_files == 0 else None
+        hint = self._hint(context, reader.storage) if found.matched_files == 0 else None
         status = found.status(hint)
         started_at = self._start(context)
         elapsed = time.time() - started_at
@@ -226,21 +226,21 @@ class EvalMetricsSensor(BaseSensorOperator):
             self._started_at = time.time() if first is None else first.timestamp()
         return self._started_at
 
-    def _hint(self, context: Context) -> str:
+    def _hint(self, context: Context, storage: Storage) -> str:
         """Where event files are, when the pattern matches none: looked up once per try
         (kept in the task state store in reschedule mode, given to the trigger)."""
         if self._search_hint is None:
             stored = _load_state(context, SEARCH_HINT_KEY, self.log) if self.reschedule else None
-            self._search_hint = stored if isinstance(stored, str) else self._look_nearby()
+            self._search_hint = stored if isinstance(stored, str) else self._look_nearby(storage)
             if self.reschedule and stored != self._search_hint:
                 _store_state(context, SEARCH_HINT_KEY, self._search_hint, self.log)
         return self._search_hint
 
-    def _look_nearby(self) -> str:
+    def _look_nearby(self, storage: Storage) -> str:
         try:
-            return nearby_hint(self.model_dir, nearby_event_files(self._storage(), self.model_dir))
+            return nearby_hint(self.model_dir, nearby_event_files(storage, self.model_dir))
         except StorageError as error:  # only a hint is lost
-            return f"could not look for event files in {self.model_dir}: {error}"
+            return f"Could not look for event files elsewhere in {self.model_dir}: {error}"
 
     def _reader(self, context: Context) -> EvalDirReader:
         """The reader of the previous poke in this process, else a new one (resumed from the
