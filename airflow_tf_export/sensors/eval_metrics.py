@@ -19,9 +19,10 @@ Outcomes, identical in every mode:
   naming the metrics it has and the closest one.
 - Storage read errors: the task fails and may retry; `silent_fail=True` logs them and keeps
   waiting; `never_fail=True` skips.
-- Nothing found before `timeout` (measured from the first poke, in reschedule mode the
-  first poke of the first try, as Airflow measures it): AirflowSensorTimeout naming the
-  files searched and what the last look found, or a skip with `soft_fail` or `never_fail`.
+- Nothing found before `timeout` (measured as Airflow measures it: from the first poke; in
+  reschedule mode from the first poke Airflow recorded a reschedule for):
+  AirflowSensorTimeout naming the files searched and what the last look found, or a skip
+  with `soft_fail` or `never_fail`.
   The trigger keeps this deadline itself, so a deferrable sensor ends on time under
   `airflow dags test` too.
 Every poke that finds nothing logs the pattern URI searched, the `event_file_pattern`, and,
@@ -218,7 +219,8 @@ class EvalMetricsSensor(BaseSensorOperator):
 
     def _start(self, context: Context) -> float:
         """When the wait began (seconds since the epoch), as Airflow measures a sensor's
-        timeout: this try's first poke, or in reschedule mode the first try's first poke."""
+        timeout: the first poke in this process, or in reschedule mode the first poke Airflow
+        recorded a reschedule for."""
         if self._started_at is None:
             first = None
             if self.reschedule and "ti" in context:
