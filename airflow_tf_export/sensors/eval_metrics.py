@@ -16,7 +16,7 @@ Outcomes, identical in every mode:
 - A required (or thresholded) metric that the newest evaluation has in another letter case
   (`MAE` for `mae`): like a threshold miss with "fail" (waiting cannot fix a misspelling).
   Any other metric the newest evaluation lacks is waited for, with a warning on every poke
-  naming the metrics it has and the closest one.
+  naming the metrics it has and the ones it may mean.
 - Storage read errors: the task fails and may retry; `silent_fail=True` logs them and keeps
   waiting; `never_fail=True` skips.
 - Nothing found before `timeout` (measured as Airflow measures it: from the first poke; in
@@ -60,7 +60,7 @@ from airflow_tf_export.events.eval_dir import (
     nearby_event_files,
     validate_event_file_pattern,
 )
-from airflow_tf_export.events.eval_look import look
+from airflow_tf_export.events.eval_look import EvalLook, look
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage import BucketNotFoundError, Storage, StorageError
 from airflow_tf_export.triggers.eval_metrics import (
@@ -177,6 +177,16 @@ class EvalMetricsSensor(BaseSensorOperator):
         """
         wait = self._wait()
         reader = self._reader(context)
+        found = self._look(reader, wait)
+        if found.result is not None:
+            if self.reschedule:
+                _store_state(context, CURSOR_KEY, None, self.log)  # done: nothing to resume
+                _store_state(context, SEARCH_HINT_KEY, None, self.log)
+            return PokeReturnValue(True, self._judge(found.result, wait))
+        self._wait_on(context, reader, wait, found)
+        return PokeReturnValue(False)
+
+    def _look(self, reader: EvalDirReader, wait: EvalWait) -> EvalLook:
         skipped = reader.skipped_records
         try:
             found = look(
@@ -190,11 +200,13 @@ class EvalMetricsSensor(BaseSensorOperator):
                 reader.skipped_records - skipped,
                 reader.event_files(),
             )
-        if found.result is not None:
-            if self.reschedule:
-                _store_state(context, CURSOR_KEY, None, self.log)  # done: nothing to resume
-                _store_state(context, SEARCH_HINT_KEY, None, self.log)
-            return PokeReturnValue(True, self._judge(found.result, wait))
+        return found
+
+    def _wait_on(
+        self, context: Context, reader: EvalDirReader, wait: EvalWait, found: EvalLook
+    ) -> None:
+        """After a look that found nothing: fail if waiting cannot help or the timeout is
+        reached; else log what was seen, and defer or keep the cursor for the next poke."""
         if found.mistake is not None:
             raise AirflowFailException(self._failure(found.mistake))
         hint = self._hint(context, reader.storage) if found.matched_files == 0 else None
@@ -215,7 +227,6 @@ class EvalMetricsSensor(BaseSensorOperator):
             )
         if self.reschedule:
             _store_state(context, CURSOR_KEY, reader.cursor(), self.log)
-        return PokeReturnValue(False)
 
     def _start(self, context: Context) -> float:
         """When the wait began (seconds since the epoch), as Airflow measures a sensor's
