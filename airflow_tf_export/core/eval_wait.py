@@ -14,11 +14,20 @@ A wait names exactly one target:
 A result qualifies only when it has at least one metric and every required metric (the
 thresholded ones included): TF2 writes each scalar as its own event, so a step can be seen
 half-written and must be waited on. Thresholds are judged afterwards, on the result found.
+
+A wanted metric the newest evaluation lacks is waited for (a step is seen half-written, and
+some evaluators add a metric in a later pass), with a hint naming the metrics it has; one it
+has in another letter case is a misspelling that waiting cannot fix (`metric_name_error`).
+
+The messages a waiting sensor logs and fails with are made here too, so every mode says
+the same: what was searched, what was found, what is lacking.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +37,11 @@ from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.names import validate_exporter_name
 
 _BOUND_KEYS = ("min", "max")
+_MAX_LISTED_NAMES = 20
+"""Messages list at most this many metric names or directories (then "and N more")."""
+
+EVENT_FILE_NAME_GLOB = "*.tfevents.*"
+"""How TensorFlow names event files (`events.out.tfevents.<time>.<host>...`)."""
 
 
 @dataclass(frozen=True)
@@ -220,10 +234,172 @@ def why_not_found(newest_first: Iterable[EvalResult], wait: EvalWait) -> str:
             "the evaluator must write it as the text summary 'checkpoint_path' (as Estimator "
             "evaluations did), or the sensor must wait with min_step"
         )
-    lacking = sorted(wait.wanted_metrics - set(newest.metrics))
-    if lacking:
-        return f"{seen} lacks {', '.join(lacking)}; waiting for {wait.describe_target()}"
+    missing = missing_metrics([newest], wait)
+    if missing is not None:
+        return f"{missing.describe()}; waiting for {wait.describe_target()}"
     return f"{seen} does not match; waiting for {wait.describe_target()}"
+
+
+@dataclass(frozen=True)
+class MissingMetrics:
+    """The wanted metrics the newest evaluation lacks, and the metrics it has."""
+
+    step: int
+    lacking: tuple[str, ...]
+    present: tuple[str, ...]
+
+    def misspelled(self) -> dict[str, str]:
+        """Each lacking name the evaluation has in another letter case, with that spelling.
+
+        Tags are case-sensitive and no evaluator writes both `mae` and `MAE`, so this is a
+        misspelling in the sensor's arguments, never a metric still to come.
+        """
+        by_folded = {name.casefold(): name for name in self.present}
+        return {
+            name: by_folded[name.casefold()]
+            for name in self.lacking
+            if name.casefold() in by_folded
+        }
+
+    def suggestions(self, name: str) -> list[str]:
+        """The present metrics `name` may mean: the one it is in another letter case; else
+        up to three of the closest spellings (difflib, similarity >= 0.6) and of those with
+        `name` as a `_`- or `/`-separated part (`epoch_mae`, `evaluation_mae_vs_iterations`
+        for `mae`, as Keras's TensorBoard callback names them)."""
+        misspelled = self.misspelled()
+        if name in misspelled:
+            return [misspelled[name]]
+        by_folded = {present.casefold(): present for present in self.present}
+        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=3)
+        parts = [
+            folded
+            for folded in by_folded
+            if name.casefold() in re.split(r"[_/]", folded) and folded not in close
+        ]
+        return [by_folded[folded] for folded in [*close, *parts][:3]]
+
+    def describe(self) -> str:
+        """`the newest evaluation (step 200) lacks MAE; it has loss, mae (did you mean
+        'mae'?)`, for the log of every poke that finds it so."""
+        lacking = ", ".join(self.lacking)
+        if not self.present:
+            return f"the newest evaluation (step {self.step}) lacks {lacking}; it has no metrics"
+        text = (
+            f"the newest evaluation (step {self.step}) lacks {lacking}; "
+            f"it has {_listed(self.present)}"
+        )
+        guesses = {name: found for name in self.lacking if (found := self.suggestions(name))}
+        if not guesses:
+            return text
+        if len(self.lacking) == 1:
+            return f"{text} (did you mean {_alternatives(guesses[self.lacking[0]])}?)"
+        meant = "; ".join(f"{_alternatives(found)} for {name!r}" for name, found in guesses.items())
+        return f"{text} (did you mean {meant}?)"
+
+
+def missing_metrics(newest_first: Iterable[EvalResult], wait: EvalWait) -> MissingMetrics | None:
+    """The wanted metrics the newest evaluation lacks (None: it lacks none, or there is no
+    evaluation yet)."""
+    newest = next(iter(newest_first), None)
+    if newest is None:
+        return None
+    lacking = tuple(sorted(wait.wanted_metrics - set(newest.metrics)))
+    if not lacking:
+        return None
+    return MissingMetrics(newest.step, lacking, tuple(sorted(newest.metrics)))
+
+
+def metric_name_error(missing: MissingMetrics | None, wait: EvalWait) -> str | None:
+    """Why the wait must fail now, when a wanted metric is misspelt (the evaluation has it in
+    another letter case); None when nothing is misspelt."""
+    if missing is None:
+        return None
+    misspelled = missing.misspelled()
+    if not misspelled:
+        return None
+    mistakes = "; ".join(
+        f"{'required_metrics' if name in wait.required_metrics else 'thresholds'} names "
+        f"{name!r}, but the evaluation at step {missing.step} has {actual!r}"
+        for name, actual in sorted(misspelled.items())
+    )
+    return (
+        f"{mistakes}: metric names are case-sensitive, so waiting cannot make them match; "
+        f"write them as the evaluation does (it has {_listed(missing.present)})"
+    )
+
+
+def nearby_hint(model_dir: str, found: Mapping[str, int] | None) -> str:
+    """What lies near the pattern that matched nothing: `found` counts the event files in
+    `model_dir` and in its direct subdirectories that have some (key "" for `model_dir`
+    itself); None means `model_dir` does not exist."""
+    if found is None:
+        return f"The model_dir {model_dir} does not exist"
+    if not found:
+        return (
+            f"No event files ({EVENT_FILE_NAME_GLOB}) in {model_dir} or its direct "
+            "subdirectories either: has the evaluation run, and does it write under model_dir?"
+        )
+    listed = [
+        f"{f'{directory}/' if directory else 'the model_dir itself'} "
+        f"({count} file{'' if count == 1 else 's'})"
+        for directory, count in sorted(found.items())
+    ]
+    patterns = [repr(suggested_pattern(directory)) for directory in sorted(found)]
+    if len(patterns) == 1:
+        advice = f"if the evaluation writes there, set event_file_pattern={patterns[0]}"
+    else:
+        advice = (
+            f"set event_file_pattern to the one the evaluation writes: {_listed(patterns, ' or ')}"
+        )
+    return f"Event files elsewhere in {model_dir}: {_listed(listed)}; {advice}"
+
+
+def suggested_pattern(directory: str) -> str:
+    """The event_file_pattern reading the event files of `directory` (relative to model_dir,
+    "" for model_dir itself), its glob characters escaped."""
+    escaped = "".join(f"[{char}]" if char in "*?[" else char for char in directory)
+    return f"{escaped}/{EVENT_FILE_NAME_GLOB}" if directory else EVENT_FILE_NAME_GLOB
+
+
+def describe_search(
+    pattern_uri: str,
+    event_file_pattern: str,
+    matched_files: int,
+    reason: str,
+    hint: str | None = None,
+) -> str:
+    """The line a waiting sensor logs: the files searched and what they hold; `hint` (from
+    `nearby_hint`) is added when no file matched."""
+    plural = "file matches" if matched_files == 1 else "files match"
+    line = (
+        f"{matched_files} event {plural} {pattern_uri} "
+        f"(event_file_pattern={event_file_pattern!r}): {reason}"
+    )
+    if matched_files == 0 and hint:
+        return f"{line}. {hint}"
+    return line
+
+
+def timeout_message(elapsed: float, timeout: float, last_seen: str) -> str:
+    """The failure of a wait that reached its timeout, with what its last look found."""
+    return (
+        f"Sensor has timed out; run duration of {elapsed:.1f} seconds reached the timeout "
+        f"of {timeout:g} seconds. Last look: {last_seen}"
+    )
+
+
+def _alternatives(names: list[str]) -> str:
+    """`'a'`, `'a' or 'b'`, `'a', 'b' or 'c'`."""
+    quoted = [repr(name) for name in names]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
+def _listed(names: Iterable[str], separator: str = ", ") -> str:
+    """At most `_MAX_LISTED_NAMES` names, then how many more."""
+    names = list(names)
+    shown = separator.join(names[:_MAX_LISTED_NAMES])
+    more = len(names) - _MAX_LISTED_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def same_checkpoint(recorded: str, wanted: str) -> bool:

@@ -4,11 +4,13 @@
 so `refresh()` costs one listing (which gives every file's size) and the new bytes only. An
 event file that shrank, disappeared or changed its bytes already read was replaced, so
 everything is read again from the start. `cursor()` and `resume()` carry a reader's state
-across processes (a sensor in reschedule mode).
+across processes (a sensor in reschedule mode). `nearby_event_files` finds event files the
+pattern missed, so a wait that finds none can say where they are.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import gc
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.eval_wait import EVENT_FILE_NAME_GLOB
 from airflow_tf_export.events.event_file import (
     CHUNK_SIZE,
     EventFileReader,
@@ -24,7 +27,7 @@ from airflow_tf_export.events.event_file import (
 )
 from airflow_tf_export.events.event_runs import Write
 from airflow_tf_export.events.merge import StepMerger
-from airflow_tf_export.storage.base import Storage
+from airflow_tf_export.storage.base import Entry, Storage, StorageNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,35 @@ def validate_event_file_pattern(pattern: object) -> str:
             f"event_file_pattern {pattern!r} has an empty, '.' or '..' segment; use {expected}"
         )
     return pattern
+
+
+def nearby_event_files(storage: Storage, model_dir: str) -> dict[str, int] | None:
+    """How many event files (by name) lie in `model_dir` and in each of its direct
+    subdirectories, by directory ("" for `model_dir` itself); None when `model_dir` does
+    not exist. One listing of `model_dir` and one of each subdirectory, whatever the
+    event file pattern."""
+    try:
+        entries = storage.list_dir(model_dir)
+    except StorageNotFoundError:
+        return None
+    found = {"": _count_event_files(entries)}
+    for entry in entries:
+        if entry.is_dir:
+            try:
+                found[entry.name] = _count_event_files(
+                    storage.list_dir(storage.join(model_dir, entry.name))
+                )
+            except StorageNotFoundError:
+                continue  # removed since model_dir was listed
+    return {directory: count for directory, count in found.items() if count}
+
+
+def _count_event_files(entries: list[Entry]) -> int:
+    return sum(
+        1
+        for entry in entries
+        if not entry.is_dir and fnmatch.fnmatchcase(entry.name, EVENT_FILE_NAME_GLOB)
+    )
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 from airflow_tf_export.events.eval_dir import EvalDirReader
@@ -103,3 +104,52 @@ def test_a_poke_mode_sensor_polls_with_one_request(
     gcs_proxy.reset()
     assert not sensor.poke({})  # type: ignore[arg-type]
     assert gcs_proxy.count() == 1
+
+
+def test_a_sensor_finding_no_event_file_looks_nearby_once(
+    gcs_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first poke that finds no file lists model_dir and its direct subdirectories (one
+    request each, with a delimiter); later pokes cost the one listing of the pattern."""
+    from gcs_fixtures import emulator_client
+
+    client = emulator_client(gcs_proxy.url)
+    bucket = client.create_bucket(f"test-{uuid.uuid4().hex[:12]}")
+    for name in (
+        "m/validation/events.out.tfevents.1700000000.host.v2",
+        "m/train/events.out.tfevents.1700000000.host.v2",
+        "m/train/more/events.out.tfevents.1700000001.host.v2",  # deeper: not looked at
+        "m/events.out.tfevents.1700000002.host",
+        "m/checkpoint",
+    ):
+        bucket.blob(name).upload_from_string(_file(1, 2))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy.url)
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True}}),
+    )
+    model_dir = f"gs://{bucket.name}/m"
+    sensor = EvalMetricsSensor(task_id="wait", model_dir=model_dir, min_step=1, gcp_conn_id=CONN_ID)
+    gcs_proxy.reset()
+    with structlog.testing.capture_logs() as logs:
+        assert not sensor.poke({})  # type: ignore[arg-type]
+    # Listing the pattern's directory, then the nearby look (besides, at most, a look at
+    # the bucket when the client is made).
+    listings = [r for r in gcs_proxy.requests if r.path.endswith("/o")]
+    assert [r.query.get("prefix") for r in listings] == [
+        ["m/eval/"],
+        ["m/"],
+        ["m/train/"],
+        ["m/validation/"],
+    ]
+    assert all(r.query.get("delimiter") == ["/"] for r in listings)
+    assert len(gcs_proxy.requests) <= len(listings) + 1
+    (line,) = [log["event"] for log in logs if "event files" in log["event"]]
+    assert line.endswith(
+        f"Event files elsewhere in {model_dir}: the model_dir itself (1 file), train/ (1 file), "
+        "validation/ (1 file); set event_file_pattern to the one the evaluation writes: "
+        "'*.tfevents.*' or 'train/*.tfevents.*' or 'validation/*.tfevents.*'"
+    )
+    gcs_proxy.reset()
+    assert not sensor.poke({})  # type: ignore[arg-type]
+    assert [r.query.get("prefix") for r in gcs_proxy.requests] == [["m/eval/"]]

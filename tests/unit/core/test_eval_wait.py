@@ -144,7 +144,7 @@ def test_why_not_found_says_what_the_newest_result_lacks() -> None:
     )
     with_auc = parse_eval_wait(min_step=400, required_metrics=["auc"])
     assert why_not_found(RESULTS, with_auc) == (
-        "the newest evaluation (step 300) lacks auc; waiting for global step >= 400"
+        "the newest evaluation (step 300) lacks auc; it has loss; waiting for global step >= 400"
     )
     assert why_not_found(RESULTS[1:], with_auc) == (
         "the newest evaluation (step 200) does not match; waiting for global step >= 400"

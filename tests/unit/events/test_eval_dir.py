@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from airflow_tf_export.events.eval_dir import (
     DEFAULT_EVENT_FILE_PATTERN,
     EvalDirReader,
+    nearby_event_files,
     validate_event_file_pattern,
 )
 from airflow_tf_export.events.event_file import TAIL_SIZE
@@ -353,3 +354,21 @@ def test_reading_a_file_as_it_grows_in_any_pieces_equals_reading_it_whole(
     whole.refresh()
     assert growing.results() == whole.results()
     assert len(whole.steps()) == 79
+
+
+def test_nearby_event_files_counts_them_in_the_model_dir_and_its_subdirectories(
+    tmp_path: Path,
+) -> None:
+    for name in (
+        "events.out.tfevents.1700000000.host",  # training summaries, as Estimator writes them
+        "validation/events.out.tfevents.1700000000.host.v2",
+        "validation/events.out.tfevents.1700000100.host.v2",
+        "logs/train/events.out.tfevents.1700000000.host.v2",  # deeper: not looked at
+        "export/best/1700000000/saved_model.pb",
+    ):
+        write_events(tmp_path / name, [simple_value_event(1, {"loss": 0.5})])
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    (tmp_path / "eval").mkdir()
+    assert nearby_event_files(LocalStorage(), str(tmp_path)) == {"": 1, "validation": 2}
+    assert nearby_event_files(LocalStorage(), str(tmp_path / "eval")) == {}
+    assert nearby_event_files(LocalStorage(), str(tmp_path / "absent")) is None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,10 +196,14 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
         max_wait=120,
         silent_fail=True,
     )
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})  # type: ignore[arg-type]
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout is not None and deferred.value.timeout.total_seconds() == 3600
+    # Airflow's own timeout is a backstop a minute after the trigger's deadline.
+    airflow_timeout = deferred.value.timeout
+    assert isinstance(airflow_timeout, timedelta)
+    assert 3600 + 59 < airflow_timeout.total_seconds() <= 3600 + 60
     trigger = deferred.value.trigger
     assert isinstance(trigger, EvalMetricsTrigger)
     kwargs = trigger.serialize()[1]
@@ -206,6 +212,8 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
     assert [(f["uri"], f["offset"]) for f in cursor["files"]] == [
         (str(model_dir / EVENT_FILE), (model_dir / EVENT_FILE).stat().st_size)
     ]
+    # The trigger keeps the sensor's deadline: the timeout from the sensor's first poke.
+    assert before <= kwargs.pop("started_at") <= time.time()
     assert kwargs == {
         "model_dir": str(model_dir),
         "event_file_pattern": "eval/*.tfevents.*",
@@ -219,6 +227,8 @@ def test_deferrable_defers_to_the_trigger_with_every_waiting_argument(model_dir:
         "exponential_backoff": True,
         "max_wait": 120.0,
         "keep_waiting_on_read_error": True,
+        "timeout": 3600.0,
+        "search_hint": None,  # an event file matches: no need to say where others are
     }
 
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from airflow.triggers.base import TriggerEvent
 from events.event_builders import append_events, simple_value_event, write_events
 
-from airflow_tf_export.events import eval_search
+from airflow_tf_export.events import eval_look, eval_search
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.events.event_file import TAIL_SIZE
 from airflow_tf_export.hooks.storage import StorageHook
 from airflow_tf_export.storage.base import StorageError
 from airflow_tf_export.storage.local import LocalStorage
-from airflow_tf_export.triggers import eval_metrics
 from airflow_tf_export.triggers.eval_metrics import EvalMetricsTrigger, next_interval
 
 EVENT_FILE = "eval/events.out.tfevents.1700000000.host"
@@ -77,7 +78,7 @@ async def test_fires_with_the_result_once_it_is_written(
         bytes_read.append(reader.totals.bytes_read)
         return found
 
-    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    monkeypatch.setattr(eval_look, "find_eval_result", counting_find)
     waiting = asyncio.create_task(_first_event(_trigger(tmp_path, min_step=500)))
     while len(bytes_read) < 3:
         await asyncio.sleep(0.01)
@@ -207,9 +208,135 @@ async def test_a_trigger_given_the_sensor_s_cursor_does_not_read_the_files_again
         bytes_read.append(reader.totals.bytes_read)
         return found
 
-    monkeypatch.setattr(eval_metrics, "find_eval_result", counting_find)
+    monkeypatch.setattr(eval_look, "find_eval_result", counting_find)
     appended = append_events(path, [simple_value_event(500, {"loss": 0.002})])
     trigger = _trigger(tmp_path, min_step=500, cursor=first.cursor())
     event = await _first_event(EvalMetricsTrigger(**trigger.serialize()[1]))
     assert event.payload["result"]["step"] == 500
     assert bytes_read == [appended + TAIL_SIZE]
+
+
+def _deadline(seconds: float, **kwargs: Any) -> dict[str, Any]:
+    """Trigger arguments for a wait that began now and times out after `seconds`."""
+    return {"started_at": time.time(), "timeout": seconds, **kwargs}
+
+
+@pytest.mark.asyncio
+async def test_the_deadline_ends_the_wait_with_what_was_last_seen(tmp_path: Path) -> None:
+    write_events(tmp_path / EVENT_FILE, [simple_value_event(5, {"loss": 0.5})])
+    started = time.monotonic()
+    trigger = _trigger(tmp_path, min_step=5, required_metrics=["auc"], poke_interval=60)
+    trigger = EvalMetricsTrigger(**{**trigger.serialize()[1], **_deadline(0.5)})
+    event = await _first_event(trigger)
+    assert time.monotonic() - started >= 0.5  # not before the deadline, though it polls hourly
+    assert event.payload["status"] == "timeout"
+    message = event.payload["message"]
+    assert message.startswith("Sensor has timed out; run duration of ")
+    assert message.endswith(
+        f"Last look: 1 event file matches {tmp_path}/eval/*.tfevents.* "
+        "(event_file_pattern='eval/*.tfevents.*'): the newest evaluation (step 5) lacks auc; "
+        "it has loss; waiting for global step >= 5 (events below step 5 are not read)"
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_last_check_falls_on_the_deadline(tmp_path: Path) -> None:
+    """Polling hourly, the trigger still checks once at the deadline, and finds what was
+    written before it."""
+    write_events(tmp_path / EVENT_FILE, [simple_value_event(5, {"loss": 0.5})])
+    waiting = asyncio.create_task(
+        _first_event(_trigger(tmp_path, min_step=6, poke_interval=3600, **_deadline(1.0)))
+    )
+    await asyncio.sleep(0.3)
+    append_events(tmp_path / EVENT_FILE, [simple_value_event(6, {"loss": 0.25})])
+    event = await waiting
+    assert event.payload["status"] == "success"
+    assert event.payload["result"]["step"] == 6
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_already_passed_ends_at_the_first_check(tmp_path: Path) -> None:
+    trigger = _trigger(tmp_path, min_step=1, poke_interval=3600, started_at=0.0, timeout=5.0)
+    event = await _first_event(trigger)
+    assert event.payload["status"] == "timeout"
+    assert "no evaluation recorded yet; waiting for global step >= 1" in event.payload["message"]
+
+
+@pytest.mark.asyncio
+async def test_the_deadline_holds_while_reads_keep_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_events(tmp_path / EVENT_FILE, [simple_value_event(5, {"loss": 0.5})])
+    monkeypatch.setattr(StorageHook, "storage_for", lambda self, uri: _FailingReads(10**9))
+    trigger = _trigger(tmp_path, min_step=5, keep_waiting_on_read_error=True, **_deadline(0.3))
+    event = await _first_event(trigger)
+    assert event.payload["status"] == "timeout"
+    assert event.payload["message"].endswith("input/output error")
+    assert "Last look: reading eval results failed, waiting on: " in event.payload["message"]
+
+
+@pytest.mark.asyncio
+async def test_cancelled_while_sleeping_it_stops_at_once(tmp_path: Path) -> None:
+    waiting = asyncio.create_task(_first_event(_trigger(tmp_path, min_step=1, poke_interval=3600)))
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 1)
+
+
+class _BlockedListing(LocalStorage):
+    """Local storage whose listings wait until released, as a hung network read would."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def glob_info(self, pattern: str) -> Any:
+        self.entered.set()
+        self.release.wait(30)
+        return super().glob_info(pattern)
+
+
+@pytest.mark.asyncio
+async def test_cancelled_during_a_read_it_stops_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = _BlockedListing()
+    monkeypatch.setattr(StorageHook, "storage_for", lambda self, uri: storage)
+    waiting = asyncio.create_task(_first_event(_trigger(tmp_path, min_step=1, poke_interval=0)))
+    assert await asyncio.to_thread(storage.entered.wait, 10)
+    waiting.cancel()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, 1)  # the read itself is still blocked
+        assert not storage.release.is_set()
+    finally:
+        storage.release.set()
+
+
+@pytest.mark.asyncio
+async def test_a_misspelt_metric_is_a_configuration_error(tmp_path: Path) -> None:
+    write_events(tmp_path / EVENT_FILE, [simple_value_event(5, {"loss": 0.5, "auc": 0.75})])
+    event = await _first_event(_trigger(tmp_path, min_step=5, required_metrics=["AUC"]))
+    assert event.payload == {
+        "status": "error",
+        "kind": "configuration",
+        "message": "required_metrics names 'AUC', but the evaluation at step 5 has 'auc': "
+        "metric names are case-sensitive, so waiting cannot make them match; write them as "
+        "the evaluation does (it has auc, loss)",
+    }
+
+
+@pytest.mark.asyncio
+async def test_each_check_logs_what_it_saw_and_warns_of_a_missing_metric(tmp_path: Path) -> None:
+    write_events(tmp_path / EVENT_FILE, [simple_value_event(5, {"loss": 0.5, "val_auc": 0.75})])
+    trigger = _trigger(
+        tmp_path, min_step=5, required_metrics=["auc"], poke_interval=0.05, **_deadline(0.5)
+    )
+    with structlog.testing.capture_logs() as logs:
+        event = await _first_event(trigger)
+    assert event.payload["status"] == "timeout"
+    checks = [log for log in logs if "event file matches" in log["event"]]
+    assert len(checks) >= 2
+    assert {log["log_level"] for log in checks} == {"warning"}
+    assert all("(did you mean 'val_auc'?)" in log["event"] for log in checks)
