@@ -27,7 +27,12 @@ from typing import Protocol
 from airflow_tf_export.core.comparison import Comparator, ranked_versions
 from airflow_tf_export.core.metadata import METADATA_FILENAME, ExportMetadata
 from airflow_tf_export.core.ownership import STAGING_FORMS, claim_version, is_ours
-from airflow_tf_export.core.versions import MAX_VERSION, is_beyond_versions, parse_version
+from airflow_tf_export.core.versions import (
+    MAX_VERSION,
+    is_beyond_versions,
+    is_integer_name,
+    parse_version,
+)
 
 NEWEST_COMMITTED = "newest-committed"
 CURRENT_BEST = "current-best"
@@ -411,16 +416,11 @@ def plan_retention(
         staging_keep=tuple(s.name for s in kept),
         staging_grace_seconds=grace,
         claim_delete=tuple(claim_delete),
-        foreign=tuple(s.name for s in staging if not s.ours and _integer_name(s.name)),
+        foreign=tuple(s.name for s in staging if not s.ours and is_integer_name(s.name)),
         in_use=tuple(s.name for s in kept if s.in_use),
-        not_ours=tuple(s.name for s in staging if not s.ours and not _integer_name(s.name)),
+        not_ours=tuple(s.name for s in staging if not s.ours and not is_integer_name(s.name)),
         invalid=tuple(invalid),
     )
-
-
-def _integer_name(name: str) -> bool:
-    """A version's name, or an integer name beyond MAX_VERSION (both foreign when not ours)."""
-    return parse_version(name) is not None or is_beyond_versions(name)
 
 
 def _check_unique(ordered: Sequence[ExportMetadata]) -> None:

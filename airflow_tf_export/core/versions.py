@@ -29,6 +29,12 @@ def parse_version(name: str) -> int | None:
     return value if 0 < value <= MAX_VERSION else None
 
 
+def is_integer_name(name: str) -> bool:
+    """A version's name, or an all-digit name beyond MAX_VERSION: the names that, without our
+    metadata, claim or delete marker, make an entry foreign."""
+    return parse_version(name) is not None or is_beyond_versions(name)
+
+
 def is_beyond_versions(name: str) -> bool:
     """Whether a directory name is all digits but above MAX_VERSION: not a version, and
     nothing this product would ever write or delete (it is reported as foreign)."""

@@ -36,7 +36,12 @@ from airflow_tf_export.core.ownership import (
     is_our_staging_name,
 )
 from airflow_tf_export.core.retention import RetentionPlan, StagingDir
-from airflow_tf_export.core.versions import is_beyond_versions, is_staging_name, parse_version
+from airflow_tf_export.core.versions import (
+    is_beyond_versions,
+    is_integer_name,
+    is_staging_name,
+    parse_version,
+)
 from airflow_tf_export.storage.base import (
     Entry,
     Storage,
@@ -95,7 +100,7 @@ class ExporterDirState:
     def foreign(self) -> list[int]:
         """Integer directories we did not write: without metadata and publish claim, or
         numbered beyond MAX_VERSION (never a version)."""
-        return sorted(int(s.name) for s in self.staging if not s.ours)
+        return sorted(int(s.name) for s in self.staging if not s.ours and is_integer_name(s.name))
 
 
 @dataclass

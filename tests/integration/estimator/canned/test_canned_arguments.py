@@ -350,7 +350,8 @@ def test_every_supported_column_kind_is_accepted() -> None:
         "hour_indicator",
         "user_indicator",
     ]
-    canned.LinearClassifier(list(columns.values()))
+    # age_scaled is another numeric column of the feature "age": one of the two per model.
+    canned.LinearClassifier([c for name, c in columns.items() if name != "age_scaled"])
     canned.DNNClassifier([2], [columns[name] for name in dense])
 
 
