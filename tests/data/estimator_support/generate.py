@@ -38,6 +38,9 @@ CASES: dict[str, Callable[[str], Any]] = {
     "v1_dnn_classifier": lambda model_dir: models.v1_dnn_classifier(
         tf, tf.compat.v1.estimator, model_dir=model_dir, input_layer_partitioner=PARTITIONER
     ),
+    "v1_combined_classifier": lambda model_dir: models.v1_combined_classifier(
+        tf, tf.compat.v1.estimator, model_dir=model_dir, input_layer_partitioner=PARTITIONER
+    ),
     "keras_layers_named": lambda model_dir: tf.estimator.Estimator(
         models.keras_layers_model_fn(tf, tf.estimator), model_dir, params={"named": True}
     ),

@@ -60,6 +60,18 @@ def v1_dnn_classifier(tf: Any, estimator: Any, **extra: Any) -> Any:
     )
 
 
+def v1_combined_classifier(tf: Any, estimator: Any, **extra: Any) -> Any:
+    """tf.compat.v1.estimator.DNNLinearCombinedClassifier, linear and DNN parts, a
+    partitioned DNN input layer (input_layer_partitioner, given by generate.py only)."""
+    c = columns(tf)
+    return estimator.DNNLinearCombinedClassifier(
+        linear_feature_columns=[c["language"]],
+        dnn_feature_columns=[c["age"], c["language_embedding"]],
+        dnn_hidden_units=[4],
+        **extra,
+    )
+
+
 def _head(tf: Any, estimator: Any, logits: Any, labels: Any, mode: str) -> Any:
     """A sigmoid head with Adam, shared by the custom model_fns below."""
     probability = tf.sigmoid(logits)

@@ -104,7 +104,9 @@ def v1_definition(case: str) -> Any:
     return build(tf, estimator, loss_reduction="sum")
 
 
-@pytest.mark.parametrize("case", ["v1_linear_classifier", "v1_dnn_classifier"])
+@pytest.mark.parametrize(
+    "case", ["v1_linear_classifier", "v1_dnn_classifier", "v1_combined_classifier"]
+)
 def test_a_v1_canned_estimator_with_partitioned_variables_exports_serve_and_eval(
     case: str, tmp_path: Path
 ) -> None:
@@ -139,6 +141,7 @@ def test_a_v1_canned_estimator_with_partitioned_variables_exports_serve_and_eval
     [
         ("v1_linear_classifier", "training/Ftrl/linear/linear_model/age/weights/accumulator"),
         ("v1_dnn_classifier", "training/Adagrad/dnn/hiddenlayer_0/kernel/accumulator"),
+        ("v1_combined_classifier", "training/Adagrad/dnn/hiddenlayer_0/kernel/accumulator"),
     ],
 )
 def test_the_train_mode_of_a_v1_canned_estimator_is_refused_naming_the_optimizer_variables(
