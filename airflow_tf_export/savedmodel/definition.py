@@ -4,7 +4,7 @@
 templates rely on. Two kinds implement it: `ModelDefinition` (Keras 3 / tf.Module models,
 built eagerly) and `airflow_tf_export.estimator.Estimator` (a TF1 graph-mode `model_fn`).
 `ModelDefinition` replaces an Estimator's `model_fn`, its receiver functions and its
-checkpoint setup, one field per concept (see docs/estimator-migration.md). A DAG names a
+checkpoint setup, one field per concept (see docs/keras-model-definition.md). A DAG names a
 definition by import string ("my_pkg.model:definition") or passes a callable;
 `resolve_definition` turns either into the definition at export time, so parsing the DAG
 file never imports the model code.
