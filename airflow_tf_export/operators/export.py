@@ -35,7 +35,7 @@ from airflow_tf_export.core.strategies import (
     FinalStrategy,
     LatestStrategy,
 )
-from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.hooks.storage import StorageHook, allowed_roots
 from airflow_tf_export.operators._args import has_template, parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.export_run import (
     EvalEvents,
@@ -176,6 +176,7 @@ class SavedModelExportOperator(BaseOperator):
                     modes=self.modes,
                     assets_extra=self.assets_extra,
                     as_text=self.as_text,
+                    allowed_roots=allowed_roots(),
                 ),
                 export_dir_base=self.export_dir_base,
                 checkpoint_path=self.checkpoint_path,
