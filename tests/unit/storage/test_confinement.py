@@ -168,6 +168,7 @@ def test_every_call_outside_is_refused_and_nothing_is_read_written_or_deleted(
     for name, call in calls.items():
         with pytest.raises(ConfinementError, match="outside the allowed roots"):
             call()
+            pytest.fail(f"{name} was not refused")
     assert snapshot(outside) == before
     assert sorted(os.listdir(outside)) == ["secret.txt"]
     assert (model / "checkpoint").exists(), "a batch with one path outside deletes nothing"

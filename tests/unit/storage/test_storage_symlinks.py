@@ -137,7 +137,7 @@ def test_a_savedmodel_holding_a_link_is_refused_and_nothing_is_published(
             (model / "assets").mkdir()
             (model / "assets" / "loop").symlink_to(target)
             with pytest.raises(SymbolicLinkError, match=f"{model / 'assets' / 'loop'}"):
-                finishes(lambda: storage.publish_version(model, str(exporter), TEMPLATE))
+                finishes(lambda m=model: storage.publish_version(m, str(exporter), TEMPLATE))
         assert ExporterDir(storage, str(exporter)).scan().committed == []
         assert [n for n in os.listdir(exporter) if n.isdigit()] == []
     assert snapshot(outside) == {
