@@ -91,7 +91,8 @@ class SavedModelExportOperator(BaseOperator):
         file; default: the latest in the `checkpoint` state file. (templated)
     :param modes: SavedModel modes to write into one SavedModel sharing one set of variables:
         `("serve",)`, or `("train", "eval", "serve")` as export_all_saved_models did.
-    :param assets_extra: `{destination inside assets.extra: source file}`. (templated)
+    :param assets_extra: `{destination inside assets.extra: source file}`; a source that is a
+        symbolic link is copied as the file it resolves to (docs/security.md). (templated)
     :param as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
     :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
     :param asset_alias: name of the AssetAlias through which new versions are announced as
