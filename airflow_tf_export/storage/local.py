@@ -233,8 +233,8 @@ class LocalStorage:
         relative `names`) into `local_dir`."""
         root = self._path(uri)
         if names is None:
-            wanted = [entry.name for entry in self.list_files(uri)]
-            regular_files(root)
+            self._require_dir(uri)
+            wanted = [path.relative_to(root).as_posix() for path in regular_files(root)]
         else:
             wanted = list(names)
         for name in wanted:
