@@ -45,4 +45,24 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": _modules("sensors")}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": _modules("triggers")}],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": _modules("hooks")}],
+        "config": {
+            "tf_export": {
+                "description": "Options of the TensorFlow export provider.",
+                "options": {
+                    "allowed_roots": {
+                        "description": "Opt-in confinement. Comma-separated local directories "
+                        "(absolute) and gs:// prefixes under which every path a task of this "
+                        "provider reads or writes must lie: model dirs, exporter dirs, "
+                        "checkpoints, eval event files and assets_extra sources (local paths "
+                        "compared after resolving symbolic links). A path outside them fails "
+                        "the task before anything is read or written there. Empty (the "
+                        "default): no confinement, paths are used as given.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/data/models, gs://my-bucket/models",
+                        "default": "",
+                    }
+                },
+            }
+        },
     }

@@ -8,7 +8,9 @@
 
 Every command takes local paths and gs:// URIs. GCS is reached with Application Default
 Credentials (or the emulator named by STORAGE_EMULATOR_HOST); no Airflow connection or
-metadata DB is needed. `--json` prints one JSON document instead of text. Only `export`
+metadata DB is needed. The environment variable AIRFLOW__TF_EXPORT__ALLOWED_ROOTS confines
+every command as the Airflow option `[tf_export] allowed_roots` confines the tasks (the CLI
+reads no airflow.cfg). `--json` prints one JSON document instead of text. Only `export`
 writes; `retention` is a dry run. Exit codes: see EXIT_CODES.
 """
 
@@ -38,8 +40,14 @@ from airflow_tf_export.core.strategies import (
     LatestStrategy,
 )
 from airflow_tf_export.operators._args import parse_comparison
-from airflow_tf_export.storage import StorageError, storage_for
+from airflow_tf_export.storage import Storage, StorageError, storage_for
 from airflow_tf_export.storage.base import StorageNotFoundError, VersionIntegrityError
+from airflow_tf_export.storage.confinement import (
+    ALLOWED_ROOTS_ENV,
+    AllowedRoots,
+    ConfinementError,
+    confined_storage,
+)
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 OK = 0
@@ -50,7 +58,8 @@ NOTHING_EXPORTED = 4
 EXIT_CODES = {
     OK: "done (export: a new version was published)",
     VERIFY_FAILED: "verify: the version does not match its manifest, or it is not committed",
-    BAD_INPUT: "bad arguments or bad input (the message names it); nothing was changed",
+    BAD_INPUT: "bad arguments or bad input, or a path outside the allowed roots (the message "
+    "names it); nothing was changed",
     STORAGE_FAILED: "storage error: a path that does not exist, or GCS unreachable",
     NOTHING_EXPORTED: "export: the strategy exported nothing (the reason is printed)",
 }
@@ -79,9 +88,19 @@ def _location(text: str) -> str:
     return os.path.abspath(text)
 
 
+def _allowed_roots() -> AllowedRoots | None:
+    """The roots of AIRFLOW__TF_EXPORT__ALLOWED_ROOTS, or None when it is unset or blank."""
+    return AllowedRoots.parse(os.environ.get(ALLOWED_ROOTS_ENV), ALLOWED_ROOTS_ENV)
+
+
+def _storage_for(uri: str) -> Storage:
+    """The Storage for `uri`, confined to the allowed roots when they are set."""
+    return confined_storage(uri, _allowed_roots(), storage_for)
+
+
 def _exporter(uri: str) -> ExporterDir:
     """The exporter dir at `uri`; StorageNotFoundError when nothing is there."""
-    storage = storage_for(uri)
+    storage = _storage_for(uri)
     if not storage.exists(uri):
         raise StorageNotFoundError(f"exporter dir {uri} does not exist or is empty")
     return ExporterDir(storage, uri)
@@ -97,13 +116,15 @@ def versions(args: argparse.Namespace) -> None:
     if args.model_dir is None and not uris:
         raise ValueError("give exporter dirs, or --model-dir to list every <model_dir>/export/*")
     if not uris:
-        uris = exporter_dirs_of(storage_for(args.model_dir), args.model_dir)
+        uris = exporter_dirs_of(_storage_for(args.model_dir), args.model_dir)
         if not uris:
             raise StorageNotFoundError(f"{args.model_dir} has no exporter dir under export/")
     evaluated = (
         {}
         if args.model_dir is None
-        else evaluated_metrics(storage_for(args.model_dir), args.model_dir, args.event_file_pattern)
+        else evaluated_metrics(
+            _storage_for(args.model_dir), args.model_dir, args.event_file_pattern
+        )
     )
     listings = [exporter_listing(_exporter(uri), args.keep, evaluated) for uri in uris]
     rules = json.dumps(args.keep, sort_keys=True)
@@ -146,7 +167,7 @@ def verify(args: argparse.Namespace) -> None:
             f"{args.version_dir!r} is not a version directory: give "
             "<exporter dir>/<version>, e.g. gs://bucket/model/export/best/1718000000"
         )
-    exporter = ExporterDir(storage_for(parent), parent)
+    exporter = ExporterDir(_storage_for(parent), parent)
     try:
         verified = exporter.verify(int(name))
     except VersionIntegrityError as error:
@@ -185,12 +206,16 @@ def export(args: argparse.Namespace) -> None:
 
     strategy = _strategy(args)
     run = export_checkpoint(
-        storage_for=storage_for,
+        storage_for=_storage_for,
         model_dir=args.model_dir,
         name=args.name,
         strategy=strategy,
         write=lambda storage: saved_model_writer(
-            args.model_definition, storage, modes=args.modes, as_text=args.as_text
+            args.model_definition,
+            storage,
+            modes=args.modes,
+            as_text=args.as_text,
+            allowed_roots=_allowed_roots(),
         ),
         export_dir_base=args.export_dir_base,
         checkpoint_path=args.checkpoint,
@@ -317,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except CommandFailed as failed:
         return failed.exit_code
-    except ValueError as error:
+    except (ValueError, ConfinementError) as error:
         print(f"airflow-tf-export {args.command}: {error}", file=sys.stderr)
         return BAD_INPUT
     except _storage_errors() as error:

@@ -1,5 +1,10 @@
 """The Airflow hook that gives the Storage for a model URI.
 
+It is where the opt-in confinement is enforced: when the option `[tf_export] allowed_roots`
+is set, every Storage it gives checks each URI against those roots before reading or
+writing (AirflowFailException names the path, the option and its value); every operator,
+sensor and trigger gets its Storage here.
+
 Local paths need nothing from Airflow. For `gs://` URIs the google-cloud-storage client is
 built from an Airflow Google Cloud connection through the Google provider's `GCSHook`, and
 only when the storage layer asks for one, so local work never looks a connection up and
@@ -14,6 +19,13 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from airflow_tf_export.storage import Storage, storage_for
+from airflow_tf_export.storage.confinement import (
+    ALLOWED_ROOTS_KEY,
+    ALLOWED_ROOTS_OPTION,
+    ALLOWED_ROOTS_SECTION,
+    AllowedRoots,
+    confined_storage,
+)
 
 
 class StorageHook(BaseHook):
@@ -36,9 +48,14 @@ class StorageHook(BaseHook):
         return self._gcs_client()
 
     def storage_for(self, uri: str) -> Storage:
-        """The Storage for `uri`; AirflowFailException names a bad URI or connection id."""
+        """The Storage for `uri`, confined to the allowed roots when they are set (`uri`
+        itself is checked now); AirflowFailException names a bad URI, a URI outside the
+        roots, or a bad connection id."""
+        roots = allowed_roots()
         try:
-            return storage_for(uri, gcs_client_factory=self._gcs_client)
+            return confined_storage(
+                uri, roots, lambda u: storage_for(u, gcs_client_factory=self._gcs_client)
+            )
         except ValueError as error:
             raise AirflowFailException(str(error)) from None
 
@@ -73,3 +90,12 @@ class StorageHook(BaseHook):
                 "connection's service-account key (keyfile_dict, key_path or key_secret_name): "
                 f"{type(error).__name__}: {error}"
             ) from error
+
+
+def allowed_roots() -> AllowedRoots | None:
+    """The roots of `[tf_export] allowed_roots` (read now, so a changed setting applies to
+    the next task), or None when it is unset or blank: no confinement."""
+    from airflow.sdk import conf
+
+    value = conf.get(ALLOWED_ROOTS_SECTION, ALLOWED_ROOTS_KEY, fallback="")
+    return AllowedRoots.parse(value, ALLOWED_ROOTS_OPTION, error=AirflowFailException)

@@ -35,7 +35,7 @@ from airflow_tf_export.core.strategies import (
     FinalStrategy,
     LatestStrategy,
 )
-from airflow_tf_export.hooks.storage import StorageHook
+from airflow_tf_export.hooks.storage import StorageHook, allowed_roots
 from airflow_tf_export.operators._args import has_template, parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.export_run import (
     EvalEvents,
@@ -91,7 +91,8 @@ class SavedModelExportOperator(BaseOperator):
         file; default: the latest in the `checkpoint` state file. (templated)
     :param modes: SavedModel modes to write into one SavedModel sharing one set of variables:
         `("serve",)`, or `("train", "eval", "serve")` as export_all_saved_models did.
-    :param assets_extra: `{destination inside assets.extra: source file}`. (templated)
+    :param assets_extra: `{destination inside assets.extra: source file}`; a source that is a
+        symbolic link is copied as the file it resolves to (docs/security.md). (templated)
     :param as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
     :param gcp_conn_id: Airflow Google Cloud connection for `gs://` URIs. (templated)
     :param asset_alias: name of the AssetAlias through which new versions are announced as
@@ -176,6 +177,7 @@ class SavedModelExportOperator(BaseOperator):
                     modes=self.modes,
                     assets_extra=self.assets_extra,
                     as_text=self.as_text,
+                    allowed_roots=allowed_roots(),
                 ),
                 export_dir_base=self.export_dir_base,
                 checkpoint_path=self.checkpoint_path,

@@ -166,16 +166,19 @@ class RetentionOperator(BaseOperator):
                 raise ValueError(
                     f"exporter_dirs rendered to the string {self.exporter_dirs!r}, not a list"
                 )
-            for uri in self.exporter_dirs:
-                exporter = ExporterDir(hook.storage_for(uri), uri)
+            # Every URI is checked against the allowed roots before anything is deleted.
+            storages = [(uri, hook.storage_for(uri)) for uri in self.exporter_dirs]
+            model_storage = None if self.model_dir is None else hook.storage_for(self.model_dir)
+            for uri, storage in storages:
+                exporter = ExporterDir(storage, uri)
                 state, plan = exporter.retain(self._exporter_plan, dry_run=self.report_only)
                 self.log.info("retention of %s%s:\n%s", exporter.uri, self._mode(), plan.explain())
                 exporters.append(_exporter_dict(exporter, state, plan))
                 kept = set(plan.keep_versions)
                 exported.extend(m for m in state.committed if m.version in kept)
             checkpoints = None
-            if self.model_dir is not None:
-                checkpoints = self._checkpoints(hook.storage_for(self.model_dir), exported)
+            if model_storage is not None:
+                checkpoints = self._checkpoints(model_storage, exported)
         return {"dry_run": self.report_only, "exporters": exporters, "checkpoints": checkpoints}
 
     def _mode(self) -> str:

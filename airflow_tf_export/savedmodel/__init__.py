@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         CheckpointError,
         CheckpointMismatchError,
         DefinitionError,
+        DefinitionUnavailableError,
     )
     from airflow_tf_export.savedmodel.export_outputs import (
         ClassificationOutput,
@@ -50,6 +51,7 @@ _MODULE_OF = {
     "CheckpointMismatchError": "airflow_tf_export.savedmodel.errors",
     "ClassificationOutput": "airflow_tf_export.savedmodel.export_outputs",
     "DefinitionError": "airflow_tf_export.savedmodel.errors",
+    "DefinitionUnavailableError": "airflow_tf_export.savedmodel.errors",
     "DefinitionReference": "airflow_tf_export.savedmodel.definition",
     "ExportDefinition": "airflow_tf_export.savedmodel.definition",
     "Feature": "airflow_tf_export.savedmodel.receivers",
@@ -73,6 +75,7 @@ __all__ = [
     "ClassificationOutput",
     "DefinitionError",
     "DefinitionReference",
+    "DefinitionUnavailableError",
     "ExportDefinition",
     "Feature",
     "KerasWeights",

@@ -3,28 +3,40 @@
 Keys are destinations relative to `assets.extra/` (they may contain sub-directories); values
 are the local source files. A destination that is empty, absolute or contains `..` would
 escape or clobber the SavedModel, so it is rejected, as is a source that is not a file.
+
+A source that is a symbolic link is copied as the file it resolves to (Kubernetes mounts
+ConfigMaps and Secrets as links); the copy is a regular file, the version holds no link. With
+allowed roots set, the resolved file must lie under one of them: a link cannot smuggle
+`/etc/shadow` into a published model.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from airflow_tf_export.storage.confinement import AllowedRoots
 
 ASSETS_EXTRA_DIRECTORY = "assets.extra"
 
 
 @dataclass(frozen=True)
 class ExtraAsset:
-    """One checked copy: source file -> destination relative to `assets.extra/`."""
+    """One checked copy: source file (symbolic links resolved) -> destination relative to
+    `assets.extra/`."""
 
     destination: PurePosixPath
     source: Path
 
 
-def plan_assets_extra(assets_extra: Mapping[str, str] | None) -> tuple[ExtraAsset, ...]:
-    """Check every destination and source; ValueError names the first bad entry."""
+def plan_assets_extra(
+    assets_extra: Mapping[str, str] | None, allowed_roots: AllowedRoots | None = None
+) -> tuple[ExtraAsset, ...]:
+    """Check every destination and source; ValueError names the first bad entry, and
+    `allowed_roots` (when set) refuses a source whose file lies outside them."""
     if assets_extra is None:
         return ()
     if not isinstance(assets_extra, Mapping):
@@ -42,13 +54,7 @@ def plan_assets_extra(assets_extra: Mapping[str, str] | None) -> tuple[ExtraAsse
             raise ValueError(
                 f"assets_extra source for {destination!r} must be a local file path, got {source!r}"
             )
-        source_path = Path(source)
-        if not source_path.is_file():
-            raise ValueError(
-                f"assets_extra source {source!r} for {destination!r} is not an existing local "
-                "file (copy gs:// files to local disk first)"
-            )
-        planned[relative] = ExtraAsset(relative, source_path)
+        planned[relative] = ExtraAsset(relative, _source(destination, source, allowed_roots))
     for relative in planned:
         for parent in relative.parents:
             if parent in planned:
@@ -65,6 +71,25 @@ def copy_assets_extra(assets: tuple[ExtraAsset, ...], export_dir: Path) -> None:
         target = export_dir / ASSETS_EXTRA_DIRECTORY / asset.destination
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(asset.source, target)
+
+
+def _source(destination: str, source: str | Path, allowed_roots: AllowedRoots | None) -> Path:
+    """The file `source` resolves to, checked against the allowed roots first (so nothing
+    outside them is even looked at)."""
+    path = Path(source)
+    if allowed_roots is not None:
+        allowed_roots.check_local_file(path, f"copy into assets.extra/{destination}")
+    if path.is_symlink() and not path.exists():
+        raise ValueError(
+            f"assets_extra source {str(source)!r} for {destination!r} is a symbolic link that "
+            "does not resolve to a file (dangling, or a loop)"
+        )
+    if not path.is_file():
+        raise ValueError(
+            f"assets_extra source {str(source)!r} for {destination!r} is not an existing local "
+            "file (copy gs:// files to local disk first)"
+        )
+    return Path(os.path.realpath(path))
 
 
 def _destination(destination: object) -> PurePosixPath:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
-from airflow_tf_export.savedmodel.errors import DefinitionError
+from airflow_tf_export.savedmodel.errors import DefinitionError, DefinitionUnavailableError
 from airflow_tf_export.savedmodel.export_outputs import (
     DEFAULT_SIGNATURE_KEY,
     ExportOutput,
@@ -240,6 +240,8 @@ def resolve_definition(reference: DefinitionReference) -> ExportDefinition:
         )
     try:
         definition = target()
+    except OSError as error:
+        raise _unavailable(f"calling {described} for the model definition", error) from error
     except Exception as error:
         raise DefinitionError(
             f"calling {described} for the model definition failed: {type(error).__name__}: {error}"
@@ -267,6 +269,9 @@ def _import_attribute(reference: str) -> object:
                 f"cannot resolve model definition {reference!r}: no module named {error.name!r}"
             ) from error
         raise _import_failed(module_name, reference, error) from error
+    except OSError as error:
+        what = f"importing {module_name!r} for model definition {reference!r}"
+        raise _unavailable(what, error) from error
     except Exception as error:
         raise _import_failed(module_name, reference, error) from error
     for part in attribute_path.split("."):
@@ -282,5 +287,12 @@ def _import_attribute(reference: str) -> object:
 def _import_failed(module_name: str, reference: str, error: Exception) -> DefinitionError:
     return DefinitionError(
         f"importing {module_name!r} for model definition {reference!r} failed: "
+        f"{type(error).__name__}: {error}"
+    )
+
+
+def _unavailable(what: str, error: OSError) -> DefinitionUnavailableError:
+    return DefinitionUnavailableError(
+        f"{what} failed on an I/O error, which may be transient (the task's retries apply): "
         f"{type(error).__name__}: {error}"
     )

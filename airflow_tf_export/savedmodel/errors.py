@@ -1,4 +1,6 @@
-"""Errors for bad export input. All are ValueErrors: retrying the same export cannot help.
+"""Errors for bad export input. All are ValueErrors: retrying the same export cannot help;
+except DefinitionUnavailableError, an I/O error (OSError) while loading a model definition,
+which a retry may well fix.
 
 CheckpointError is the storage layer's (the checkpoint resolver raises it too), so one type
 names a missing or unreadable checkpoint wherever it is found.
@@ -8,11 +10,22 @@ from __future__ import annotations
 
 from airflow_tf_export.storage.checkpoints import CheckpointError
 
-__all__ = ["CheckpointError", "CheckpointMismatchError", "DefinitionError"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "DefinitionError",
+    "DefinitionUnavailableError",
+]
 
 
 class DefinitionError(ValueError):
     """A model definition reference cannot be resolved, or the definition is incomplete."""
+
+
+class DefinitionUnavailableError(OSError):
+    """Importing a model definition's module, or calling its factory, raised an OSError (a
+    network file system that did not answer, a file not there yet): possibly transient, so
+    it is not a ValueError and the task's retries apply. The message names the definition."""
 
 
 class CheckpointMismatchError(CheckpointError):

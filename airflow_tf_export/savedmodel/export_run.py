@@ -24,6 +24,7 @@ from airflow_tf_export.storage.checkpoints import (
     checkpoint_files,
     resolve_checkpoint,
 )
+from airflow_tf_export.storage.confinement import AllowedRoots
 from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import exporter_uri
@@ -74,15 +75,19 @@ def saved_model_writer(
     modes: Sequence[str],
     assets_extra: Mapping[str, str] | None = None,
     as_text: bool = False,
+    allowed_roots: AllowedRoots | None = None,
 ) -> WriteCheckpoint:
     """The SavedModel writer of a model definition (an import string or a callable, resolved
-    now: a bad one fails before any checkpoint is read) for checkpoints stored in `storage`."""
+    now: a bad one fails before any checkpoint is read) for checkpoints stored in `storage`.
+    The `assets_extra` sources are checked now too (against `allowed_roots` when set)."""
+    from airflow_tf_export.savedmodel.assets_extra import plan_assets_extra
     from airflow_tf_export.savedmodel.definition import resolve_definition
     from airflow_tf_export.savedmodel.modes import normalize_modes
     from airflow_tf_export.savedmodel.writer import write_saved_model
 
     definition = resolve_definition(definition_reference)
     chosen = normalize_modes(modes)
+    plan_assets_extra(assets_extra, allowed_roots)
 
     def write(checkpoint: ResolvedCheckpoint, export_dir: Path) -> WrittenModel:
         with local_checkpoint(storage, checkpoint.path) as local:
@@ -93,6 +98,7 @@ def saved_model_writer(
                 modes=chosen,
                 assets_extra=assets_extra,
                 as_text=as_text,
+                allowed_roots=allowed_roots,
             )
         if written.global_step != checkpoint.step:
             raise ValueError(

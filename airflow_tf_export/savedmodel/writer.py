@@ -18,6 +18,7 @@ from airflow_tf_export.savedmodel.checkpoint_paths import require_checkpoint
 from airflow_tf_export.savedmodel.definition import ExportDefinition, is_definition
 from airflow_tf_export.savedmodel.modes import normalize_modes
 from airflow_tf_export.storage.base import WrittenModel
+from airflow_tf_export.storage.confinement import AllowedRoots
 
 
 def write_saved_model(
@@ -28,6 +29,7 @@ def write_saved_model(
     modes: Sequence[str] = ("serve",),
     assets_extra: Mapping[str, str] | None = None,
     as_text: bool = False,
+    allowed_roots: AllowedRoots | None = None,
 ) -> WrittenModel:
     """Write one SavedModel with a MetaGraphDef per mode into `export_dir`.
 
@@ -35,6 +37,7 @@ def write_saved_model(
     `modes` are "train", "eval", "serve" (or the Estimator name "infer"); the MetaGraphDefs
     are written in that order and share one `variables/`. `export_dir` must not exist or be
     an empty directory. `as_text` writes saved_model.pbtxt instead of saved_model.pb.
+    `allowed_roots` (when set) confines the `assets_extra` sources (symbolic links resolved).
     """
     if not is_definition(definition):
         raise TypeError(
@@ -43,7 +46,7 @@ def write_saved_model(
         )
     chosen = normalize_modes(modes)
     definition.check_modes(chosen)
-    assets = plan_assets_extra(assets_extra)
+    assets = plan_assets_extra(assets_extra, allowed_roots)
     export_dir = Path(export_dir)
     existed = _require_empty(export_dir)
     require_checkpoint(checkpoint_path)

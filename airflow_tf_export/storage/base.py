@@ -6,7 +6,7 @@ above this package speaks only this protocol, so local/GCS differences stay here
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,11 @@ class BucketNotFoundError(StorageError):
 
 class VersionIntegrityError(StorageError):
     """A version's files do not match its manifest, or its metadata cannot be read."""
+
+
+class SymbolicLinkError(StorageError, ValueError):
+    """A symbolic link where this product never follows one: in a SavedModel being published,
+    or in a local tree being copied. Bad input (a ValueError): retrying cannot help."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,18 @@ class VersionedBytes:
 
 @dataclass(frozen=True)
 class Entry:
-    """One child of a directory: a file (with size) or a sub-directory."""
+    """One child of a directory: a file (with size) or a sub-directory.
+
+    `is_link`: a symbolic link (local disk only). `list_dir` gives a link that resolves the
+    kind, size and time of its target, and one that does not (dangling, a loop) as a file of
+    size 0; `list_files` never follows one (size and time are the link's own).
+    """
 
     name: str
     is_dir: bool
     size: int = 0
     mtime: float | None = None
+    is_link: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,11 +101,18 @@ class Storage(Protocol):
         ...
 
     def list_dir(self, uri: str) -> list[Entry]:
-        """Direct children of a directory, sorted by name; StorageNotFoundError if it is absent."""
+        """Direct children of a directory, sorted by name; StorageNotFoundError if it is absent.
+        A child that cannot be read (a symbolic link loop) is listed, never an error."""
         ...
 
-    def list_files(self, uri: str) -> list[Entry]:
-        """Every file below a directory (recursive), names relative to `uri` with `/`."""
+    def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
+        """Every file below a directory (recursive), names relative to `uri` with `/`,
+        sorted; with `within`, only the files below those direct children of `uri`.
+
+        A walk never descends into a symbolic link: it lists the link itself (`is_link`), so
+        a link loop can neither hang nor fail a listing. StorageNotFoundError if `uri` is
+        absent.
+        """
         ...
 
     def glob(self, pattern: str) -> list[str]:
@@ -139,11 +157,14 @@ class Storage(Protocol):
         ...
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
-        """Copy files below `uri` (or only `names`, relative) into a local directory."""
+        """Copy files below `uri` (or only `names`, relative) into a local directory. Copying a
+        whole tree refuses a symbolic link in it (SymbolicLinkError); a file named in `names`
+        is read as any file is (a link to a file is read through)."""
         ...
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
-        """Copy a local directory tree below `uri` (not a publish: no ordering guarantees)."""
+        """Copy a local directory tree below `uri` (not a publish: no ordering guarantees);
+        SymbolicLinkError, nothing copied, when the tree holds a symbolic link."""
         ...
 
     def delete_trees(self, uris: Sequence[str]) -> None:
@@ -211,7 +232,8 @@ class Storage(Protocol):
         """Publish `source_dir` (a SavedModel) as the next version; return its metadata.
 
         The version is `next_version(existing versions, now)` (VersionRangeError, nothing
-        written, when it would be above MAX_VERSION); the metadata written is
+        written, when it would be above MAX_VERSION); SymbolicLinkError, nothing written, when
+        `source_dir` holds a symbolic link (a version never does); the metadata written is
         `metadata.with_publication(version, manifest of source_dir)`, with its checksum
         sibling `export_metadata.json.sha256-<hex>` written before it (the record stays the
         commit point). Readers never see a version with `export_metadata.json` whose files

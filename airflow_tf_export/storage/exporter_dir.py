@@ -13,6 +13,11 @@ it. A scan reads each foreign version's global step from its SavedModel variable
 metadata that does not check out (e.g. a user's copy of a record, or what an earlier
 release's delete cut short) is invalid: reported, never deleted. `temp-*` entries are ours
 only in the forms of `core.ownership`; others are kept and reported.
+
+A scan lists the files of version directories and of our staging dirs only, and never
+follows a symbolic link: a link with an integer name is invalid (reported, kept), any other
+link is ignored, a link inside a version makes it invalid (or, in a foreign version, where
+its step would be read, its step unreadable). So no foreign entry can slow, hang or fail it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from airflow_tf_export.storage.base import (
 )
 from airflow_tf_export.storage.manifest import (
     CHUNK_BYTES,
+    SAVED_MODEL_FILENAMES,
     is_record_file,
     manifest_mismatch,
     verify_files,
@@ -110,6 +116,7 @@ class _Child:
     name: str
     is_dir: bool
     mtime: float | None
+    is_link: bool = False
     files: dict[str, Entry] = field(default_factory=dict)
 
     def newest_mtime(self) -> float | None:
@@ -140,8 +147,10 @@ class ExporterDir:
             top = self.storage.list_dir(self.uri)
         except StorageNotFoundError:
             return ExporterDirState()
-        children = {e.name: _Child(e.name, e.is_dir, e.mtime) for e in top}
-        for entry in self._files_or_empty(self.uri):
+        children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top}
+        for entry in self._files_or_empty(
+            self.uri, [c.name for c in children.values() if _walked(c)]
+        ):
             head, _, rest = entry.name.partition("/")
             if rest and head in children:
                 children[head].files[rest] = entry
@@ -153,6 +162,10 @@ class ExporterDir:
             claims = self._our_claims(children.values(), pool)
             for child in children.values():
                 version = parse_version(child.name)
+                if child.is_link:
+                    if version is not None or is_beyond_versions(child.name):
+                        state.invalid.append((int(child.name), self._link_message(child.name)))
+                    continue
                 if version is None:
                     if is_staging_name(child.name):
                         state.staging.append(self._temp_entry(child, now, claims))
@@ -300,6 +313,10 @@ class ExporterDir:
             saved_model_global_step,
         )
 
+        linked = [n for n, e in child.files.items() if e.is_link and _read_for_step(n)]
+        if linked:
+            link = self.storage.join(self.version_uri(version), min(linked))
+            return ForeignVersion(version, unreadable=f"{link} is a symbolic link: never followed")
         try:
             step = saved_model_global_step(self.storage, self.version_uri(version), child.files)
         except (TensorBundleError, TableError) as err:
@@ -328,6 +345,12 @@ class ExporterDir:
     def _read_record(self, version: int, files: Mapping[str, Entry]) -> VerifiedVersion | str:
         """The metadata (with the checksum file it matched) if it parses, matches its
         checksum and matches the files by name and size; else why not."""
+        links = sorted(name for name, entry in files.items() if entry.is_link)
+        if links:
+            return (
+                f"{self.storage.join(self.version_uri(version), links[0])} is a symbolic link, "
+                "which no published version holds: never followed"
+            )
         source = self.storage.join(self.version_uri(version), METADATA_FILENAME)
         try:
             record = self.storage.read_bytes(source)
@@ -345,14 +368,27 @@ class ExporterDir:
             return f"{self.version_uri(version)}: {mismatch}"
         return VerifiedVersion(meta, checksum)
 
-    def _files_or_empty(self, uri: str) -> Sequence[Entry]:
+    def _files_or_empty(self, uri: str, within: Sequence[str]) -> Sequence[Entry]:
+        if not within:
+            return []
         try:
-            return self.storage.list_files(uri)
+            return self.storage.list_files(uri, within=within)
         except StorageNotFoundError:
             return []
 
+    def _link_message(self, name: str) -> str:
+        return (
+            f"{self._at(name)} is a symbolic link, not a version directory: never followed, "
+            "kept as it is"
+        )
+
     def _at(self, name: str) -> str:
         return self.storage.join(self.uri, name)
+
+
+def _read_for_step(name: str) -> bool:
+    """Whether reading a SavedModel's global step reads the file `name` (relative to it)."""
+    return name in SAVED_MODEL_FILENAMES or name.startswith("variables/")
 
 
 def _staging(
@@ -369,6 +405,15 @@ def _staging(
     return StagingDir(
         child.name, age, None if claim is None else claim.name, marked=marked, in_use=in_use
     )
+
+
+def _walked(child: _Child) -> bool:
+    """Whether a scan lists the files below `child`: a version directory (its files decide
+    whether it is committed) or a staging dir of ours (aged by its newest file). Nothing
+    else is entered, and no symbolic link: a foreign entry never costs or blocks a scan."""
+    if not child.is_dir or child.is_link:
+        return False
+    return parse_version(child.name) is not None or is_our_staging_name(child.name)
 
 
 def _may_be_ours(name: str) -> bool:

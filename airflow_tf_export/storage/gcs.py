@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from airflow_tf_export.storage.base import (
     StorageNotFoundError,
     VersionedBytes,
 )
+from airflow_tf_export.storage.local_tree import regular_files
 from airflow_tf_export.storage.manifest import (
     SAVED_MODEL_FILENAMES,
     build_manifest,
@@ -168,8 +169,9 @@ class GcsStorage:
             self._raise_absent_dir(parsed)
         return sorted(entries, key=lambda e: e.name)
 
-    def list_files(self, uri: str) -> list[Entry]:
-        """Every object below a prefix, names relative with `/`, sorted."""
+    def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
+        """Every object below a prefix (or below its children `within`: still one listing
+        of the prefix, whatever their number), names relative with `/`, sorted."""
         parsed = self._parse(uri)
         prefix = f"{parsed.path}/" if parsed.path else ""
         entries = [
@@ -179,6 +181,8 @@ class GcsStorage:
         ]
         if not entries:
             self._raise_absent_dir(parsed)
+        if within is not None:
+            entries = [e for e in entries if e.name.partition("/")[0] in within]
         return sorted(entries, key=lambda e: e.name)
 
     def glob(self, pattern: str) -> list[str]:
@@ -316,9 +320,10 @@ class GcsStorage:
         self._raise_first_failure(parsed, results)
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
-        """Upload a local tree below `uri` in parallel (no ordering guarantees)."""
+        """Upload a local tree below `uri` in parallel (no ordering guarantees);
+        SymbolicLinkError, nothing uploaded, when the tree holds a symbolic link."""
         parsed = self._parse(uri)
-        paths = [p for p in sorted(local_dir.rglob("*")) if p.is_file()]
+        paths = regular_files(local_dir)
         self._upload_files(parsed, local_dir, [p.relative_to(local_dir).as_posix() for p in paths])
 
     def delete_trees(self, uris: Sequence[str]) -> None:

@@ -10,10 +10,10 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 
 from airflow_tf_export.core.metadata import (
     METADATA_FILENAME,
@@ -32,7 +32,8 @@ from airflow_tf_export.storage.base import (
     StorageNotFoundError,
     VersionedBytes,
 )
-from airflow_tf_export.storage.manifest import build_manifest, check_publishable, local_files
+from airflow_tf_export.storage.local_tree import regular_files, walk_tree
+from airflow_tf_export.storage.manifest import build_manifest, check_publishable
 from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 _RENAME_CONFLICTS = (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)
@@ -72,6 +73,31 @@ def _fsync_tree(root: Path) -> None:
         _fsync_path(Path(directory))
 
 
+def _child_entry(child: os.DirEntry[str]) -> Entry | None:
+    """The Entry of one child of a listed directory, or None when it vanished meanwhile."""
+    is_link = child.is_symlink()
+    try:
+        stat = child.stat()
+    except OSError as err:
+        if not is_link:
+            if isinstance(err, FileNotFoundError):
+                return None
+            raise
+        try:
+            own = child.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return Entry(name=child.name, is_dir=False, mtime=own.st_mtime, is_link=True)
+    is_dir = S_ISDIR(stat.st_mode)
+    return Entry(
+        name=child.name,
+        is_dir=is_dir,
+        size=0 if is_dir else stat.st_size,
+        mtime=stat.st_mtime,
+        is_link=is_link,
+    )
+
+
 class LocalStorage:
     """Storage on a POSIX file system; URIs are absolute paths or `file://` URIs."""
 
@@ -80,60 +106,46 @@ class LocalStorage:
         return os.path.join(self._path(base), *parts)
 
     def list_dir(self, uri: str) -> list[Entry]:
-        """Direct children, sorted by name (symlinks followed; ones that vanish while the
-        directory is listed, e.g. a staging dir renamed by a publish, are left out)."""
+        """Direct children, sorted by name. A symbolic link is listed as a link with the kind,
+        size and time of its target, or as a file of size 0 when it does not resolve (a
+        loop, a dangling link): one stray link never fails the listing. Children that vanish
+        while the directory is listed (e.g. a staging dir renamed by a publish) are left out."""
         path = self._require_dir(uri)
         entries = []
         with _os_errors(uri), os.scandir(path) as children:
             for child in children:
                 with _os_errors(child.path):
-                    try:
-                        stat = child.stat()
-                    except FileNotFoundError:
-                        continue
-                    entries.append(
-                        Entry(
-                            name=child.name,
-                            is_dir=child.is_dir(),
-                            size=0 if child.is_dir() else stat.st_size,
-                            mtime=stat.st_mtime,
-                        )
-                    )
+                    entry = _child_entry(child)
+                if entry is not None:
+                    entries.append(entry)
         return sorted(entries, key=lambda e: e.name)
 
-    def list_files(self, uri: str) -> list[Entry]:
-        """Every file below `uri`, names relative with `/`, sorted (vanishing ones left out)."""
+    def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
+        """Every file below `uri` (or below its children `within`), names relative with `/`,
+        sorted; symbolic links are listed as links and never followed, directories that
+        cannot be read are skipped, vanishing entries left out."""
         root = self._require_dir(uri)
-        entries = []
-        for path in local_files(root):
-            with _os_errors(path):
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:
-                    continue
-            entries.append(
-                Entry(
-                    name=path.relative_to(root).as_posix(),
-                    is_dir=False,
-                    size=stat.st_size,
-                    mtime=stat.st_mtime,
-                )
-            )
-        return entries
+        return [
+            Entry(name=e.name, is_dir=False, size=e.size, mtime=e.mtime, is_link=e.is_link)
+            for e in walk_tree(root, within=within)
+        ]
 
     def glob(self, pattern: str) -> list[str]:
         """Files matching `pattern` (`*` stays within one path segment), sorted."""
         return [info.uri for info in self.glob_info(pattern)]
 
     def glob_info(self, pattern: str) -> list[FileInfo]:
-        """`glob` with each file's size and modification time (one stat per file)."""
+        """`glob` with each file's size and modification time (one stat per file). A match
+        that is a symbolic link to a regular file counts as that file; one that does not
+        resolve (a loop, a dangling link) is left out. `*` never spans a `/`, so links to
+        directories are entered only as deep as the pattern has segments."""
         found = []
         matches = glob.glob(str(self._path(pattern, parse=parse_pattern)), include_hidden=True)
         for path in sorted(matches):
             try:
                 stat = os.stat(path)
-            except FileNotFoundError:
-                continue  # deleted since the listing
+            except OSError:
+                continue  # deleted since the listing, or a link that does not resolve
             if S_ISREG(stat.st_mode):
                 found.append(FileInfo(path, stat.st_size, stat.st_mtime))
         return found
@@ -217,9 +229,14 @@ class LocalStorage:
         return VersionedBytes(data, f"{stat.st_ino}:{stat.st_mtime_ns}:{digest}")
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
-        """Copy files below `uri` (all, or only the relative `names`) into `local_dir`."""
+        """Copy files below `uri` (all, refusing a symbolic link among them, or only the
+        relative `names`) into `local_dir`."""
         root = self._path(uri)
-        wanted = [e.name for e in self.list_files(uri)] if names is None else list(names)
+        if names is None:
+            self._require_dir(uri)
+            wanted = [path.relative_to(root).as_posix() for path in regular_files(root)]
+        else:
+            wanted = list(names)
         for name in wanted:
             target = local_dir / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,8 +244,10 @@ class LocalStorage:
                 shutil.copyfile(root / name, target)
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
-        """Copy a local tree below `uri` (files are overwritten; no ordering guarantees)."""
+        """Copy a local tree below `uri` (files are overwritten; no ordering guarantees);
+        SymbolicLinkError, nothing copied, when the tree holds a symbolic link."""
         with _os_errors(local_dir):
+            regular_files(local_dir)
             shutil.copytree(local_dir, self._path(uri), dirs_exist_ok=True)
 
     def delete_trees(self, uris: Sequence[str]) -> None:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from airflow_tf_export.core.metadata import (
 )
 from airflow_tf_export.core.ownership import DELETE_MARKER
 from airflow_tf_export.storage.base import StorageError, VersionIntegrityError
+from airflow_tf_export.storage.local_tree import regular_files
 
 SAVED_MODEL_FILENAMES = ("saved_model.pb", "saved_model.pbtxt")
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -39,16 +39,9 @@ def file_crc32c(path: Path) -> str:
     return checksum.digest().hex()
 
 
-def local_files(root: Path) -> list[Path]:
-    """Every regular file below `root`, sorted by relative path (symlinks are followed)."""
-    found: list[Path] = []
-    for directory, _dirs, files in os.walk(root, followlinks=True):
-        found.extend(Path(directory, name) for name in files)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
 def check_publishable(source_dir: Path) -> None:
-    """Raise StorageError unless `source_dir` is a directory holding a SavedModel to publish."""
+    """Raise StorageError unless `source_dir` is a directory holding a SavedModel to publish
+    and no symbolic link (SymbolicLinkError names it: a version never holds one)."""
     if not source_dir.exists():
         raise StorageError(f"SavedModel directory {source_dir} does not exist")
     if not source_dir.is_dir():
@@ -63,6 +56,7 @@ def check_publishable(source_dir: Path) -> None:
             f"SavedModel directory {source_dir} already holds {reserved[0]}; publishing "
             f"writes {METADATA_FILENAME}, its checksum and delete markers itself"
         )
+    regular_files(source_dir)
 
 
 def is_record_file(name: str) -> bool:
@@ -73,14 +67,15 @@ def is_record_file(name: str) -> bool:
 
 
 def build_manifest(source_dir: Path) -> tuple[ManifestEntry, ...]:
-    """The manifest of a local directory: relative path, size and CRC32C of every file."""
+    """The manifest of a local directory: relative path, size and CRC32C of every file
+    (SymbolicLinkError when it holds a symbolic link)."""
     return tuple(
         ManifestEntry(
             path=path.relative_to(source_dir).as_posix(),
             size=path.stat().st_size,
             crc32c=file_crc32c(path),
         )
-        for path in local_files(source_dir)
+        for path in regular_files(source_dir)
     )
 
 

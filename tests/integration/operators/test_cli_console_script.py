@@ -6,6 +6,7 @@ each published SavedModel is loaded with TensorFlow and run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -146,3 +147,42 @@ def test_help_documents_every_exit_code() -> None:
     assert done.returncode == 0
     for code in ("0 done", "1 verify", "2 bad arguments", "3 storage error", "4 export"):
         assert code in " ".join(done.stdout.split())
+
+
+def test_the_allowed_roots_variable_confines_every_command(tmp_path: Path) -> None:
+    """The CLI reads no airflow.cfg, but honours the option's environment variable."""
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    (elsewhere / "export" / "best" / "1").mkdir(parents=True)
+    (elsewhere / "export" / "best" / "1" / "saved_model.pb").write_bytes(b"")
+    allowed.mkdir()
+    env = {**os.environ, "AIRFLOW__TF_EXPORT__ALLOWED_ROOTS": str(allowed)}
+
+    def confined(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args], capture_output=True, text=True, timeout=600, env=env
+        )
+
+    for args in (
+        ("versions", str(elsewhere / "export" / "best")),
+        ("verify", str(elsewhere / "export" / "best" / "1")),
+        ("export", "--model-definition", DEFINITION, "--model-dir", str(elsewhere), "--name", "x"),
+        (
+            "export",
+            "--model-definition",
+            DEFINITION,
+            "--model-dir",
+            str(allowed),
+            "--name",
+            "x",
+            "--export-dir-base",
+            str(elsewhere / "export" / "x"),
+        ),
+    ):
+        done = confined(*args)
+        assert done.returncode == 2, done.stderr
+        assert (
+            f"lies outside the allowed roots AIRFLOW__TF_EXPORT__ALLOWED_ROOTS = {str(allowed)!r}"
+            in done.stderr
+        )
+    assert not (elsewhere / "export" / "x").exists()
+    assert cli("versions", str(elsewhere / "export" / "best")).returncode == 0

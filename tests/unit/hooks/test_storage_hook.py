@@ -110,3 +110,37 @@ def test_the_malformed_key_error_keeps_the_original_text(monkeypatch: pytest.Mon
     )
     with pytest.raises(AirflowFailException, match="Unable to load PEM file"):
         StorageHook(gcp_conn_id="exporter_gcp").get_conn()
+
+
+def test_without_allowed_roots_any_path_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__TF_EXPORT__ALLOWED_ROOTS", raising=False)
+    assert isinstance(StorageHook().storage_for("/anywhere/at/all"), LocalStorage)
+
+
+def test_allowed_roots_confine_every_storage_the_hook_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The option is read through Airflow's configuration (here from its environment
+    variable, as a deployment sets it) at each call."""
+    allowed, outside = tmp_path / "models", tmp_path / "elsewhere"
+    allowed.mkdir()
+    outside.mkdir()
+    (allowed / "m").symlink_to(outside)
+    value = f"{allowed}, gs://bucket-a/models"
+    monkeypatch.setenv("AIRFLOW__TF_EXPORT__ALLOWED_ROOTS", value)
+    monkeypatch.setenv("AIRFLOW_CONN_UNIT_GCS", ANONYMOUS_GCP)
+    hook = StorageHook(gcp_conn_id="unit_gcs")
+    storage = hook.storage_for(str(allowed / "model"))
+    storage.write_bytes(str(allowed / "model" / "f"), b"x")
+    for refused in (str(outside), str(allowed / "m" / "x"), "gs://bucket-a/other", "gs://bucket-b"):
+        with pytest.raises(AirflowFailException) as raised:
+            hook.storage_for(refused)
+        assert "[tf_export] allowed_roots" in str(raised.value)
+        assert repr(value) in str(raised.value)
+    with pytest.raises(AirflowFailException, match=f"refusing to write {outside / 'f'}"):
+        storage.write_bytes(str(outside / "f"), b"x")
+    assert list(outside.iterdir()) == []
+    hook.storage_for("gs://bucket-a/models/m1")
+    monkeypatch.setenv("AIRFLOW__TF_EXPORT__ALLOWED_ROOTS", "models/relative")
+    with pytest.raises(AirflowFailException, match="'models/relative', which is not a root"):
+        hook.storage_for(str(allowed))

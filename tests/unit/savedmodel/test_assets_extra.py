@@ -12,6 +12,7 @@ from airflow_tf_export.savedmodel.assets_extra import (
     copy_assets_extra,
     plan_assets_extra,
 )
+from airflow_tf_export.storage.confinement import AllowedRoots, ConfinementError
 
 
 @pytest.fixture
@@ -79,3 +80,49 @@ def test_a_destination_cannot_be_both_a_file_and_a_directory(source: Path) -> No
     expected = "'a' is a file, but 'a/b.txt' needs it to be a directory"
     with pytest.raises(ValueError, match=re.escape(expected)):
         plan_assets_extra({"a/b.txt": str(source), "a": str(source)})
+
+
+def test_a_source_that_is_a_link_is_copied_as_the_file_it_resolves_to(
+    source: Path, tmp_path: Path
+) -> None:
+    """As Kubernetes mounts a ConfigMap: `vocab.txt -> ..data/vocab.txt`. The copy is a
+    regular file: a version never holds a link."""
+    mounted = tmp_path / "mount"
+    (mounted / "..data").mkdir(parents=True)
+    (mounted / "..data" / "vocab.txt").write_text("mounted\n")
+    (mounted / "vocab.txt").symlink_to("..data/vocab.txt")
+    plan = plan_assets_extra({"vocab.txt": str(mounted / "vocab.txt")})
+    assert plan == (ExtraAsset(PurePosixPath("vocab.txt"), mounted / "..data" / "vocab.txt"),)
+    copy_assets_extra(plan, tmp_path / "export")
+    copied = tmp_path / "export" / "assets.extra" / "vocab.txt"
+    assert not copied.is_symlink() and copied.read_text() == "mounted\n"
+
+
+@pytest.mark.parametrize("target", ["loop.txt", "missing.txt"])
+def test_a_link_that_does_not_resolve_is_named(tmp_path: Path, target: str) -> None:
+    link = tmp_path / "loop.txt"
+    link.symlink_to(target)
+    with pytest.raises(ValueError, match="is a symbolic link that does not resolve") as raised:
+        plan_assets_extra({"x.txt": str(link)})
+    assert repr(str(link)) in str(raised.value)
+
+
+def test_allowed_roots_refuse_a_source_outside_them_even_through_a_link(
+    source: Path, tmp_path: Path
+) -> None:
+    allowed = tmp_path / "assets"
+    allowed.mkdir()
+    (allowed / "vocab.txt").write_text("ok\n")
+    (allowed / "shadow").symlink_to(source)
+    roots = AllowedRoots.parse(str(allowed), "[tf_export] allowed_roots")
+    assert plan_assets_extra({"v.txt": str(allowed / "vocab.txt")}, roots) == (
+        ExtraAsset(PurePosixPath("v.txt"), allowed / "vocab.txt"),
+    )
+    for outside in (str(allowed / "shadow"), str(source), f"{allowed}/../vocab.txt"):
+        with pytest.raises(ConfinementError) as raised:
+            plan_assets_extra({"v.txt": str(allowed / "vocab.txt"), "x.txt": outside}, roots)
+        message = str(raised.value)
+        assert f"refusing to copy into assets.extra/x.txt {outside}" in message
+        assert f"[tf_export] allowed_roots = {str(allowed)!r}" in message
+    with pytest.raises(ConfinementError, match="resolves to " + re.escape(str(source))):
+        plan_assets_extra({"x.txt": str(allowed / "shadow")}, roots)

@@ -17,7 +17,7 @@ from airflow_tf_export.savedmodel.definition import (
     parse_reference,
     resolve_definition,
 )
-from airflow_tf_export.savedmodel.errors import DefinitionError
+from airflow_tf_export.savedmodel.errors import DefinitionError, DefinitionUnavailableError
 from airflow_tf_export.savedmodel.export_outputs import (
     ClassificationOutput,
     PredictOutput,
@@ -161,3 +161,51 @@ def test_modes_needing_missing_parts_name_them() -> None:
     with pytest.raises(DefinitionError, match=r"'eval'.*supervised_input, loss$"):
         serving_only.check_modes(["eval"])
     example.definition.check_modes(["train", "eval", "serve"])
+
+
+@pytest.mark.parametrize(
+    ("body", "reference", "expected"),
+    [
+        (
+            "raise TimeoutError('nfs server not responding')\n",
+            "io_model_module:definition",
+            "importing 'io_model_module' for model definition 'io_model_module:definition'",
+        ),
+        (
+            "def factory():\n    raise OSError(116, 'Stale file handle')\n",
+            "io_model_module:factory",
+            "calling 'io_model_module:factory' for the model definition",
+        ),
+    ],
+)
+def test_an_io_error_loading_a_definition_is_named_and_stays_retryable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, reference: str, expected: str
+) -> None:
+    """An OSError (a network file system that did not answer) may pass: not a ValueError,
+    so the export operators leave it to the task's retries."""
+    (tmp_path / "io_model_module.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "io_model_module", raising=False)
+    with pytest.raises(DefinitionUnavailableError) as raised:
+        resolve_definition(reference)
+    assert not isinstance(raised.value, ValueError)
+    assert isinstance(raised.value.__cause__, OSError)
+    message = str(raised.value)
+    assert message.startswith(expected)
+    assert "may be transient" in message
+
+
+def test_a_factory_raising_anything_else_is_bad_input_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "raising_factory_module.py").write_text(
+        "def factory():\n    raise RuntimeError('no GPU visible')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "raising_factory_module", raising=False)
+    with pytest.raises(DefinitionError) as raised:
+        resolve_definition("raising_factory_module:factory")
+    assert str(raised.value) == (
+        "calling 'raising_factory_module:factory' for the model definition failed: "
+        "RuntimeError: no GPU visible"
+    )
