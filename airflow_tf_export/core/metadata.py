@@ -145,7 +145,7 @@ class ExportMetadata:
             raise MetadataError(f"{source} must hold a JSON object, got {type(data).__name__}")
         try:
             return cls._from_dict(data)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MetadataError(f"{source} is not valid export metadata: {err}") from None
 
     @classmethod

@@ -93,8 +93,7 @@ def parse_thresholds(value: object) -> Thresholds:
     unknown = sorted(set(value) - {"outputs", "allow_nonfinite"})
     if unknown:
         raise ValueError(
-            f"validation_thresholds has unknown keys {unknown}; use 'outputs' and "
-            "'allow_nonfinite'"
+            f"validation_thresholds has unknown keys {unknown}; use 'outputs' and 'allow_nonfinite'"
         )
     outputs = value.get("outputs", {})
     if not isinstance(outputs, Mapping):
@@ -335,7 +334,3 @@ class ValidationRecord:
                 )
             signatures.append(SignatureRecord(str(s["tag"]), str(s["key"]), outputs))
         return cls(examples, source, tuple(signatures), warmup)
-
-    def summary(self) -> str:
-        """A short line for tables: signatures checked and examples used."""
-        return f"ok {len(self.signatures)} sig/{self.examples} ex ({self.source})"

@@ -42,6 +42,7 @@ from airflow_tf_export.core.validation import (
     judge_output,
 )
 from airflow_tf_export.storage.base import Storage, WrittenModel
+from airflow_tf_export.storage.export_flow import ValidateStaged
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ _REGRESS = "tensorflow/serving/regress"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 Example = dict[str, list[Any]]
-ValidateStaged = Callable[[Path, WrittenModel], ValidationRecord]
 
 
 @dataclass(frozen=True)
@@ -282,16 +282,13 @@ def _feeds(
     for name, put in signature.inputs.items():
         if name in spec or all(name in e for e in examples):
             shape = spec[name].shape if name in spec else _declared_shape(put)
-            rows = [np.asarray(e[name], dtype=_numpy_dtype(put.dtype)).reshape(shape) for e in examples]
-            value: Any = np.stack(rows)
+            value: Any = _stacked(examples, name, put.dtype, shape)
         elif put.dtype == "string":
             value = np.array(serialized_examples(examples, spec), dtype=object)
         else:
             feature = FeatureSpec(put.dtype, _declared_shape(put))
             generated = generated_examples({name: feature}, len(examples))
-            value = np.stack(
-                [np.asarray(e[name], dtype=_numpy_dtype(put.dtype)).reshape(feature.shape) for e in generated]
-            )
+            value = _stacked(generated, name, put.dtype, feature.shape)
         try:
             proto = tf.make_tensor_proto(value, dtype=tf.as_dtype(put.dtype))
         except (TypeError, ValueError) as error:
@@ -303,12 +300,15 @@ def _feeds(
     return feeds
 
 
+def _stacked(examples: Sequence[Example], name: str, dtype: str, shape: tuple[int, ...]) -> Any:
+    import numpy as np
+
+    kind = object if dtype == "string" else dtype
+    return np.stack([np.asarray(e[name], dtype=kind).reshape(shape) for e in examples])
+
+
 def _declared_shape(put: SignatureInput) -> tuple[int, ...]:
     return () if put.shape is None else tuple(max(size, 1) for size in put.shape[1:])
-
-
-def _numpy_dtype(dtype: str) -> Any:
-    return object if dtype == "string" else dtype
 
 
 def serialized_examples(
@@ -478,7 +478,8 @@ class ValidationProcess:
     def _started(self) -> subprocess.Popen[str]:
         if self._process is not None and self._process.poll() is None:
             return self._process
-        self._stderr = tempfile.TemporaryFile()
+        # Kept open as long as the process runs: its tail explains a crash.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p

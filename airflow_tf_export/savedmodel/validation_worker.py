@@ -63,9 +63,7 @@ def _call(model: Any, call: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"tag": call["tag"], "key": call["key"], "error": None, "outputs": {}}
     try:
         function = model.signatures[call["key"]]
-        feeds = {
-            name: tf.constant(_tensor(tf, encoded)) for name, encoded in call["feeds"].items()
-        }
+        feeds = {name: tf.constant(_tensor(tf, encoded)) for name, encoded in call["feeds"].items()}
         outputs = function(**feeds)
     except Exception as error:
         result["error"] = f"{type(error).__name__}: {error}"
