@@ -101,8 +101,11 @@ def staged_validator(
         if not calls:
             raise ValidationError(f"the staged SavedModel has no {SERVE_TAG!r} signatures")
         warmup_path = None
+        serve_calls = [call for call in calls if call["tag"] == SERVE_TAG]
         if options.warmup_requests:
-            warmup_path = _write_warmup_file(staged, signatures[SERVE_TAG], calls, examples, spec)
+            warmup_path = _write_warmup_file(
+                staged, signatures[SERVE_TAG], serve_calls, examples, spec
+            )
         answer = validation_process().ask(
             {
                 "dir": str(staged),
@@ -110,7 +113,8 @@ def staged_validator(
                 "warmup": None if warmup_path is None else str(warmup_path),
             }
         )
-        return _judged(answer, len(examples), source, options, len(calls) if warmup_path else None)
+        requests = len(serve_calls) if warmup_path else None
+        return _judged(answer, len(examples), source, options, requests)
 
     return validate
 
@@ -351,7 +355,7 @@ def _write_warmup_file(
     examples: Sequence[Example],
     spec: Mapping[str, FeatureSpec],
 ) -> Path:
-    """TF Serving's warmup file: one PredictionLog per serve signature (a classify or
+    """TF Serving's warmup file: one PredictionLog per serve signature call (a classify or
     regress request of the serialized examples, else a predict request of its inputs)."""
     import tensorflow as tf
 
@@ -367,8 +371,6 @@ def _write_warmup_file(
     serialized = serialized_examples(examples, spec)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for call in calls:
-            if call["tag"] != SERVE_TAG:
-                continue
             record = PredictionLog()
             method = signatures[call["key"]].method
             if method in (_CLASSIFY, _REGRESS):
@@ -430,6 +432,10 @@ def _judged(
     if warmup is not None and warmup["error"]:
         failures.append(
             f"replaying {WARMUP_FILE}: request {warmup['answered']} failed: {warmup['error']}"
+        )
+    elif warmup is not None and warmup["answered"] != warmup_requests:
+        failures.append(
+            f"replaying {WARMUP_FILE}: {warmup['answered']} of {warmup_requests} requests answered"
         )
     if failures:
         raise ValidationError(
