@@ -245,8 +245,15 @@ def _signature_defs(staged: Path) -> dict[str, dict[str, SignatureDef]]:
     import tensorflow as tf
     from tensorflow.python.saved_model import loader_impl
 
+    try:
+        saved_model = loader_impl.parse_saved_model(str(staged))
+    except Exception as error:
+        raise ValidationError(
+            f"the staged SavedModel cannot be read, so it is not published: "
+            f"{type(error).__name__}: {error}"
+        ) from None
     found: dict[str, dict[str, SignatureDef]] = {}
-    for meta_graph in loader_impl.parse_saved_model(str(staged)).meta_graphs:
+    for meta_graph in saved_model.meta_graphs:
         tags = list(meta_graph.meta_info_def.tags)
         signatures = {}
         for key, sig in meta_graph.signature_def.items():

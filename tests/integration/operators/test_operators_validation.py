@@ -166,6 +166,25 @@ def test_nan_is_published_where_the_thresholds_allow_it(local_model_dir: ModelDi
     assert result["exported"] is True
 
 
+def process_bound_predictions(probabilities: Any) -> dict[str, Any]:
+    """Predictions through a tf.py_function: the SavedModel holds only a reference to a
+    Python callable of the process that wrote it."""
+    import tensorflow as tf
+
+    named = example.predictions(probabilities)
+    named["logistic"] = tf.py_function(lambda x: x, [named["logistic"]], tf.float32)
+    named["logistic"].set_shape([None])
+    return named
+
+
+def test_an_export_that_only_works_in_the_process_that_wrote_it_fails(
+    local_model_dir: ModelDir,
+) -> None:
+    definition = dataclasses.replace(example.definition, predictions=process_bound_predictions)
+    message = fails_leaving_everything(local_model_dir, model_definition=lambda: definition)
+    assert "signature 'predict' (serve) failed on 2 warmup examples" in message
+
+
 def test_an_output_outside_the_users_range_fails(local_model_dir: ModelDir) -> None:
     message = fails_leaving_everything(
         local_model_dir,
