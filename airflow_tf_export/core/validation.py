@@ -247,8 +247,9 @@ def _fits(value: object, dtype: str) -> bool:
 def generated_examples(
     spec: Mapping[str, FeatureSpec], count: int = GENERATED_EXAMPLES
 ) -> list[dict[str, list[Any]]]:
-    """`count` deterministic examples with values of each feature's dtype and size: small
-    counting numbers, alternating booleans, strings `b"<feature>-<i>"`."""
+    """`count` deterministic examples with values of each feature's dtype and size: integers
+    0 and 1 alternating (valid class ids, so a generated label fits any classifier),
+    alternating booleans, floats 1.0, 2.0, ..., strings `b"<feature>-<i>"`."""
     examples = []
     for i in range(count):
         example: dict[str, list[Any]] = {}
@@ -265,7 +266,7 @@ def _generated(dtype: str, name: str, n: int) -> Any:
         return n % 2 == 1
     if dtype in FLOAT_DTYPES:
         return float(n + 1)
-    return n + 1
+    return n % 2
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,9 @@ def test_the_record_round_trips_through_json(examples, source, warmup, shape) ->
     )
     again = ValidationRecord.from_dict(json.loads(json.dumps(record.to_dict())))
     assert again.to_dict() == record.to_dict()
+
+
+@given(st.integers(1, 10))
+def test_generated_integers_are_class_ids_any_classifier_accepts(count: int) -> None:
+    examples = generated_examples({"label": FeatureSpec("int64", (2,))}, count)
+    assert {v for e in examples for v in e["label"]} <= {0, 1}
