@@ -5,8 +5,9 @@ Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes of the s
 definition restores those) whose time (the modification time of their `.index` file, as
 `tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
 interval, or whose global step is in the run's `min_step`..`max_step` params when either is
-given. Then, with dynamic task mapping, one
-task instance per checkpoint:
+given. A run that selects none (the trainer deleted the interval's checkpoints, keeping
+only its newest ones) is skipped, its log naming the checkpoints that are there.
+Then, with dynamic task mapping, one task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
         -> wait_for_eval (EvalMetricsSensor, deferrable by default)
@@ -19,7 +20,9 @@ Re-running an interval changes nothing: evaluated checkpoints are not evaluated 
 every strategy returns the version it already published for a checkpoint. The best exporter
 decides from committed versions only, so backfilling intervals in parallel or in any order
 ends with the same best version. (A latest exporter never publishes a checkpoint older than
-its newest version, so with it the outcome does depend on the order.)
+its newest version, so with it the outcome does depend on the order.) Versions another writer
+left in an exporter dir, such as a tf.estimator's exports, count as foreign versions: no step
+they hold is exported again, and Best publishes nothing worse than the best of them.
 """
 
 from __future__ import annotations
@@ -167,7 +170,8 @@ def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
 
 def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: str) -> list[str]:
     """Task: the checkpoints of this run's data interval (or step range), by step, of the
-    kind the model definition restores (TF checkpoints or Keras weights files)."""
+    kind the model definition restores (TF checkpoints or Keras weights files); skipped, with
+    the reason, when there is none."""
     from airflow_tf_export.savedmodel import resolve_definition
 
     context = get_current_context()

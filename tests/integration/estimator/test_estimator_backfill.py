@@ -13,12 +13,16 @@ process, so TensorFlow is imported once.
 
 What each exporter publishes is compared with what the Estimator's exporters published
 (reference/decisions.json); every difference is stated below with its cause.
+
+The DAG of docs/estimator-backfill.md runs too, every interval, on another copy of the
+LinearClassifier's model_dir, and does what the page says.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -49,9 +53,15 @@ MODELS = (
     "custom_model_fn",
 )
 ROUNDS = 6
-# The intervals of rounds 1 to 3 (checkpoints gone) are run for these models only: they do the
-# same for every model, and each run costs test time.
-GONE_INTERVALS_RUN = ("linear_classifier", "custom_model_fn")
+# The intervals of rounds 1 to 3 (checkpoints gone) are run for this model and by the doc's
+# DAG (the LinearClassifier) only: they do the same for every model, and runs cost test time.
+GONE_INTERVALS_RUN = ("custom_model_fn",)
+DOC = Path(__file__).resolve().parents[3] / "docs" / "estimator-backfill.md"
+MIGRATION_DOC = DOC.parent / "estimator-migration.md"
+DOC_DAG_ID = "backfill_census"
+DOC_MODEL_DIR = "gs://my-bucket/models/census"
+DOC_DEFINITION = "census.definition:classifier"
+_BLOCK = re.compile(r"^( *)```(python|text)\n(.*?)^\1```", re.S | re.M)
 CHECKPOINT_STEPS = (100, 125, 150)  # what the model_dirs still hold
 GONE_STEPS = (25, 50, 75)  # evaluated and exported by the Estimator, checkpoints deleted
 
@@ -149,6 +159,21 @@ print("FAILED RUNS " + json.dumps(failed))
 """
 
 
+def doc_blocks(path: Path, kind: str) -> list[str]:
+    """Every block of that kind of a doc page, dedented."""
+    return [textwrap.dedent(code) for _, k, code in _BLOCK.findall(path.read_text()) if k == kind]
+
+
+def doc_dag(model_dir: Path) -> str:
+    """The page's DAG file, on `model_dir`, exporting with the test's LinearClassifier
+    definition (the same model as the migration page's `census.definition:classifier`)."""
+    (code,) = [c for c in doc_blocks(DOC, "python") if c.startswith("# dags/backfill_census.py")]
+    assert code.count(f'"{DOC_MODEL_DIR}"') == 1
+    assert code.count(f'"{DOC_DEFINITION}"') == 1
+    code = code.replace(f'"{DOC_MODEL_DIR}"', repr(str(model_dir)))
+    return code.replace(f'"{DOC_DEFINITION}"', '"backfill_models:linear_classifier"')
+
+
 def round_day(round_number: int) -> datetime:
     """When the test dates the checkpoint of round `round_number` (1..6)."""
     return datetime(2026, 1, round_number, 12, tzinfo=UTC)
@@ -191,14 +216,13 @@ class Backfill:
         return {x["global_step"]: x for x in self.exports[model, task]}
 
 
-def _copy_model_dirs(root: Path) -> None:
-    for model in MODELS:
-        target = root / model / "model_dir"
-        shutil.copytree(DATA / model / "model_dir", target)
-        for round_number, step in enumerate(range(25, 25 * ROUNDS + 1, 25), start=1):
-            when = round_day(round_number).timestamp()
-            for path in target.glob(f"model.ckpt-{step}.*"):
-                os.utime(path, (when, when))
+def _copy_model_dir(model: str, target: Path) -> None:
+    """The model's model_dir copied to `target`, its checkpoints dated by round."""
+    shutil.copytree(DATA / model / "model_dir", target)
+    for round_number, step in enumerate(range(25, 25 * ROUNDS + 1, 25), start=1):
+        when = round_day(round_number).timestamp()
+        for path in target.glob(f"model.ckpt-{step}.*"):
+            os.utime(path, (when, when))
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +232,12 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
     for directory in (home, dags, project):
         directory.mkdir()
     (dags / "estimator_backfill.py").write_text(textwrap.dedent(DAG_FILE))
+    (dags / "backfill_census.py").write_text(doc_dag(root / "census" / "model_dir"))
     (project / "backfill_models.py").write_text(textwrap.dedent(DEFINITIONS))
     (project / "run_intervals.py").write_text(textwrap.dedent(RUNNER))
-    _copy_model_dirs(root)
+    for model in MODELS:
+        _copy_model_dir(model, root / model / "model_dir")
+    _copy_model_dir("linear_classifier", root / "census" / "model_dir")
     paths = [str(project), str(DATA), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
     env = {
         **os.environ,
@@ -224,7 +251,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, check=True)
-    runs = [
+    runs = [(DOC_DAG_ID, run_date(k)) for k in range(1, ROUNDS + 1)] + [
         (f"backfill_{model}", run_date(k))
         for model in MODELS
         for k in range(1, ROUNDS + 1)
@@ -257,7 +284,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
         states.setdefault((dag_id.removeprefix("backfill_"), date), {})[key] = state
     exports: dict[tuple[str, str], list[dict[str, Any]]] = {
         (m, f"export_{e}"): []
-        for m in MODELS
+        for m in (*MODELS, "census")
         for e in ("best", "latest", "fresh_best", "fresh_latest")
     }
     for dag_id, task, value in xcoms:
@@ -296,10 +323,10 @@ def test_intervals_whose_checkpoints_are_gone_are_skipped_with_the_reason(
             states = backfill.states[model, run_date(k)]
             assert states["select_checkpoints"] == "skipped", (model, k, states)
             assert set(states.values()) == {"skipped"}, (model, k, states)
-    model_dir = backfill.root / "linear_classifier" / "model_dir"
+    model_dir = backfill.root / "custom_model_fn" / "model_dir"
     assert (
-        "no checkpoint with its time in the data interval [2026-01-01T00:00:00+00:00, "
-        "2026-01-02T00:00:00+00:00): the 3 checkpoints of "
+        "no checkpoint with its time in the data interval [2026-01-03T00:00:00+00:00, "
+        "2026-01-04T00:00:00+00:00): the 3 checkpoints of "
         f"{model_dir} are of steps 100..150, written 2026-01-04T12:00:00+00:00 .. "
         "2026-01-06T12:00:00+00:00; older ones were deleted by the trainer"
     ) in backfill.output
@@ -387,3 +414,53 @@ def test_the_exports_load_and_serve_what_the_estimator_served(backfill: Backfill
                 for key, outputs in served.items():
                     for name, value in outputs.items():
                         assert_matches(value, expected["serving"][key][name], f"{model} {key}")
+
+
+def test_the_doc_dag_does_what_the_page_says(backfill: Backfill) -> None:
+    """docs/estimator-backfill.md: its DAG names the migration page's definition; run on the
+    LinearClassifier's model_dir, the intervals of deleted checkpoints are skipped with the
+    page's reason, and the export reasons are the page's, interval by interval."""
+    assert "# census/definition.py" in MIGRATION_DOC.read_text()
+    assert "\nclassifier = estimator.LinearClassifier(" in MIGRATION_DOC.read_text()
+    model_dir = backfill.root / "census" / "model_dir"
+    (skipped,) = [b for b in doc_blocks(DOC, "text") if b.startswith("no checkpoint with")]
+    assert skipped.strip().replace(DOC_MODEL_DIR, str(model_dir)) in backfill.output
+    for k in range(1, ROUNDS + 1):
+        states = backfill.states["census", run_date(k)]
+        if k <= len(GONE_STEPS):
+            assert set(states.values()) == {"skipped"}, (k, states)
+        else:
+            assert states["select_checkpoints"] == states["wait_for_eval[0]"] == "success"
+            assert states["export_best[0]"] == states["export_latest[0]"] == "skipped"
+    best = backfill.decided("census", "export_best")
+    latest = backfill.decided("census", "export_latest")
+    reasons = [x[step]["reason"] for step in CHECKPOINT_STEPS for x in (best, latest)]
+    (documented,) = [b for b in doc_blocks(DOC, "text") if b.startswith("skipped: step 100")]
+    assert reasons == documented.splitlines()
+
+    # The page's table, row by row: what the Estimator exported (decisions.json), what the
+    # doc's DAG published into its dirs (nothing), and what fresh_best and fresh_latest
+    # published into new dirs on the same model.
+    rows = [line.split(" | ") for line in DOC.read_text().splitlines() if line.startswith("| Jan ")]
+    assert [int(row[0].removeprefix("| Jan ")) for row in rows] == list(range(1, ROUNDS + 1))
+    for (_, checkpoint, loss, theirs, into_theirs, into_new), d in zip(
+        rows, decisions("linear_classifier"), strict=True
+    ):
+        assert checkpoint.startswith(f"`{d['checkpoint']}`") and float(loss) == round(d["loss"], 3)
+        assert exporters_named(theirs) == {e for e in ("best", "latest") if d[e] is not None}
+        step = d["step"]
+        if step in GONE_STEPS:
+            assert into_theirs == "skipped: no checkpoint" == into_new.removesuffix(" |")
+            continue
+        assert into_theirs.startswith("nothing: ")
+        published = {
+            e
+            for e in ("best", "latest")
+            if step in backfill.published("linear_classifier", f"export_fresh_{e}")
+        }
+        assert exporters_named(into_new.removesuffix(" |")) == published, step
+
+
+def exporters_named(cell: str) -> set[str]:
+    """`best (worse: #47396), latest` -> {"best", "latest"}."""
+    return {part.split(" ")[0] for part in cell.split(", ") if part.split(" ")[0]}
