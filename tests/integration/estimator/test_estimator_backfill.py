@@ -4,8 +4,8 @@ Every model_dir holds what six rounds of `train_and_evaluate` left: checkpoints 
 125 and 150 only (the Estimator keeps the newest 3), one evaluation per round (steps 25 to
 150) and the exports of its `best` and `latest` exporters (the 2 newest of each). The test
 dates the checkpoints of round k on January k, 2026, and runs one `airflow dags test` per
-daily interval (January 1st to 6th for two models; for the others January 4th to 6th,
-whose checkpoints are there) against a real SQLite metadata DB, with four exporters:
+daily interval (January 1st to 6th for the custom model_fn; for the others January 4th
+to 6th, whose checkpoints are there) against a real SQLite metadata DB, with four exporters:
 `best` and `latest` into the model_dir's own `export/best` and `export/latest` (holding the
 Estimator's exports: foreign versions) and `fresh_best` and `fresh_latest` into empty
 exporter dirs. The runs of all models go through the `airflow dags test` command in one
@@ -67,7 +67,8 @@ GONE_STEPS = (25, 50, 75)  # evaluated and exported by the Estimator, checkpoint
 
 # tensorflow/tensorflow#47396: the Estimator's BestExporter, made anew before round 5 (step
 # 125) as after a process restart, exported step 125 although its loss was worse than the
-# best it had exported (step 100). Ours must not. These are the only such rounds in the data.
+# best it had exported (the LinearClassifier's step 100, the LinearRegressor's step 50). Ours
+# must not. These are the only such rounds in the data.
 ESTIMATOR_47396_EXPORTS = {"linear_classifier": 125, "linear_regressor": 125}
 
 # Into an empty exporter dir, Best's first checkpoint (step 100, the oldest one left) is a
@@ -238,7 +239,11 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Backfill:
     for model in MODELS:
         _copy_model_dir(model, root / model / "model_dir")
     _copy_model_dir("linear_classifier", root / "census" / "model_dir")
-    paths = [str(project), str(DATA), *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
+    paths = [
+        str(project),
+        str(DATA),
+        *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
