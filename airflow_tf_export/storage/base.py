@@ -84,6 +84,16 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class StampedEntry:
+    """A child of a directory listed by `list_dir_stamped`, with the stamp of the file that
+    listing asked about: an opaque token that changes whenever that file is rewritten or
+    replaced, None when the child is not a directory holding that file as a regular file."""
+
+    entry: Entry
+    stamp: str | None = None
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """A file found by `glob_info`: its URI, size in bytes and modification time (seconds
     since the epoch; GCS: the object's last update, which a rewrite changes too)."""
@@ -96,6 +106,13 @@ class FileInfo:
 class Storage(Protocol):
     """Listing, reading, writing, publishing and deleting under one URI scheme."""
 
+    @property
+    def read_parallelism(self) -> int:
+        """How many small reads are worth running at once: 1 on local disk (threads are
+        slower there than reading one file after another), more on GCS (each read is a
+        round trip)."""
+        ...
+
     def join(self, base: str, *parts: str) -> str:
         """`base/part/...` in this backend's URI form."""
         ...
@@ -103,6 +120,18 @@ class Storage(Protocol):
     def list_dir(self, uri: str) -> list[Entry]:
         """Direct children of a directory, sorted by name; StorageNotFoundError if it is absent.
         A child that cannot be read (a symbolic link loop) is listed, never an error."""
+        ...
+
+    def list_dir_stamped(self, uri: str, file_name: str) -> list[StampedEntry]:
+        """`list_dir`'s children, each directory (never a link) holding a regular file
+        `file_name` with that file's stamp; such a child's own time is not read (mtime None).
+
+        The stamp changes whenever the file is rewritten or replaced: local disk, the
+        directory's and the file's inode, the file's size and modification time in
+        nanoseconds (one `stat` per child directory, none per other file); GCS, the object's
+        generation (one listing of every object below `uri`: a request per 1,000 objects).
+        StorageNotFoundError if `uri` is absent.
+        """
         ...
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:

@@ -1,0 +1,110 @@
+"""The exporter dir's index: what earlier scans found in each committed version's record,
+keyed by the record's stamp, so a decision reads only the records that changed.
+
+The index holds no state of its own: each row repeats the part of a version's
+`export_metadata.json` that decisions and retention read (exporter, strategy, version,
+checkpoint path, global step, creation time, eval result), with the stamp its record had
+when it was read (see `Storage.list_dir_stamped`). A row counts only while the listing shows
+the same version with the same stamp; a version without a matching row is read as if there
+were no index. The file starts with a fixed header holding the SHA-256 of the rows that
+follow, so a truncated or hand-edited index is never used (it is read as absent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.metadata import ExportMetadata
+
+INDEX_NAME = ".airflow-tf-export-index.json"
+INDEX_FORMAT = "airflow-tf-export-index/1"
+_HEADER = re.compile(
+    rb'\{"format": "airflow-tf-export-index/1", "sha256": "([0-9a-f]{64})", "rows": '
+)
+_TRAILER = b"}\n"
+
+
+@dataclass(frozen=True)
+class IndexedVersion:
+    """One committed version as an earlier scan read it: the stamp its record had, and the
+    record without what decisions never read (manifest, tags, signatures, lineage, reason)."""
+
+    stamp: str
+    summary: ExportMetadata
+
+
+def summary_of(meta: ExportMetadata) -> ExportMetadata:
+    """The part of a record the index keeps (and decisions and retention read)."""
+    return ExportMetadata(
+        exporter=meta.exporter,
+        strategy=meta.strategy,
+        version=meta.version,
+        checkpoint_path=meta.checkpoint_path,
+        global_step=meta.global_step,
+        created_at=meta.created_at,
+        eval_result=meta.eval_result,
+    )
+
+
+def encode_index(versions: Mapping[int, IndexedVersion]) -> bytes:
+    """The index file's bytes: the header with the rows' SHA-256, then the rows by version."""
+    rows = json.dumps(
+        [_row(versions[v]) for v in sorted(versions)], separators=(",", ":"), allow_nan=False
+    ).encode()
+    digest = hashlib.sha256(rows).hexdigest()
+    header = f'{{"format": "{INDEX_FORMAT}", "sha256": "{digest}", "rows": '.encode()
+    return header + rows + _TRAILER
+
+
+def decode_index(data: bytes) -> dict[int, IndexedVersion] | None:
+    """The rows of an index file, or None when it is not one this release wrote whole: an
+    unknown format, rows that do not match their SHA-256 (truncated, edited), or rows of the
+    wrong shape. None means "read every record", never an error: the index is a cache."""
+    header = _HEADER.match(data)
+    if header is None or not data.endswith(_TRAILER):
+        return None
+    rows = data[header.end() : -len(_TRAILER)]
+    if hashlib.sha256(rows).hexdigest() != header.group(1).decode():
+        return None
+    try:
+        return {v.summary.version: v for v in map(_indexed, json.loads(rows))}
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _row(indexed: IndexedVersion) -> list[Any]:
+    meta = indexed.summary
+    result = None if meta.eval_result is None else meta.eval_result.to_dict()
+    return [
+        meta.version,
+        indexed.stamp,
+        meta.exporter,
+        meta.strategy,
+        meta.checkpoint_path,
+        meta.global_step,
+        meta.created_at,
+        result,
+    ]
+
+
+def _indexed(row: list[Any]) -> IndexedVersion:
+    version, stamp, exporter, strategy, path, step, created_at, result = row
+    for value, kind in ((version, int), (step, int), (stamp, str), (path, str)):
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TypeError(f"index row {row!r}: {value!r} is not {kind.__name__}")
+    summary = ExportMetadata(
+        exporter=str(exporter),
+        strategy=str(strategy),
+        version=version,
+        checkpoint_path=path,
+        global_step=step,
+        created_at=str(created_at),
+        eval_result=None if result is None else EvalResult.from_dict(result),
+    )
+    return IndexedVersion(stamp, summary)
