@@ -94,6 +94,9 @@ def _row(indexed: IndexedVersion) -> list[Any]:
 
 
 def _indexed(row: list[Any]) -> IndexedVersion:
+    """One row back as a summary; TypeError or ValueError when it has the wrong shape. The
+    rows passed their SHA-256, so only their shape is checked (not each metric's spelling:
+    `float` takes a number, or "NaN" and the infinities as `EvalResult.to_dict` writes them)."""
     version, stamp, exporter, strategy, path, step, created_at, result = row
     for value, kind in ((version, int), (step, int), (stamp, str), (path, str)):
         if isinstance(value, bool) or not isinstance(value, kind):
@@ -105,6 +108,19 @@ def _indexed(row: list[Any]) -> IndexedVersion:
         checkpoint_path=path,
         global_step=step,
         created_at=str(created_at),
-        eval_result=None if result is None else EvalResult.from_dict(result),
+        eval_result=None if result is None else _eval_result(result),
     )
     return IndexedVersion(stamp, summary)
+
+
+def _eval_result(data: Mapping[str, Any]) -> EvalResult:
+    step = data["step"]
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError(f"index eval result step {step!r} is not int")
+    return EvalResult(
+        step=step,
+        metrics={str(k): float(v) for k, v in data["metrics"].items()},
+        checkpoint_path=data["checkpoint_path"],
+        wall_time=data["wall_time"],
+        source=data["source"],
+    )

@@ -84,13 +84,14 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class StampedEntry:
-    """A child of a directory listed by `list_dir_stamped`, with the stamp of the file that
-    listing asked about: an opaque token that changes whenever that file is rewritten or
-    replaced, None when the child is not a directory holding that file as a regular file."""
+class StampedListing:
+    """A directory listed by `list_dir_stamped`: `stamps` maps each child directory holding
+    the file asked about (a regular file, reached without following a link) to that file's
+    stamp, an opaque token that changes whenever the file is rewritten or replaced; `others`
+    holds every other child as `list_dir` lists it."""
 
-    entry: Entry
-    stamp: str | None = None
+    stamps: dict[str, str]
+    others: list[Entry]
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,10 @@ class Storage(Protocol):
         A child that cannot be read (a symbolic link loop) is listed, never an error."""
         ...
 
-    def list_dir_stamped(self, uri: str, file_name: str) -> list[StampedEntry]:
-        """`list_dir`'s children, each directory (never a link) holding a regular file
-        `file_name` with that file's stamp; such a child's own time is not read (mtime None).
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
+        """`list_dir`'s children: the directories (never a link) holding a regular file
+        `file_name`, each with that file's stamp (their own kind and time are not read), and
+        every other child as `list_dir` lists it.
 
         The stamp changes whenever the file is rewritten or replaced: local disk, the
         directory's and the file's inode, the file's size and modification time in

@@ -21,7 +21,7 @@ from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.storage.base import (
     Entry,
     FileInfo,
-    StampedEntry,
+    StampedListing,
     Storage,
     VersionedBytes,
 )
@@ -145,7 +145,7 @@ class ConfinedStorage:
         self.roots.check(uri, "list")
         return self.inner.list_dir(uri)
 
-    def list_dir_stamped(self, uri: str, file_name: str) -> list[StampedEntry]:
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
         """Checked, then listed (a stamp is taken without following a link)."""
         self.roots.check(uri, "list")
         return self.inner.list_dir_stamped(uri, file_name)

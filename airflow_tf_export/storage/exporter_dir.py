@@ -254,17 +254,16 @@ class ExporterDir:
             return ExporterDirState()
         stamps: dict[int, str] = {}
         indexed: list[ExportMetadata] = []
-        children: dict[str, _Child] = {}
-        for listed in top:
-            e = listed.entry
-            version = parse_version(e.name) if listed.stamp is not None else None
-            if version is not None and listed.stamp is not None:
-                stamps[version] = listed.stamp
+        children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top.others}
+        for name, stamp in top.stamps.items():
+            version = parse_version(name)
+            if version is not None:
+                stamps[version] = stamp
                 row = known.get(version)
-                if row is not None and row.stamp == listed.stamp:
+                if row is not None and row.stamp == stamp:
                     indexed.append(row.summary)
                     continue
-            children[e.name] = _Child(e.name, e.is_dir, e.mtime, e.is_link)
+            children[name] = _Child(name, True, None)
         for entry in self._files_or_empty(
             self.uri, [c.name for c in children.values() if _walked(c)]
         ):

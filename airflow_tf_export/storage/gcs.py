@@ -62,7 +62,7 @@ from airflow_tf_export.storage.base import (
     BucketNotFoundError,
     Entry,
     FileInfo,
-    StampedEntry,
+    StampedListing,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -176,7 +176,7 @@ class GcsStorage:
             self._raise_absent_dir(parsed)
         return sorted(entries, key=lambda e: e.name)
 
-    def list_dir_stamped(self, uri: str, file_name: str) -> list[StampedEntry]:
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
         """One listing of every object below the prefix (a request per 1,000 objects): the
         direct children, each child prefix holding the object `file_name` stamped with its
         generation."""
@@ -191,13 +191,13 @@ class GcsStorage:
                 if name:
                     files.append(Entry(name, False, blob.size or 0, _mtime(blob)))
                 continue
-            found = str(blob.generation) if rest == file_name else None
-            stamps[child] = stamps.get(child) or found
+            stamp = str(blob.generation) if rest == file_name else None
+            stamps[child] = stamps.get(child) or stamp
         if not files and not stamps:
             self._raise_absent_dir(parsed)
-        listed = [StampedEntry(e) for e in files]
-        listed += [StampedEntry(Entry(name, True), stamp) for name, stamp in stamps.items()]
-        return sorted(listed, key=lambda s: s.entry.name)
+        files += [Entry(name, True) for name, stamp in stamps.items() if stamp is None]
+        stamped = {name: stamp for name, stamp in stamps.items() if stamp is not None}
+        return StampedListing(stamped, sorted(files, key=lambda e: e.name))
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
         """Every object below a prefix, names relative with `/`, sorted. With `within`: below

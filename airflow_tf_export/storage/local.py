@@ -28,7 +28,7 @@ from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     Entry,
     FileInfo,
-    StampedEntry,
+    StampedListing,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -140,29 +140,29 @@ class LocalStorage:
                     entries.append(entry)
         return sorted(entries, key=lambda e: e.name)
 
-    def list_dir_stamped(self, uri: str, file_name: str) -> list[StampedEntry]:
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
         """One `scandir`, and one `stat` of `file_name` in each child directory (its kind
         comes from the listing itself): no child with a stamp is stat'ed, links are never
         followed into, other children are listed as `list_dir` lists them."""
         path = self._require_dir(uri)
-        found = []
+        stamps: dict[str, str] = {}
+        others = []
         with _os_errors(uri), os.scandir(path) as children:
             directory_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 for child in children:
-                    stamp = None
                     if child.is_dir(follow_symlinks=False):
                         stamp = _file_stamp(directory_fd, child, file_name)
-                    if stamp is not None:
-                        found.append(StampedEntry(Entry(child.name, is_dir=True), stamp))
-                        continue
+                        if stamp is not None:
+                            stamps[child.name] = stamp
+                            continue
                     with _os_errors(child.path):
                         entry = _child_entry(child)
                     if entry is not None:
-                        found.append(StampedEntry(entry))
+                        others.append(entry)
             finally:
                 os.close(directory_fd)
-        return sorted(found, key=lambda s: s.entry.name)
+        return StampedListing(stamps, sorted(others, key=lambda e: e.name))
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
         """Every file below `uri` (or below its children `within`), names relative with `/`,
