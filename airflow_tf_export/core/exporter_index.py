@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,20 +52,20 @@ def summary_of(meta: ExportMetadata) -> ExportMetadata:
     )
 
 
-def encode_index(versions: Mapping[int, IndexedVersion]) -> bytes:
+def encode_index(versions: Iterable[IndexedVersion]) -> bytes:
     """The index file's bytes: the header with the rows' SHA-256, then the rows by version."""
-    rows = json.dumps(
-        [_row(versions[v]) for v in sorted(versions)], separators=(",", ":"), allow_nan=False
-    ).encode()
+    ordered = sorted(versions, key=lambda v: v.summary.version)
+    rows = json.dumps([_row(v) for v in ordered], separators=(",", ":"), allow_nan=False).encode()
     digest = hashlib.sha256(rows).hexdigest()
     header = f'{{"format": "{INDEX_FORMAT}", "sha256": "{digest}", "rows": '.encode()
     return header + rows + _TRAILER
 
 
-def decode_index(data: bytes) -> dict[int, IndexedVersion] | None:
-    """The rows of an index file, or None when it is not one this release wrote whole: an
-    unknown format, rows that do not match their SHA-256 (truncated, edited), or rows of the
-    wrong shape. None means "read every record", never an error: the index is a cache."""
+def decode_index(data: bytes) -> dict[str, IndexedVersion] | None:
+    """The rows of an index file by version dir name, or None when it is not one this release
+    wrote whole: an unknown format, rows that do not match their SHA-256 (truncated, edited),
+    or rows of the wrong shape. None means "read every record", never an error: the index is
+    a cache."""
     header = _HEADER.match(data)
     if header is None or not data.endswith(_TRAILER):
         return None
@@ -73,7 +73,7 @@ def decode_index(data: bytes) -> dict[int, IndexedVersion] | None:
     if hashlib.sha256(rows).hexdigest() != header.group(1).decode():
         return None
     try:
-        return {v.summary.version: v for v in map(_indexed, json.loads(rows))}
+        return {str(v.summary.version): v for v in map(_indexed, json.loads(rows))}
     except (ValueError, TypeError, KeyError, IndexError):
         return None
 
@@ -98,29 +98,36 @@ def _indexed(row: list[Any]) -> IndexedVersion:
     rows passed their SHA-256, so only their shape is checked (not each metric's spelling:
     `float` takes a number, or "NaN" and the infinities as `EvalResult.to_dict` writes them)."""
     version, stamp, exporter, strategy, path, step, created_at, result = row
-    for value, kind in ((version, int), (step, int), (stamp, str), (path, str)):
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise TypeError(f"index row {row!r}: {value!r} is not {kind.__name__}")
+    if not (
+        type(version) is int
+        and type(step) is int
+        and type(stamp) is str
+        and type(path) is str
+        and type(exporter) is str
+        and type(strategy) is str
+        and type(created_at) is str
+    ):
+        raise TypeError(f"index row {row!r} has a field of the wrong type")
     summary = ExportMetadata(
-        exporter=str(exporter),
-        strategy=str(strategy),
-        version=version,
-        checkpoint_path=path,
-        global_step=step,
-        created_at=str(created_at),
-        eval_result=None if result is None else _eval_result(result),
+        exporter,
+        strategy,
+        version,
+        path,
+        step,
+        created_at,
+        None if result is None else _eval_result(result),
     )
     return IndexedVersion(stamp, summary)
 
 
 def _eval_result(data: Mapping[str, Any]) -> EvalResult:
     step = data["step"]
-    if isinstance(step, bool) or not isinstance(step, int):
+    if type(step) is not int:
         raise TypeError(f"index eval result step {step!r} is not int")
     return EvalResult(
-        step=step,
-        metrics={str(k): float(v) for k, v in data["metrics"].items()},
-        checkpoint_path=data["checkpoint_path"],
-        wall_time=data["wall_time"],
-        source=data["source"],
+        step,
+        {str(k): float(v) for k, v in data["metrics"].items()},
+        data["checkpoint_path"],
+        data["wall_time"],
+        data["source"],
     )

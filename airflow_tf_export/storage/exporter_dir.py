@@ -18,6 +18,10 @@ A scan lists the files of version directories and of our staging dirs only, and 
 follows a symbolic link: a link with an integer name is invalid (reported, kept), any other
 link is ignored, a link inside a version makes it invalid (or, in a foreign version, where
 its step would be read, its step unreadable). So no foreign entry can slow, hang or fail it.
+
+`scan` reads every record; `scan_indexed` reads only the records whose stamp changed since the
+index (`.airflow-tf-export-index.json`, see `core.exporter_index`) recorded them, and leaves
+the others unchecked until `confirm` checks those a decision rests on.
 """
 
 from __future__ import annotations
@@ -205,11 +209,11 @@ class ExporterDir:
         an index). Run it under the exporter lock,
         with a state scanned under the same lock (as `retain` and the export flow do)."""
         gone = set(deleted)
-        rows = {
-            m.version: IndexedVersion(state.stamps[m.version], summary_of(m))
+        rows = [
+            IndexedVersion(state.stamps[m.version], summary_of(m))
             for m in state.committed
             if m.version in state.stamps and m.version not in gone
-        }
+        ]
         if self._index_read is None:
             self._read_index()
         data = encode_index(rows)
@@ -226,7 +230,7 @@ class ExporterDir:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(read, items))
 
-    def _read_index(self) -> Mapping[int, IndexedVersion]:
+    def _read_index(self) -> Mapping[str, IndexedVersion]:
         """The index's rows; none when it is absent or not whole (then every record is read)."""
         try:
             data = self.storage.read_bytes(self._at(INDEX_NAME))
@@ -246,7 +250,7 @@ class ExporterDir:
         now_seconds: float | None,
         *,
         read_foreign_steps: bool,
-        known: Mapping[int, IndexedVersion],
+        known: Mapping[str, IndexedVersion],
     ) -> ExporterDirState:
         try:
             top = self.storage.list_dir_stamped(self.uri, METADATA_FILENAME)
@@ -256,13 +260,14 @@ class ExporterDir:
         indexed: list[ExportMetadata] = []
         children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top.others}
         for name, stamp in top.stamps.items():
+            row = known.get(name)
+            if row is not None and row.stamp == stamp:
+                stamps[row.summary.version] = stamp
+                indexed.append(row.summary)
+                continue
             version = parse_version(name)
             if version is not None:
                 stamps[version] = stamp
-                row = known.get(version)
-                if row is not None and row.stamp == stamp:
-                    indexed.append(row.summary)
-                    continue
             children[name] = _Child(name, True, None)
         for entry in self._files_or_empty(
             self.uri, [c.name for c in children.values() if _walked(c)]
@@ -504,10 +509,10 @@ class ExporterDir:
         return self.storage.join(self.uri, name)
 
 
-def _known(state: ExporterDirState) -> dict[int, IndexedVersion]:
+def _known(state: ExporterDirState) -> dict[str, IndexedVersion]:
     """The committed versions of an earlier scan with their stamps, as index rows."""
     return {
-        m.version: IndexedVersion(state.stamps[m.version], m)
+        str(m.version): IndexedVersion(state.stamps[m.version], m)
         for m in state.committed
         if m.version in state.stamps
     }
