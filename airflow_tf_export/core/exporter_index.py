@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,12 @@ def decode_index(data: bytes) -> dict[str, IndexedVersion] | None:
 
 def _row(indexed: IndexedVersion) -> list[Any]:
     meta = indexed.summary
-    result = None if meta.eval_result is None else meta.eval_result.to_dict()
+    found = meta.eval_result
+    result = (
+        None
+        if found is None
+        else [found.step, _metrics(found), found.checkpoint_path, found.wall_time, found.source]
+    )
     return [
         meta.version,
         indexed.stamp,
@@ -120,14 +125,20 @@ def _indexed(row: list[Any]) -> IndexedVersion:
     return IndexedVersion(stamp, summary)
 
 
-def _eval_result(data: Mapping[str, Any]) -> EvalResult:
-    step = data["step"]
+def _metrics(result: EvalResult) -> dict[str, float | str]:
+    """The metrics as `EvalResult.to_dict` writes them (NaN and infinities as strings)."""
+    metrics: dict[str, float | str] = result.to_dict()["metrics"]
+    return metrics
+
+
+def _eval_result(data: list[Any]) -> EvalResult:
+    step, metrics, checkpoint_path, wall_time, source = data
     if type(step) is not int:
         raise TypeError(f"index eval result step {step!r} is not int")
     return EvalResult(
         step,
-        {str(k): float(v) for k, v in data["metrics"].items()},
-        data["checkpoint_path"],
-        data["wall_time"],
-        data["source"],
+        {str(k): float(v) for k, v in metrics.items()},
+        checkpoint_path,
+        wall_time,
+        source,
     )
