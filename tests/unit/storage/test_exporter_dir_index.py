@@ -145,3 +145,36 @@ def test_an_unchanged_dir_reads_no_record_and_a_new_version_only_its_own(tmp_pat
     assert state.unchecked == {BASE + i for i in range(20)}
     newest = ExporterDir(Counting(), str(exporter)).newest_committed()
     assert newest is not None and newest.version == BASE + 20 and newest.manifest
+
+
+def test_retention_checks_a_version_before_deleting_it(tmp_path: Path) -> None:
+    """A version whose file went missing after it was indexed is invalid: the flow's retention
+    checks each version it would delete and keeps that one (reported), deleting the next."""
+    from airflow_tf_export.storage.base import WrittenModel
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(3):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    (exporter / str(BASE) / "variables" / "variables.data-00000-of-00001").unlink()
+
+    def write(directory: Path) -> WrittenModel:
+        (directory / "saved_model.pb").write_bytes(b"graph")
+        return WrittenModel()
+
+    outcome = export_with_strategy(
+        ExporterDir(storage, str(exporter)),
+        LatestStrategy(name="latest", exports_to_keep=1),
+        Candidate("/model/ckpt-900", 900),
+        write,
+        now_seconds=BASE + 10,
+    )
+    assert outcome.exported
+    assert outcome.retention.delete_versions == (BASE + 1, BASE + 2)
+    assert [v for v, _why in outcome.retention.invalid] == [BASE]
+    assert sorted(p.name for p in exporter.iterdir() if p.name.isdigit()) == [
+        str(BASE),
+        str(BASE + 10),
+    ]
