@@ -174,6 +174,9 @@ def test_retention_checks_a_version_before_deleting_it(tmp_path: Path) -> None:
     assert outcome.exported
     assert outcome.retention.delete_versions == (BASE + 1, BASE + 2)
     assert [v for v, _why in outcome.retention.invalid] == [BASE]
+    assert (exporter / INDEX_NAME).exists(), "rewritten after the retention"
+    assert (outcome.retention.not_ours, outcome.retention.foreign_versions) == ((), ())
+    assert INDEX_NAME not in outcome.retention.explain()
     assert sorted(p.name for p in exporter.iterdir() if p.name.isdigit()) == [
         str(BASE),
         str(BASE + 10),
