@@ -1,9 +1,11 @@
 """A real Airflow deployment for end-to-end tests: PostgreSQL plus the Airflow components.
 
 `fresh_database` creates a throwaway PostgreSQL database on 127.0.0.1:5432 and drops it
-afterwards. `AirflowStack` migrates it and runs the scheduler (LocalExecutor), the
-dag-processor, the triggerer and the api-server as subprocesses. The api-server is there
-because LocalExecutor workers reach the metadata DB only through its Execution API.
+afterwards. `AirflowStack` migrates it and runs the scheduler (LocalExecutor, or the
+CeleryExecutor with a Redis broker), the dag-processor, the triggerer and the api-server as
+subprocesses. The api-server is there because workers reach the metadata DB only through its
+Execution API. With Celery, `start_worker` starts a Celery worker as another host would run
+it: its own working dir, temp dir, log folder and hostname (tests/e2e/worker_hostname.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ POSTGRES_PORT = 5432
 POSTGRES_USER = "postgres"
 AIRFLOW_BIN = Path(sys.executable).parent / "airflow"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+REDIS_URL = "redis://127.0.0.1:6379/5"
+HOSTNAME_VARIABLE = "AIRFLOW_E2E_HOSTNAME"
 
 
 def postgres_unreachable_reason() -> str | None:
@@ -51,6 +55,37 @@ def postgres_unreachable_reason() -> str | None:
         )
     connection.close()
     return None
+
+
+def celery_unavailable_reason() -> str | None:
+    """Why the CeleryExecutor cannot run here (no provider, no Redis), or None when it can."""
+    try:
+        import redis
+        from airflow.providers.celery.executors.celery_executor import CeleryExecutor  # noqa: F401
+    except ImportError as error:
+        return f"{error.name} is not installed (it comes with the `celery` extra)"
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        return f"no Redis reachable at {REDIS_URL} ({error})"
+    return None
+
+
+@dataclass(frozen=True)
+class CeleryBroker:
+    """A Redis broker and a queue of this stack's own, so that stacks sharing one Redis
+    database never run each other's tasks."""
+
+    url: str = REDIS_URL
+    queue: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:12]}")
+
+    def forget(self) -> None:
+        """Delete this queue's keys (messages a killed worker left unacknowledged included)."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for key in client.scan_iter(match=f"*{self.queue}*"):
+            client.delete(key)
 
 
 @contextlib.contextmanager
@@ -87,10 +122,18 @@ class AirflowStack:
     dags_folder: Path
     database_url: str
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    celery: CeleryBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.api_port = free_port()
+        celery_env = {}
+        if self.celery is not None:
+            celery_env = {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": self.celery.url,
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery.queue,
+            }
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(self.home),
@@ -109,6 +152,7 @@ class AirflowStack:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            **celery_env,
             **self.extra_env,
         }
         self.logs = self.home / "component-logs"
@@ -152,15 +196,65 @@ class AirflowStack:
             args = [component]
             if component == "api-server":
                 args += ["--port", str(self.api_port), "--host", "127.0.0.1", "--workers", "1"]
-            log = (self.logs / f"{component}.log").open("wb")
-            self.processes[component] = subprocess.Popen(
-                [str(AIRFLOW_BIN), *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            if component == "triggerer":
+                args += ["--skip-serve-logs"]  # no fixed log-server port shared with others
+            self._spawn(component, args, self.env)
         wait_until(self._api_listening, timeout=120, what="the api-server to listen")
+
+    def start_worker(self, name: str, *, concurrency: int = 2) -> Path:
+        """Start a Celery worker as host `name` would run it, and wait until it is ready; its
+        working dir (with its `tmp/` and `logs/`) is returned. Task instances it runs record
+        `name` as their hostname."""
+        if self.celery is None:
+            raise RuntimeError("workers need a stack with a CeleryBroker")
+        workdir = self.home.parent / f"host-{name}"
+        (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        here = str(Path(__file__).parent)
+        env = {
+            **self.env,
+            "TMPDIR": str(workdir / "tmp"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs"),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.worker_hostname",
+            HOSTNAME_VARIABLE: name,
+            "PYTHONPATH": os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH")) if p),
+        }
+        component = f"worker-{name}"
+        args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--queues"]
+        args += [self.celery.queue, "--concurrency", str(concurrency), "--skip-serve-logs"]
+        self._spawn(component, args, env, cwd=workdir)
+        wait_until(
+            lambda: self._worker_ready(component, name),
+            timeout=120,
+            what=f"Celery worker {name} to be ready",
+        )
+        return workdir
+
+    def _worker_ready(self, component: str, name: str) -> bool:
+        self.assert_components_alive()
+        return f"{name}@" in self.log_tail(component, 100_000) and " ready." in self.log_tail(
+            component, 100_000
+        )
+
+    def kill(self, component: str) -> None:
+        """SIGKILL a component's whole process group (as a host dying would end it) and stop
+        watching it."""
+        process = self.processes.pop(component)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def _spawn(
+        self, component: str, args: list[str], env: Mapping[str, str], cwd: Path | None = None
+    ) -> None:
+        log = (self.logs / f"{component}.log").open("wb")
+        self.processes[component] = subprocess.Popen(
+            [str(AIRFLOW_BIN), *args],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _api_listening(self) -> bool:
         self.assert_components_alive()
