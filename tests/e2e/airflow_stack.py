@@ -201,46 +201,51 @@ class AirflowStack:
             self._spawn(component, args, self.env)
         wait_until(self._api_listening, timeout=120, what="the api-server to listen")
 
-    def start_worker(self, name: str, *, concurrency: int = 2) -> Path:
-        """Start a Celery worker as host `name` would run it, and wait until it is ready; its
-        working dir (with its `tmp/` and `logs/`) is returned. Task instances it runs record
-        `name` as their hostname."""
+    def start_workers(self, *names: str, concurrency: int = 1) -> dict[str, Path]:
+        """Start one Celery worker per name, as host `name` would run it, and wait until each
+        is ready; their working dirs (each with its `tmp/` and `logs/`) by name. Task
+        instances a worker runs record its name as their hostname."""
         if self.celery is None:
             raise RuntimeError("workers need a stack with a CeleryBroker")
-        workdir = self.home.parent / f"host-{name}"
-        (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-        here = str(Path(__file__).parent)
-        env = {
-            **self.env,
-            "TMPDIR": str(workdir / "tmp"),
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs"),
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.worker_hostname",
-            HOSTNAME_VARIABLE: name,
-            "PYTHONPATH": os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH")) if p),
-        }
-        component = f"worker-{name}"
-        args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--queues"]
-        args += [self.celery.queue, "--concurrency", str(concurrency), "--skip-serve-logs"]
-        self._spawn(component, args, env, cwd=workdir)
-        wait_until(
-            lambda: self._worker_ready(component, name),
-            timeout=120,
-            what=f"Celery worker {name} to be ready",
-        )
-        return workdir
+        workdirs = {}
+        for name in names:
+            workdir = self.home.parent / f"host-{name}"
+            (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+            here = str(Path(__file__).parent)
+            env = {
+                **self.env,
+                "TMPDIR": str(workdir / "tmp"),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs"),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.worker_hostname",
+                HOSTNAME_VARIABLE: name,
+                "PYTHONPATH": os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH")) if p),
+            }
+            args = ["celery", "worker", "--celery-hostname", f"{name}@%h"]
+            args += ["--queues", self.celery.queue, "--concurrency", str(concurrency)]
+            self._spawn(f"worker-{name}", [*args, "--skip-serve-logs"], env, cwd=workdir)
+            workdirs[name] = workdir
+        for name in names:
+            wait_until(
+                lambda name=name: self._worker_ready(name),
+                timeout=120,
+                what=f"Celery worker {name} to be ready",
+            )
+        return workdirs
 
-    def _worker_ready(self, component: str, name: str) -> bool:
+    def _worker_ready(self, name: str) -> bool:
         self.assert_components_alive()
-        return f"{name}@" in self.log_tail(component, 100_000) and " ready." in self.log_tail(
-            component, 100_000
-        )
+        return f"{name}@" in (log := self.log_tail(f"worker-{name}", 100_000)) and " ready." in log
 
     def kill(self, component: str) -> None:
-        """SIGKILL a component's whole process group (as a host dying would end it) and stop
-        watching it."""
+        """SIGKILL a component and every process it started, at once, as a host dying would
+        end them, and stop watching it."""
+        import psutil
+
         process = self.processes.pop(component)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        tree = psutil.Process(process.pid)
+        for member in [tree, *tree.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
         process.wait(timeout=30)
 
     def _spawn(
