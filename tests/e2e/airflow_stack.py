@@ -4,8 +4,9 @@
 afterwards. `AirflowStack` migrates it and runs the scheduler (LocalExecutor, or the
 CeleryExecutor with a Redis broker), the dag-processor, the triggerer and the api-server as
 subprocesses. The api-server is there because workers reach the metadata DB only through its
-Execution API. With Celery, `start_worker` starts a Celery worker as another host would run
-it: its own working dir, temp dir, log folder and hostname (tests/e2e/worker_hostname.py).
+Execution API. With Celery, `start_workers` starts Celery workers as other hosts would run
+them, each with its own working dir, temp dir, log folder and hostname
+(tests/e2e/worker_hostname.py).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def celery_unavailable_reason() -> str | None:
         import redis
         from airflow.providers.celery.executors.celery_executor import CeleryExecutor  # noqa: F401
     except ImportError as error:
-        return f"{error.name} is not installed (it comes with the `celery` extra)"
+        return f"the Celery provider cannot be imported ({error}): install the `celery` extra"
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as error:
