@@ -87,6 +87,11 @@ class CeleryBroker:
         client = redis.Redis.from_url(self.url)
         for key in client.scan_iter(match=f"*{self.queue}*"):
             client.delete(key)
+        # kombu keeps the messages of every queue awaiting an ack in one hash and its index.
+        for tag, message in client.hscan_iter("unacked"):
+            if self.queue.encode() in message:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
 
 
 @contextlib.contextmanager
