@@ -4,7 +4,7 @@
 afterwards. `AirflowStack` migrates it and runs the scheduler (LocalExecutor, or the
 CeleryExecutor with a Redis broker), the dag-processor, the triggerer and the api-server as
 subprocesses. The api-server is there because workers reach the metadata DB only through its
-Execution API. With Celery, `start_workers` starts Celery workers as other hosts would run
+Execution API. With Celery, `start` also starts Celery workers as other hosts would run
 them, each with its own working dir, temp dir, log folder and hostname
 (tests/e2e/worker_hostname.py).
 """
@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,8 +193,11 @@ class AirflowStack:
         finally:
             connection.close()
 
-    def start(self) -> None:
-        """Migrate the database, then start every component with its log in `logs/`."""
+    def start(self, *, workers: Sequence[str] = ()) -> None:
+        """Migrate the database, then start every component with its log in `logs/`, and a
+        Celery worker per name in `workers` (see `worker_dir`); wait until all are ready."""
+        if workers and self.celery is None:
+            raise RuntimeError("workers need a stack with a CeleryBroker")
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.airflow("db", "migrate", timeout=300)
@@ -205,38 +208,39 @@ class AirflowStack:
             if component == "triggerer":
                 args += ["--skip-serve-logs"]  # no fixed log-server port shared with others
             self._spawn(component, args, self.env)
+        for name in workers:
+            self._spawn_worker(name)
         wait_until(self._api_listening, timeout=120, what="the api-server to listen")
-
-    def start_workers(self, *names: str, concurrency: int = 1) -> dict[str, Path]:
-        """Start one Celery worker per name, as host `name` would run it, and wait until each
-        is ready; their working dirs (each with its `tmp/` and `logs/`) by name. Task
-        instances a worker runs record its name as their hostname."""
-        if self.celery is None:
-            raise RuntimeError("workers need a stack with a CeleryBroker")
-        workdirs = {}
-        for name in names:
-            workdir = self.home.parent / f"host-{name}"
-            (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-            here = str(Path(__file__).parent)
-            env = {
-                **self.env,
-                "TMPDIR": str(workdir / "tmp"),
-                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs"),
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.worker_hostname",
-                HOSTNAME_VARIABLE: name,
-                "PYTHONPATH": os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH")) if p),
-            }
-            args = ["celery", "worker", "--celery-hostname", f"{name}@%h"]
-            args += ["--queues", self.celery.queue, "--concurrency", str(concurrency)]
-            self._spawn(f"worker-{name}", [*args, "--skip-serve-logs"], env, cwd=workdir)
-            workdirs[name] = workdir
-        for name in names:
+        for name in workers:
             wait_until(
                 lambda name=name: self._worker_ready(name),
                 timeout=120,
                 what=f"Celery worker {name} to be ready",
             )
-        return workdirs
+
+    def worker_dir(self, name: str) -> Path:
+        """The working dir of worker `name`, with its `tmp/` (TMPDIR) and `logs/`."""
+        return self.home.parent / f"host-{name}"
+
+    def _spawn_worker(self, name: str) -> None:
+        """A Celery worker run as host `name` would run it: its own working dir, TMPDIR and
+        log folder; the task instances it runs record `name` as their hostname. It runs one
+        task at a time (a TensorFlow task takes a core of these 2-core machines)."""
+        assert self.celery is not None
+        workdir = self.worker_dir(name)
+        (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        here = str(Path(__file__).parent)
+        env = {
+            **self.env,
+            "TMPDIR": str(workdir / "tmp"),
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(workdir / "logs"),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "worker_hostname.worker_hostname",
+            HOSTNAME_VARIABLE: name,
+            "PYTHONPATH": os.pathsep.join(p for p in (here, self.env.get("PYTHONPATH")) if p),
+        }
+        args = ["celery", "worker", "--celery-hostname", f"{name}@%h"]
+        args += ["--queues", self.celery.queue, "--concurrency", "1"]
+        self._spawn(f"worker-{name}", [*args, "--skip-serve-logs"], env, cwd=workdir)
 
     def _worker_ready(self, name: str) -> bool:
         self.assert_components_alive()

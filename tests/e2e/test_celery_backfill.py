@@ -113,7 +113,7 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory, gcs_emulator: str) -> Iterator[Deployment]:
     missing = [r for r in (postgres_unreachable_reason(), celery_unavailable_reason()) if r]
     if missing:
-        pytest.skip("the CeleryExecutor end-to-end test needs " + "; and ".join(missing))
+        pytest.skip("the CeleryExecutor end-to-end tests are skipped: " + "; ".join(missing))
     tmp = tmp_path_factory.mktemp("celery")
     bucket = f"celery-{int(time.time())}"
     emulator_client().create_bucket(bucket)
@@ -134,8 +134,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, gcs_emulator: str) -> I
             },
         )
         try:
-            stack.start()
-            workdirs = stack.start_workers(*WORKERS)
+            stack.start(workers=WORKERS)
+            workdirs = {name: stack.worker_dir(name) for name in WORKERS}
             yield Deployment(stack, workdirs, proxy, bucket, tmp)
         finally:
             stack.stop()
