@@ -16,7 +16,6 @@ healthcheck, and the demo DAG on the compose file's gs:// settings.)
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -29,23 +28,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import compose_files
 import pytest
-import yaml
+from compose_files import (
+    BASE,
+    CELERY,
+    DOCKER,
+    REPO,
+    VARIABLE_DEFAULT,
+    dockerfile_stages,
+    emulator_entrypoint,
+    load,
+    merged,
+    with_defaults,
+)
 from cryptography.fernet import Fernet
 
-REPO = Path(__file__).resolve().parents[2]
-DOCKER = REPO / "docker"
-BASE = DOCKER / "compose.yaml"
-CELERY = DOCKER / "compose.celery.yaml"
 AIRFLOW_SERVICES = ("airflow-init", "api-server", "scheduler", "dag-processor", "triggerer")
 CELERY_SERVICES = (*AIRFLOW_SERVICES, "airflow-worker")
 ONE_SHOT = "airflow-init"
 DEMO_BUCKET = "airflow-tf-export-demo"
 # Per-service environment: only the worker differs, in how dumb-init forwards SIGTERM.
 PER_SERVICE_ENV = {"DUMB_INIT_SETSID"}
-_DEFAULT = re.compile(r"\$\{([A-Z_]+):-([^}]*)\}")
-# Lists an override replaces (Compose merges the others, e.g. ports and volumes, by key).
-_REPLACED_LISTS = ("command", "test")
 
 
 def _constraint(package: str) -> str:
@@ -54,56 +58,6 @@ def _constraint(package: str) -> str:
         if name.strip().lower() == package:
             return version.strip()
     raise AssertionError(f"{package} is not pinned in constraints-3.11.txt")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    loaded = yaml.safe_load(path.read_text())
-    assert isinstance(loaded, dict), path
-    return loaded
-
-
-def with_defaults(value: Any) -> Any:
-    """`value` with every `${NAME:-default}` replaced by its default: what a user gets who
-    sets none of the variables."""
-    if isinstance(value, str):
-        return _DEFAULT.sub(lambda match: match.group(2), value)
-    if isinstance(value, dict):
-        return {key: with_defaults(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [with_defaults(item) for item in value]
-    return value
-
-
-def _merge(base: Any, override: Any, where: str) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base[key], value, f"{where}.{key}") if key in base else value
-        return merged
-    if isinstance(override, list):
-        assert where.endswith(_REPLACED_LISTS), f"{where}: list merging is not modelled here"
-    return override
-
-
-def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`docker compose -f base -f override` for what these files use: mappings merge key by
-    key, other values and commands replace, a service with `extends` starts from the
-    service it names (in the base file). test_docker_compose_config checks this against
-    Docker Compose."""
-    result = copy.deepcopy(base)
-    services = result["services"]
-    for name, service in override["services"].items():
-        service = dict(service)
-        extends = service.pop("extends", None)
-        if extends:
-            assert (DOCKER / extends["file"]).resolve() == BASE, extends
-            start = copy.deepcopy(base["services"][extends["service"]])
-        else:
-            start = services.get(name, {})
-        services[name] = _merge(start, service, name)
-    for key in ("volumes", "networks"):
-        assert key not in override, f"the override's {key} are not modelled here"
-    return result
 
 
 def _command(service: dict[str, Any]) -> list[str]:
@@ -127,12 +81,6 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
-def _stages(dockerfile: str) -> dict[str, str]:
-    """Each Dockerfile stage's name and text."""
-    parts = re.split(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2], strict=True))
-
-
 @pytest.fixture(scope="module")
 def dockerfile() -> str:
     return (DOCKER / "Dockerfile").read_text()
@@ -140,24 +88,21 @@ def dockerfile() -> str:
 
 @pytest.fixture(scope="module")
 def base() -> dict[str, Any]:
-    return _load(BASE)
+    return load(BASE)
 
 
 @pytest.fixture(scope="module")
 def override() -> dict[str, Any]:
-    return _load(CELERY)
+    return load(CELERY)
 
 
 VARIANTS = {"local": AIRFLOW_SERVICES, "celery": CELERY_SERVICES}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
-def variant(
-    request: pytest.FixtureRequest, base: dict[str, Any], override: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """(name, services) of each variant a user runs, with the variables' defaults."""
-    config = base if request.param == "local" else merged(base, override)
-    return request.param, with_defaults(config)
+def variant(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """(name, configuration) of each variant a user runs, with the variables' defaults."""
+    return request.param, compose_files.variant(request.param)
 
 
 def test_base_image_is_the_pinned_airflow_for_python_311(dockerfile: str) -> None:
@@ -178,7 +123,7 @@ def test_installs_use_the_constraints_file_and_existing_extras(dockerfile: str) 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     stage_extras = {
         stage: set(re.findall(r"\[([a-z,]+)\]", text)[0].split(","))
-        for stage, text in _stages(dockerfile).items()
+        for stage, text in dockerfile_stages().items()
         if "airflow-tf-export[" in text
     }
     assert stage_extras == {
@@ -202,7 +147,7 @@ def test_builds_name_existing_files_and_stages(
     variant: tuple[str, dict[str, Any]], dockerfile: str
 ) -> None:
     _, config = variant
-    stages = _stages(dockerfile)
+    stages = dockerfile_stages()
     built = {}
     for name, service in config["services"].items():
         build = service.get("build")
@@ -329,8 +274,7 @@ def test_urls_point_at_services_with_their_credentials(
     assert api.port == api_health.port == 8080
     assert any(port.endswith(f":{api.port}") for port in services["api-server"]["ports"])
     emulator = urlparse(environment["STORAGE_EMULATOR_HOST"])
-    (entrypoint,) = re.findall(r"^ENTRYPOINT (.+)$", _stages(dockerfile)["gcs-emulator"], re.M)
-    arguments = json.loads(entrypoint)
+    arguments = emulator_entrypoint()
     assert emulator.hostname == "gcs"
     assert str(emulator.port) == arguments[arguments.index("--port") + 1]
     assert arguments[arguments.index("--data-dir") + 1] == "/data"
@@ -455,7 +399,9 @@ def test_docker_compose_config(
         pytest.skip("Docker Compose v2 is not installed; the checks above ran on the YAML")
     files = [BASE] if name == "local" else [BASE, CELERY]
     # Without the variables the files read from the caller's shell: what `with_defaults` gives.
-    interpolated = {match[0] for path in files for match in _DEFAULT.findall(path.read_text())}
+    interpolated = {
+        match[0] for path in files for match in VARIABLE_DEFAULT.findall(path.read_text())
+    }
     environment = {key: value for key, value in os.environ.items() if key not in interpolated}
     arguments = [argument for path in files for argument in ("-f", str(path))]
     result = subprocess.run(
