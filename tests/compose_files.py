@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 BASE = DOCKER / "compose.yaml"
 CELERY = DOCKER / "compose.celery.yaml"
+# The gs:// demo dir docs/docker.md tells users to set: in the bucket the emulator creates.
+GCS_DEMO_DIR = "gs://airflow-tf-export-demo/demo"
 VARIABLE_DEFAULT = re.compile(r"\$\{([A-Z_]+):-([^}]*)\}")
 # Lists an override replaces (Compose merges the others, e.g. ports and volumes, by key).
 _REPLACED_LISTS = ("command", "test")

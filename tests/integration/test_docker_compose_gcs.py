@@ -19,13 +19,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from compose_files import REPO, emulator_entrypoint, variant
+from compose_files import GCS_DEMO_DIR, REPO, emulator_entrypoint, variant
 
 from airflow_tf_export.storage import storage_for
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 
 BIN = Path(sys.executable).parent
-GCS_DEMO_DIR = "gs://airflow-tf-export-demo/demo"  # what docs/docker.md tells users to set
 COMPOSE_PORT = "9023"
 
 
