@@ -11,7 +11,9 @@ can multiply. The Celery variant is checked on the override merged as `docker co
 merges it; where Docker Compose is installed, `docker compose config` itself validates
 both variants, resolves them, and its result passes the same checks and equals that merge.
 (tests/integration/test_docker_compose_gcs.py runs the emulator, its bucket creation and
-healthcheck, and the demo DAG on the compose file's gs:// settings.)
+healthcheck, and the demo DAG on the compose file's gs:// settings;
+tests/e2e/test_compose_healthchecks.py runs the Airflow healthchecks against real
+components.)
 """
 
 from __future__ import annotations
