@@ -49,7 +49,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -308,8 +307,13 @@ def peak_rss(side: str, size_name: str, kind: str, model_dir: Path) -> dict[str,
     return figures
 
 
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (MB) from /proc/self/status (Linux): getrusage's ru_maxrss
+    would report the parent's if it was larger when the parent forked this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc/self/status: peak RSS is measured on Linux only")
 
 
 def rss_of_one_export(side: str, size_name: str, kind: str, model_dir: str) -> None:
@@ -317,12 +321,12 @@ def rss_of_one_export(side: str, size_name: str, kind: str, model_dir: str) -> N
     import keras  # noqa: F401
     import tensorflow as tf  # noqa: F401
 
-    after_imports = _max_rss_mb()
+    after_imports = _peak_rss_mb()
     with tempfile.TemporaryDirectory(prefix="bench-export-rss-") as scratch:
         action_of(side, size_name, kind, Path(model_dir))(Path(scratch) / "exporter")
     print(
         json.dumps(
-            {"after_imports_mb": round(after_imports, 1), "peak_mb": round(_max_rss_mb(), 1)}
+            {"after_imports_mb": round(after_imports, 1), "peak_mb": round(_peak_rss_mb(), 1)}
         )
     )
 
