@@ -262,8 +262,9 @@ class LocalStorage:
         root = self._path(uri)
         for name in names:
             with _os_errors(root / name):
-                if not S_ISREG(os.stat(root / name).st_mode):
-                    raise IsADirectoryError(root / name)
+                mode = os.stat(root / name).st_mode
+            if not S_ISREG(mode):
+                raise StorageError(f"{root / name} is not a regular file")
         yield root
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:

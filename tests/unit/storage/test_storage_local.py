@@ -95,6 +95,24 @@ def test_every_file_and_directory_is_flushed_before_the_rename(
     assert expected <= before_rename == flushed_before - {str(exporter)}
 
 
+def test_local_files_names_a_file_that_is_missing_or_not_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "ckpt-1.index").write_bytes(b"index")
+    (tmp_path / "ckpt-1.data-00000-of-00001").mkdir()
+    storage = LocalStorage()
+    with storage.local_files(str(tmp_path), ["ckpt-1.index"]) as local:
+        assert local == tmp_path
+    with (
+        pytest.raises(StorageError, match=r"ckpt-1\.data-00000-of-00001 is not a regular file"),
+        storage.local_files(str(tmp_path), ["ckpt-1.index", "ckpt-1.data-00000-of-00001"]),
+    ):
+        pytest.fail("a directory was read as a checkpoint file")
+    with (
+        pytest.raises(StorageNotFoundError, match=r"ckpt-2\.index does not exist"),
+        storage.local_files(str(tmp_path), ["ckpt-2.index"]),
+    ):
+        pytest.fail("a missing file was read")
+
+
 def test_a_staging_dir_is_in_use_exactly_while_its_writer_holds_it(tmp_path: Path) -> None:
     """Another process sees the writer's lock; once the writer exits (or dies) it is gone."""
     storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")
