@@ -193,6 +193,17 @@ class Storage(Protocol):
         is read as any file is (a link to a file is read through)."""
         ...
 
+    def local_files(self, uri: str, names: Sequence[str]) -> AbstractContextManager[Path]:
+        """A local directory holding the files `names` (relative) of the directory `uri`, to
+        read them with a library that needs local paths (TensorFlow restoring a checkpoint).
+
+        Local disk: `uri` itself, nothing copied (a large checkpoint costs no copy; it is
+        read where it is, as TensorFlow reads it); StorageNotFoundError names a file that is
+        absent. GCS: a temporary directory the files are downloaded to, removed on exit. A
+        name that is a link to a file is read through, as `download_dir` reads it.
+        """
+        ...
+
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """Copy a local directory tree below `uri` (not a publish: no ordering guarantees);
         SymbolicLinkError, nothing copied, when the tree holds a symbolic link."""

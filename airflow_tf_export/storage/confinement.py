@@ -205,6 +205,13 @@ class ConfinedStorage:
             self.roots.check(self.inner.join(uri, name), "read")
         self.inner.download_dir(uri, local_dir, wanted)
 
+    def local_files(self, uri: str, names: Sequence[str]) -> AbstractContextManager[Path]:
+        """`uri` and every named file checked (a name may be a link), then made local."""
+        self.roots.check(uri, "read")
+        for name in names:
+            self.roots.check(self.inner.join(uri, name), "read")
+        return self.inner.local_files(uri, names)
+
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """The destination checked, then copied."""
         self.roots.check(uri, "write")

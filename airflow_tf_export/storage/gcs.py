@@ -336,7 +336,8 @@ class GcsStorage:
         return True
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
-        """Download objects below `uri` (all, or only the relative `names`) in parallel."""
+        """Download objects below `uri` (all, or only the relative `names`) in parallel; a
+        failure names the first object that failed."""
         from google.cloud.storage import transfer_manager
 
         parsed = self._parse(uri)
@@ -354,7 +355,15 @@ class GcsStorage:
                 max_workers=self._max_workers,
                 raise_exception=False,
             )
-        self._raise_first_failure(parsed, results)
+        for name, result in zip(wanted, results, strict=True):
+            self._raise_first_failure(self._parse(self.join(uri, name)), [result])
+
+    @contextmanager
+    def local_files(self, uri: str, names: Sequence[str]) -> Iterator[Path]:
+        """The named objects downloaded into a temporary directory, removed on exit."""
+        with tempfile.TemporaryDirectory(prefix="tf-export-files-") as local:
+            self.download_dir(uri, Path(local), names)
+            yield Path(local)
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """Upload a local tree below `uri` in parallel (no ordering guarantees);

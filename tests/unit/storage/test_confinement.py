@@ -158,6 +158,10 @@ def test_every_call_outside_is_refused_and_nothing_is_read_written_or_deleted(
         "download_named": lambda: storage.download_dir(
             str(model), tree / "down", ["../../outside/secret.txt"]
         ),
+        "local_files": lambda: storage.local_files(str(outside), ["secret.txt"]).__enter__(),
+        "local_files_named": lambda: storage.local_files(
+            str(model), ["../../outside/secret.txt"]
+        ).__enter__(),
         "upload_dir": lambda: storage.upload_dir(source, new),
         "delete_trees": lambda: storage.delete_trees([str(model / "checkpoint"), secret]),
         "delete_versions": lambda: storage.delete_versions(str(outside), [1]),
