@@ -31,7 +31,8 @@ def find_eval_result(
     """Read what is new in the eval event files and select the awaited result.
 
     Only steps that could end the wait are kept: below `min_step`, or at or below the
-    highest step the exporter holds (committed or foreign), nothing is decoded
+    highest step the exporter holds (committed or foreign, through the exporter dir's
+    verified index: one listing, not a read of every record), nothing is decoded
     (`core.eval_wait.lowest_useful_step`), and once a result ends the wait, older steps are
     dropped as reading goes on.
 
@@ -42,7 +43,7 @@ def find_eval_result(
     if wait.newer_than_exporter is not None:
         uri = exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
         storage = reader.storage if storage_for is None else storage_for(uri)
-        state = ExporterDir(storage, uri).scan()
+        state = ExporterDir(storage, uri).scan_indexed()
         exported_step = newest_exported_step(
             (m.global_step for m in state.committed), state.foreign_versions
         )
