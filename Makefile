@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := constraints-3.11.txt
-EXTRAS := tensorflow,gcs,dev
+EXTRAS := tensorflow,gcs,celery,dev
 
 .PHONY: test demo venv fresh-venv lint typecheck docs pytest bench constraints
 

@@ -49,11 +49,9 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +61,7 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "estimator"
 sys.path.insert(0, str(DATA))
 
 import specs  # noqa: E402
+from measuring import Action, interleaved_rounds  # noqa: E402
 
 from airflow_tf_export.savedmodel import write_saved_model  # noqa: E402
 
@@ -253,23 +252,6 @@ def operator(
         raise SystemExit(f"the operator did not export: {result}")
 
 
-def paired_ratio(ours_seconds: list[float], their_seconds: list[float]) -> float:
-    """The median over rounds of ours / theirs measured in the same round, one right after
-    the other: a shared machine's load changes from round to round, much less between two
-    neighbouring measurements."""
-    return statistics.median(a / b for a, b in zip(ours_seconds, their_seconds, strict=True))
-
-
-def timed(action: Callable[[Path], object], work: Path, name: str) -> tuple[float, float]:
-    """Wall-clock and CPU (every thread of the process) seconds of one action."""
-    export_dir = work / name
-    start, start_cpu = time.perf_counter(), time.process_time()
-    action(export_dir)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    shutil.rmtree(export_dir)
-    return elapsed, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11, help="timed rounds (at least 5)")
@@ -278,7 +260,7 @@ def main() -> None:
 
     tf.get_logger().setLevel("ERROR")
 
-    actions: dict[str, Callable[[Path], object]] = {}
+    actions: dict[str, Action] = {}
     with tempfile.TemporaryDirectory(prefix="bench-estimator-export-") as scratch:
         work = Path(scratch)
         for model in MODELS:
@@ -291,22 +273,12 @@ def main() -> None:
                     actions[f"{model} {kind} {side.__name__}"] = functools.partial(
                         side, definition, model_dir, modes
                     )
-        for action in actions.values():
-            timed(action, work, "warm-up")
-        wall: dict[str, list[float]] = {name: [] for name in actions}
-        cpu: dict[str, list[float]] = {name: [] for name in actions}
-        for round_number in range(runs):
-            # Every other round in the reverse order, so that no side always goes first.
-            ordered = list(actions.items())
-            for name, action in ordered if round_number % 2 == 0 else reversed(ordered):
-                seconds, cpu_seconds = timed(action, work, "round")
-                wall[name].append(seconds)
-                cpu[name].append(cpu_seconds)
+        rounds = interleaved_rounds(actions, work, runs)
 
-    median = {name: statistics.median(values) for name, values in wall.items()}
-    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
+    median = {name: rounds.median(name) for name in actions}
+    median_cpu = {name: rounds.median(name, cpu=True) for name in actions}
     print(f"{runs} timed rounds (+1 warm-up), interleaved; median seconds wall-clock (CPU)")
-    for name, values in wall.items():
+    for name, values in rounds.wall.items():
         print(
             f"{name:>36}: median {median[name]:.3f} ({median_cpu[name]:.3f})  "
             f"runs {[round(v, 3) for v in values]}"
@@ -316,10 +288,10 @@ def main() -> None:
         for kind, by_model in ratios.items():
             key = f"{model} {kind}"
             by_model[model] = figures = {
-                "paired": paired_ratio(wall[f"{key} ours"], wall[f"{key} by_hand"]),
+                "paired": rounds.paired(f"{key} ours", f"{key} by_hand"),
                 "of_medians": median[f"{key} ours"] / median[f"{key} by_hand"],
-                "cpu_paired": paired_ratio(cpu[f"{key} ours"], cpu[f"{key} by_hand"]),
-                "operator_paired": paired_ratio(wall[f"{key} operator"], wall[f"{key} by_hand"]),
+                "cpu_paired": rounds.paired(f"{key} ours", f"{key} by_hand", cpu=True),
+                "operator_paired": rounds.paired(f"{key} operator", f"{key} by_hand"),
             }
             print(
                 f"{key}: ours/by hand {figures['paired']:.3f} (target <= {TARGET}; ratio of "

@@ -15,13 +15,18 @@ import pendulum
 
 from airflow_tf_export.dags.backfill import backfill_dag
 
-DEMO_DIR = Path(os.environ.get("AIRFLOW_TF_EXPORT_DEMO_DIR", Path(__file__).parents[1] / ".demo"))
+# An absolute local path or a gs:// prefix, joined as a string: Path would turn gs:// into
+# a local directory.
+DEMO_DIR = os.environ.get("AIRFLOW_TF_EXPORT_DEMO_DIR") or str(
+    Path(__file__).resolve().parents[1] / ".demo"
+)
+MODEL_DIR = f"{DEMO_DIR.rstrip('/')}/model"
 
 dag = backfill_dag(
     dag_id="example_backfill",
     schedule="@daily",
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
-    model_dir=str(DEMO_DIR.resolve() / "model"),
+    model_dir=MODEL_DIR,
     model_definition="airflow_tf_export.example.model:definition",
     evaluate="airflow_tf_export.example.evaluate:evaluate",
     exporters=[{"strategy": "best", "name": "backfill_best", "exports_to_keep": 3}],

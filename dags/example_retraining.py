@@ -1,6 +1,7 @@
 """Demo: retrain the example model, evaluate it, export it three ways, clean up.
 
-The model directory is `$AIRFLOW_TF_EXPORT_DEMO_DIR/model` (default: the repo's `.demo/`).
+The model directory is `$AIRFLOW_TF_EXPORT_DEMO_DIR/model`: an absolute local path or a
+`gs://` prefix (default: the repo's `.demo/`).
 Run it with `make demo`, or `airflow dags test example_retraining`.
 """
 
@@ -14,7 +15,12 @@ import pendulum
 
 from airflow_tf_export.dags.retraining import retraining_dag
 
-DEMO_DIR = Path(os.environ.get("AIRFLOW_TF_EXPORT_DEMO_DIR", Path(__file__).parents[1] / ".demo"))
+# An absolute local path or a gs:// prefix, joined as a string: Path would turn gs:// into
+# a local directory.
+DEMO_DIR = os.environ.get("AIRFLOW_TF_EXPORT_DEMO_DIR") or str(
+    Path(__file__).resolve().parents[1] / ".demo"
+)
+MODEL_DIR = f"{DEMO_DIR.rstrip('/')}/model"
 STEPS_PER_RUN = 40
 MAX_STEPS = 200
 KEEP = {"newest": 2, "best": 1}
@@ -24,7 +30,7 @@ dag = retraining_dag(
     schedule="@daily",
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
-    model_dir=str(DEMO_DIR.resolve() / "model"),
+    model_dir=MODEL_DIR,
     model_definition="airflow_tf_export.example.model:definition",
     train="airflow_tf_export.example.train:train",
     train_kwargs={"steps": STEPS_PER_RUN},

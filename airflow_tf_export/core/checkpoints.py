@@ -21,6 +21,8 @@ from dataclasses import dataclass
 STATE_FILENAME = "checkpoint"
 # The file whose existence makes a TF checkpoint prefix a checkpoint.
 INDEX_SUFFIX = ".index"
+# The TF1 Saver's MetaGraphDef beside a checkpoint; restoring variables never reads it.
+META_SUFFIX = ".meta"
 # Keras weights files (`model.save_weights("ckpt-<step>.weights.h5")`) are single files.
 KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 

@@ -7,8 +7,8 @@ A wait names exactly one target:
   names are unique within one model directory, and an evaluator records the path where the
   model dir was (another mount point, or before it was copied to GCS).
 - `min_step`: the newest result with step >= min_step.
-- `newer_than_exporter`: the newest result with a step above the global step of that
-  exporter's newest committed export (any result when the exporter has none yet). Its
+- `newer_than_exporter`: the newest result with a step above the highest global step that
+  exporter's directory holds, committed or foreign (any result when it holds none yet). Its
   directory is `<model_dir>/export/<name>` unless `export_dir_base` names another.
 
 A result qualifies only when it has at least one metric and every required metric (the
@@ -186,8 +186,9 @@ def select_result(
 ) -> EvalResult | None:
     """The newest result meeting the target with all wanted metrics, or None yet.
 
-    `exported_step` is the global step of the exporter's newest committed export when the
-    target is `newer_than_exporter` (None: nothing exported yet).
+    `exported_step` is the highest global step the exporter holds, committed or foreign
+    (`core.foreign.newest_exported_step`), when the target is `newer_than_exporter` (None:
+    nothing exported yet).
     """
     wanted = wait.wanted_metrics
     for result in newest_first:

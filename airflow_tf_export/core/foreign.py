@@ -9,7 +9,7 @@ A foreign version whose step could not be read is named in decisions as ignored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -92,6 +92,16 @@ def known_steps(foreign: Sequence[ForeignVersion]) -> list[int]:
 def holding_step(foreign: Sequence[ForeignVersion], step: int) -> ForeignVersion | None:
     """The oldest foreign version holding global step `step`, or None."""
     return min((f for f in foreign if f.global_step == step), key=lambda f: f.version, default=None)
+
+
+def newest_exported_step(
+    committed_steps: Iterable[int], foreign: Sequence[ForeignVersion]
+) -> int | None:
+    """The highest global step an exporter dir holds: of its committed versions and of its
+    foreign versions whose step could be read (None: nothing exported yet). An Estimator's
+    exports count, so a wait for "a step newer than the exporter's" does not end on a step
+    the Estimator already exported."""
+    return max([*committed_steps, *known_steps(foreign)], default=None)
 
 
 def newest_by_step(foreign: Sequence[ForeignVersion]) -> ForeignVersion | None:

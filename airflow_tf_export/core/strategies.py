@@ -133,12 +133,46 @@ def already_exported(
     return min(matches, key=lambda m: m.version) if matches else None
 
 
+def versions_deciding(
+    committed: Sequence[ExportMetadata],
+    candidate: Candidate,
+    comparator: Comparator | None = None,
+) -> list[ExportMetadata]:
+    """The committed versions a strategy's decision on `candidate` reads, sorted by version:
+    those of the candidate's checkpoint, the newest by global step, and with a `comparator`
+    (Best) the best and every version it cannot compare (named in Best's reason).
+
+    Every strategy decides the same on any set of versions between these and `committed`, so
+    a decision needs to check only these records (see `ExporterDir.scan_indexed`); the
+    comparator must order results consistently (a `compare_fn` that does not, e.g. one that
+    is not transitive, has no well-defined best either).
+    """
+    wanted = normalise_checkpoint_path(candidate.checkpoint_path)
+    deciding = {
+        m.version: m
+        for m in committed
+        if normalise_checkpoint_path(m.checkpoint_path) == wanted
+        or _same_checkpoint_elsewhere(m, candidate)
+    }
+    newest = _newest_by_step(committed)
+    if newest is not None:
+        deciding[newest.version] = newest
+    if comparator is not None:
+        best = best_version(committed, comparator)
+        if best is not None:
+            deciding[best.version] = best
+        for m in committed:
+            if m.eval_result is None or not comparator.comparable(m.eval_result):
+                deciding[m.version] = m
+    return [deciding[v] for v in sorted(deciding)]
+
+
 def _same_checkpoint_elsewhere(meta: ExportMetadata, candidate: Candidate) -> bool:
     """Whether `meta` records the candidate's checkpoint under another path: same name and
     global step, and the same eval result (step and metrics) when the candidate has one."""
-    if checkpoint_name(meta.checkpoint_path) != checkpoint_name(candidate.checkpoint_path):
-        return False
     if meta.global_step != candidate.global_step:
+        return False
+    if checkpoint_name(meta.checkpoint_path) != checkpoint_name(candidate.checkpoint_path):
         return False
     wanted = candidate.eval_result
     if wanted is None:

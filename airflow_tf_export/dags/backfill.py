@@ -5,8 +5,9 @@ Each run selects the checkpoints of `model_dir` (TF checkpoint prefixes of the s
 definition restores those) whose time (the modification time of their `.index` file, as
 `tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
 interval, or whose global step is in the run's `min_step`..`max_step` params when either is
-given. Then, with dynamic task mapping, one
-task instance per checkpoint:
+given. A run that selects none (the trainer deleted the interval's checkpoints, keeping
+only its newest ones) is skipped, its log naming the checkpoints that are there.
+Then, with dynamic task mapping, one task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
         -> wait_for_eval (EvalMetricsSensor, deferrable by default)
@@ -19,14 +20,16 @@ Re-running an interval changes nothing: evaluated checkpoints are not evaluated 
 every strategy returns the version it already published for a checkpoint. The best exporter
 decides from committed versions only, so backfilling intervals in parallel or in any order
 ends with the same best version. (A latest exporter never publishes a checkpoint older than
-its newest version, so with it the outcome does depend on the order.)
+its newest version, so with it the outcome does depend on the order.) Versions another writer
+left in an exporter dir, such as a tf.estimator's exports, count as foreign versions: no step
+they hold is exported again, and Best publishes nothing worse than the best of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import (
@@ -37,7 +40,7 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_tf_export.core.eval_wait import parse_eval_wait
 from airflow_tf_export.core.strategies import DEFAULT_EVENT_FILE_PATTERN
@@ -118,6 +121,43 @@ def select_checkpoints_in_window(
     return chosen
 
 
+def nothing_selected_reason(
+    checkpoints: Iterable[CheckpointFile],
+    *,
+    model_dir: str,
+    start: float,
+    end: float,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> str:
+    """Why a run selected no checkpoint, naming the checkpoints that are there: a model_dir
+    keeps only its newest checkpoints (tf.estimator's `keep_checkpoint_max`, Keras or
+    `CheckpointManager`'s `max_to_keep`), so an interval whose checkpoints were deleted has
+    nothing left to export."""
+    present = sorted(checkpoints, key=lambda c: c.step)
+    if min_step is not None or max_step is not None:
+        wanted = f"a step in {_bound(min_step)}..{_bound(max_step)}"
+    else:
+        wanted = f"its time in the data interval [{_utc(start)}, {_utc(end)})"
+    if not present:
+        return f"no checkpoint with {wanted}: {model_dir} holds no complete checkpoint"
+    times = sorted(c.mtime for c in present if c.mtime is not None)
+    written = f", written {_utc(times[0])} .. {_utc(times[-1])}" if times else ""
+    return (
+        f"no checkpoint with {wanted}: the {len(present)} checkpoints of {model_dir} are of "
+        f"steps {present[0].step}..{present[-1].step}{written}; older ones were deleted by the "
+        "trainer, which keeps only its newest checkpoints, so nothing is left to export here"
+    )
+
+
+def _bound(step: int | None) -> str:
+    return "" if step is None else str(step)
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
 def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
     """ValueError when there are more checkpoints than one mapped task may expand to."""
     if len(paths) > max_map_length:
@@ -130,7 +170,8 @@ def check_map_length(paths: Sequence[str], max_map_length: int) -> None:
 
 def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: str) -> list[str]:
     """Task: the checkpoints of this run's data interval (or step range), by step, of the
-    kind the model definition restores (TF checkpoints or Keras weights files)."""
+    kind the model definition restores (TF checkpoints or Keras weights files); skipped, with
+    the reason, when there is none."""
     from airflow_tf_export.savedmodel import resolve_definition
 
     context = get_current_context()
@@ -141,20 +182,33 @@ def select_checkpoints(*, model_dir: str, model_definition: str, gcp_conn_id: st
     try:
         storage = StorageHook(gcp_conn_id=gcp_conn_id).storage_for(model_dir)
         keras_weights = resolve_definition(model_definition).keras_weights
+        present = [
+            CheckpointFile(c.uri, c.step, c.mtime)
+            for c in list_checkpoints(storage, model_dir, keras_weights=keras_weights)
+            if c.complete
+        ]
+        min_step, max_step = params.get("min_step"), params.get("max_step")
         paths = select_checkpoints_in_window(
-            [
-                CheckpointFile(c.uri, c.step, c.mtime)
-                for c in list_checkpoints(storage, model_dir, keras_weights=keras_weights)
-                if c.complete
-            ],
+            present,
             start=start.timestamp(),
             end=end.timestamp(),
-            min_step=params.get("min_step"),
-            max_step=params.get("max_step"),
+            min_step=min_step,
+            max_step=max_step,
         )
         check_map_length(paths, conf.getint("core", "max_map_length"))
     except ValueError as error:
         raise AirflowFailException(str(error)) from None
+    if not paths:
+        raise AirflowSkipException(
+            nothing_selected_reason(
+                present,
+                model_dir=model_dir,
+                start=start.timestamp(),
+                end=end.timestamp(),
+                min_step=min_step,
+                max_step=max_step,
+            )
+        )
     print(f"{len(paths)} checkpoints between {start} and {end}: {paths}")
     return paths
 

@@ -1,6 +1,7 @@
 """Find the result an eval-metrics wait is for: read what is new in the event files, look up
-the exporter's newest export when the target needs it, and let `core.eval_wait` decide. The
-sensor's poke and the trigger both run exactly this."""
+the highest step the exporter holds when the target needs it (its committed versions and the
+foreign ones, e.g. a tf.estimator's exports), and let `core.eval_wait` decide. The sensor's
+poke and the trigger both run exactly this."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from airflow_tf_export.core.eval_wait import (
     settling_rule,
     why_not_found,
 )
+from airflow_tf_export.core.foreign import newest_exported_step
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -29,8 +31,10 @@ def find_eval_result(
     """Read what is new in the eval event files and select the awaited result.
 
     Only steps that could end the wait are kept: below `min_step`, or at or below the
-    exporter's newest export, nothing is decoded (`core.eval_wait.lowest_useful_step`), and
-    once a result ends the wait, older steps are dropped as reading goes on.
+    highest step the exporter holds (committed or foreign, through the exporter dir's
+    verified index: one listing, not a read of every record), nothing is decoded
+    (`core.eval_wait.lowest_useful_step`), and once a result ends the wait, older steps are
+    dropped as reading goes on.
 
     `storage_for` opens the exporter dir of a `newer_than_exporter` wait, which may live on
     another backend than the event files (default: the event files' storage).
@@ -39,8 +43,10 @@ def find_eval_result(
     if wait.newer_than_exporter is not None:
         uri = exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
         storage = reader.storage if storage_for is None else storage_for(uri)
-        newest = ExporterDir(storage, uri).newest_committed()
-        exported_step = None if newest is None else newest.global_step
+        state = ExporterDir(storage, uri).scan_indexed()
+        exported_step = newest_exported_step(
+            (m.global_step for m in state.committed), state.foreign_versions
+        )
     reader.set_min_step(lowest_useful_step(wait, exported_step))
     reader.refresh(settling_rule(wait, exported_step))
     return select_result(reader.newest_first(), wait, exported_step)

@@ -42,7 +42,7 @@ def evaluate(
     prefix = resolve_checkpoint(storage, model_dir, checkpoint_path).path
     with tempfile.TemporaryDirectory(prefix="example-eval-") as work:
         local = Path(work)
-        step, metrics = _evaluate_locally(storage, prefix, local / "checkpoint", examples, seed)
+        step, metrics = _evaluate_locally(storage, prefix, examples, seed)
         events = local / EVAL_DIR
         event_file = _write_eval_event(events, step, metrics, prefix)
         storage.upload_dir(events, storage.join(model_dir, EVAL_DIR))
@@ -57,22 +57,22 @@ def evaluate(
 
 
 def _evaluate_locally(
-    storage: Storage, prefix: str, local: Path, examples: int, seed: int
+    storage: Storage, prefix: str, examples: int, seed: int
 ) -> tuple[int, dict[str, float]]:
     import keras
     import tensorflow as tf
 
-    parent, files = checkpoint_files(storage, prefix)
-    storage.download_dir(parent, local, files)
     model = build_model()
     name = checkpoint_name(prefix)
-    if is_keras_weights(name):
-        model.load_weights(str(local / name))
-        step = tf.Variable(step_in_name(name), dtype=tf.int64)
-    else:
-        step = tf.Variable(0, dtype=tf.int64)
-        checkpoint = tf.train.Checkpoint(model=model, step=step)
-        checkpoint.restore(str(local / name)).expect_partial().assert_existing_objects_matched()
+    parent, files = checkpoint_files(storage, prefix)
+    with storage.local_files(parent, files) as local:
+        if is_keras_weights(name):
+            model.load_weights(str(local / name))
+            step = tf.Variable(step_in_name(name), dtype=tf.int64)
+        else:
+            step = tf.Variable(0, dtype=tf.int64)
+            restored = tf.train.Checkpoint(model=model, step=step).restore(str(local / name))
+            restored.expect_partial().assert_existing_objects_matched()
     features, labels = make_dataset(examples, seed)
     probabilities = model({k: tf.constant(v) for k, v in features.items()}, training=False)
     targets = tf.constant(labels)

@@ -26,6 +26,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_tf_export.core.comparison import loss_smaller
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.executors import local_path_warning
 from airflow_tf_export.core.metadata import ExportMetadata, Lineage
 from airflow_tf_export.core.strategies import (
     DEFAULT_EVENT_FILE_PATTERN,
@@ -48,7 +49,7 @@ from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.export_flow import ExportOutcome, ValidateStaged
 from airflow_tf_export.storage.exporter_dir import ExporterDir
-from airflow_tf_export.storage.uris import exporter_uri
+from airflow_tf_export.storage.uris import exporter_uri, parse_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -202,6 +203,7 @@ class SavedModelExportOperator(BaseOperator):
         hook = StorageHook(gcp_conn_id=self.gcp_conn_id)
         lineage = lineage_from(context)
         with failing_on_bad_input(f"{self.strategy_kind} export {self.name!r}"):
+            self._warn_if_local_path_spans_hosts()
             run = export_checkpoint(
                 storage_for=hook.storage_for,
                 model_dir=self.model_dir,
@@ -247,6 +249,22 @@ class SavedModelExportOperator(BaseOperator):
             warmup_requests=self.warmup_requests,
         )
         return saved_model_validator(self.model_definition, hook.storage_for, options)
+
+    def _warn_if_local_path_spans_hosts(self) -> None:
+        """Log a warning when the model dir or exporter dir is local and the executor may
+        run tasks on several hosts (ValueError for a bad URI or `[core] executor`)."""
+        from airflow.sdk import conf
+
+        model_dir = parse_uri(self.model_dir)  # first, so an error names the model dir
+        exporter = parse_uri(exporter_uri(self.model_dir, self.name, self.export_dir_base))
+        local = [str(uri) for uri in (model_dir, exporter) if not uri.is_gcs]
+        warning = local_path_warning(
+            executor_setting=conf.get("core", "executor"),
+            task_executor=self.executor,
+            local_paths=local,
+        )
+        if warning:
+            self.log.warning("%s export %r: %s", self.strategy_kind, self.name, warning)
 
     def given_eval_result(self) -> EvalResult | None:
         """The eval result argument, parsed (only Best takes one)."""

@@ -8,7 +8,6 @@ TensorFlow is imported only when a SavedModel is written.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,20 +42,20 @@ WriteCheckpoint = Callable[[ResolvedCheckpoint, Path], WrittenModel]
 
 @contextmanager
 def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
-    """The checkpoint's files (a TF prefix's `.index`, `.data-*` and `.meta`, or a Keras
-    `.weights.h5` file) copied into a local temporary directory through Storage (GCS and
-    local alike); yields the local checkpoint path, named as the original.
+    """The checkpoint as a local path, named as the original, for TensorFlow to restore:
+    where it is on local disk (nothing copied), its files (a TF prefix's `.index` and
+    `.data-*`, or a Keras `.weights.h5` file) downloaded to a local temporary directory from
+    GCS (`Storage.local_files`).
 
-    A bad-input error (ValueError) raised inside names the user's checkpoint, not the
+    A bad-input error (ValueError) raised inside names the user's checkpoint, not a
     temporary copy: the copy's directory is replaced by the checkpoint's own in its message.
     """
     parent, names = checkpoint_files(storage, checkpoint)
-    with tempfile.TemporaryDirectory(prefix="tf-export-ckpt-") as local:
-        storage.download_dir(parent, Path(local), names)
+    with storage.local_files(parent, names) as local:
         try:
-            yield str(Path(local) / checkpoint.rstrip("/").rpartition("/")[2])
+            yield str(local / checkpoint.rstrip("/").rpartition("/")[2])
         except ValueError as error:
-            raise _naming(error, local, parent.rstrip("/")) from error
+            raise _naming(error, str(local), parent.rstrip("/")) from error
 
 
 def _naming(error: ValueError, local_dir: str, stored_dir: str) -> ValueError:

@@ -93,8 +93,9 @@ class EvalMetricsSensor(BaseSensorOperator):
         ``checkpoint_path`` summary the evaluator writes (templated). Give exactly one of
         ``checkpoint_path``, ``min_step`` and ``newer_than_exporter``.
     :param min_step: Wait for a result at global step >= this (templated).
-    :param newer_than_exporter: Wait for a result at a step above the global step of this
-        exporter's newest committed export (templated).
+    :param newer_than_exporter: Wait for a result at a step above the highest global step
+        this exporter's directory holds: its committed versions and its foreign versions (a
+        tf.estimator's exports) whose step can be read (templated).
     :param export_dir_base: With ``newer_than_exporter``: that exporter's directory when it
         is not ``<model_dir>/export/<name>``, as the export operator's ``export_dir_base``
         (templated).

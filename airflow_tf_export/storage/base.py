@@ -84,6 +84,17 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class StampedListing:
+    """A directory listed by `list_dir_stamped`: `stamps` maps each child directory holding
+    the file asked about (a regular file, reached without following a link) to that file's
+    stamp, an opaque token that changes whenever the file is rewritten or replaced; `others`
+    holds every other child as `list_dir` lists it."""
+
+    stamps: dict[str, str]
+    others: list[Entry]
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """A file found by `glob_info`: its URI, size in bytes and modification time (seconds
     since the epoch; GCS: the object's last update, which a rewrite changes too)."""
@@ -96,6 +107,13 @@ class FileInfo:
 class Storage(Protocol):
     """Listing, reading, writing, publishing and deleting under one URI scheme."""
 
+    @property
+    def read_parallelism(self) -> int:
+        """How many small reads are worth running at once: 1 on local disk (threads are
+        slower there than reading one file after another), more on GCS (each read is a
+        round trip)."""
+        ...
+
     def join(self, base: str, *parts: str) -> str:
         """`base/part/...` in this backend's URI form."""
         ...
@@ -103,6 +121,19 @@ class Storage(Protocol):
     def list_dir(self, uri: str) -> list[Entry]:
         """Direct children of a directory, sorted by name; StorageNotFoundError if it is absent.
         A child that cannot be read (a symbolic link loop) is listed, never an error."""
+        ...
+
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
+        """`list_dir`'s children: the directories (never a link) holding a regular file
+        `file_name`, each with that file's stamp (their own kind and time are not read), and
+        every other child as `list_dir` lists it.
+
+        The stamp changes whenever the file is rewritten or replaced: local disk, the
+        directory's and the file's inode, the file's size and modification time in
+        nanoseconds (one `stat` per child directory, none per other file); GCS, the object's
+        generation (one listing of every object below `uri`: a request per 1,000 objects).
+        StorageNotFoundError if `uri` is absent.
+        """
         ...
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
@@ -160,6 +191,17 @@ class Storage(Protocol):
         """Copy files below `uri` (or only `names`, relative) into a local directory. Copying a
         whole tree refuses a symbolic link in it (SymbolicLinkError); a file named in `names`
         is read as any file is (a link to a file is read through)."""
+        ...
+
+    def local_files(self, uri: str, names: Sequence[str]) -> AbstractContextManager[Path]:
+        """A local directory holding the files `names` (relative) of the directory `uri`, to
+        read them with a library that needs local paths (TensorFlow restoring a checkpoint).
+
+        Local disk: `uri` itself, nothing copied (a large checkpoint costs no copy; it is
+        read where it is, as TensorFlow reads it); StorageNotFoundError names a file that is
+        absent. GCS: a temporary directory the files are downloaded to, removed on exit. A
+        name that is a link to a file is read through, as `download_dir` reads it.
+        """
         ...
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:

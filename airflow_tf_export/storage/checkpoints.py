@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from airflow_tf_export.core.checkpoints import (
     INDEX_SUFFIX,
     KERAS_WEIGHTS_SUFFIX,
+    META_SUFFIX,
     STATE_FILENAME,
     CheckpointState,
     CheckpointStateError,
@@ -163,16 +164,16 @@ def checkpoint_file(checkpoint: str) -> str:
 
 
 def checkpoint_files(storage: Storage, checkpoint: str) -> tuple[str, list[str]]:
-    """The directory of `checkpoint` and the names of the files in it that make it up: the
-    Keras weights file itself, or the TF checkpoint prefix's `.index`, `.data-*` and `.meta`
-    files."""
+    """The directory of `checkpoint` and the names of the files in it that restoring it reads:
+    the Keras weights file itself, or the TF checkpoint prefix's `.index` and `.data-*` files
+    (not a TF1 `.meta` graph: exports rebuild the graphs from the model definition)."""
     parent, _, base = checkpoint.rstrip("/").rpartition("/")
     if is_keras_weights(base):
         return parent, [base]
     names = [
         e.name
         for e in storage.list_dir(parent)
-        if not e.is_dir and checkpoint_prefix(e.name) == base
+        if not e.is_dir and checkpoint_prefix(e.name) == base and not e.name.endswith(META_SUFFIX)
     ]
     return parent, names
 

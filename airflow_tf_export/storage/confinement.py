@@ -18,7 +18,13 @@ from pathlib import Path
 
 from airflow_tf_export.core.confinement import is_under, split_roots
 from airflow_tf_export.core.metadata import ExportMetadata
-from airflow_tf_export.storage.base import Entry, FileInfo, Storage, VersionedBytes
+from airflow_tf_export.storage.base import (
+    Entry,
+    FileInfo,
+    StampedListing,
+    Storage,
+    VersionedBytes,
+)
 from airflow_tf_export.storage.uris import StorageUri, parse_pattern, parse_uri
 
 ALLOWED_ROOTS_SECTION = "tf_export"
@@ -125,6 +131,11 @@ class ConfinedStorage:
         self.inner = inner
         self.roots = roots
 
+    @property
+    def read_parallelism(self) -> int:
+        """The inner storage's (no I/O, nothing to check)."""
+        return self.inner.read_parallelism
+
     def join(self, base: str, *parts: str) -> str:
         """As the inner storage joins (no I/O, nothing to check)."""
         return self.inner.join(base, *parts)
@@ -133,6 +144,11 @@ class ConfinedStorage:
         """Checked, then listed."""
         self.roots.check(uri, "list")
         return self.inner.list_dir(uri)
+
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
+        """Checked, then listed (a stamp is taken without following a link)."""
+        self.roots.check(uri, "list")
+        return self.inner.list_dir_stamped(uri, file_name)
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
         """Checked, then listed (a walk never follows a link, so it cannot lead outside)."""
@@ -188,6 +204,13 @@ class ConfinedStorage:
         for name in wanted or ():
             self.roots.check(self.inner.join(uri, name), "read")
         self.inner.download_dir(uri, local_dir, wanted)
+
+    def local_files(self, uri: str, names: Sequence[str]) -> AbstractContextManager[Path]:
+        """`uri` and every named file checked (a name may be a link), then made local."""
+        self.roots.check(uri, "read")
+        for name in names:
+            self.roots.check(self.inner.join(uri, name), "read")
+        return self.inner.local_files(uri, names)
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """The destination checked, then copied."""

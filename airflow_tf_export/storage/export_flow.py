@@ -1,11 +1,13 @@
 """Decide, write, re-decide, publish, then apply retention: one export by one strategy.
 
-The decision is taken twice: once before the (slow) SavedModel write, and again just before
-publishing, under the backend's exporter lock, on a fresh scan. So a Best exporter racing
-another one on the same directory never publishes a model that stopped being better while
-it was being written. Both decisions see the foreign versions of that scan (e.g. the
-Estimator's own exports), with the eval results of their steps when the caller can look
-them up (Best).
+The decision is taken under the backend's exporter lock on one indexed scan
+(`ExporterDir.scan_indexed`: one listing, and only the records that changed or that the
+decision reads are read); a skip applies retention on that same scan. An export writes the
+(slow) SavedModel outside the lock, then decides again under it on a fresh listing that
+reads only what changed since the first, so a Best exporter racing another one on the same
+directory never publishes a model that stopped being better while it was being written.
+Both decisions see the foreign versions of their scan (e.g. the Estimator's own exports),
+with the eval results of their steps when the caller can look them up (Best).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from airflow_tf_export.core.retention import (
     RetentionPlan,
     plan_retention,
 )
-from airflow_tf_export.core.strategies import Candidate, Decision, ExportStrategy
+from airflow_tf_export.core.strategies import (
+    Candidate,
+    Decision,
+    ExportStrategy,
+    versions_deciding,
+)
 from airflow_tf_export.core.validation import ValidationRecord
 from airflow_tf_export.storage.base import WrittenModel
 from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
@@ -108,36 +115,22 @@ def export_with_strategy(
     """
     storage = exporter.storage
     adopt = ForeignAdopter(foreign_eval_results)
-    first = exporter.scan()
-    foreign = adopt(first.foreign_versions)
-    decision = strategy.decide(
-        first.committed, candidate, is_the_final_export=is_the_final_export, foreign=foreign
-    )
-    if not decision.export:
-        with storage.exporter_lock(exporter.uri):
-            state = exporter.scan(now_seconds=now_seconds)
-            return _finish(
-                exporter,
-                strategy,
-                decision,
-                state,
-                None,
-                keep_rules,
-                staging_grace_seconds,
-                foreign,
-            )
+    finish = _Finisher(exporter, strategy, keep_rules, staging_grace_seconds)
+    with storage.exporter_lock(exporter.uri):
+        first = exporter.scan_indexed(now_seconds=now_seconds)
+        first, decision, foreign = decide_in_dir(
+            exporter, first, strategy, candidate, is_the_final_export, adopt
+        )
+        if not decision.export:
+            return finish(decision, first, None, foreign)
     with storage.staging_dir(exporter.uri) as staging:
         written = write_savedmodel(staging)
         validation = None if validate is None else validate(staging, written)
         with storage.exporter_lock(exporter.uri):
-            scanned = exporter.scan(now_seconds=now_seconds)
+            scanned = exporter.scan_indexed(now_seconds=now_seconds, since=first)
             state = replace(scanned, staging=[s for s in scanned.staging if s.name != staging.name])
-            foreign = adopt(state.foreign_versions)
-            decision = strategy.decide(
-                state.committed,
-                candidate,
-                is_the_final_export=is_the_final_export,
-                foreign=foreign,
+            state, decision, foreign = decide_in_dir(
+                exporter, state, strategy, candidate, is_the_final_export, adopt
             )
             published = None
             if decision.export:
@@ -148,16 +141,31 @@ def export_with_strategy(
                     _metadata(strategy, candidate, decision, written, lineage, now, validation),
                     now_seconds=now,
                 )
-            return _finish(
-                exporter,
-                strategy,
-                decision,
-                state,
-                published,
-                keep_rules,
-                staging_grace_seconds,
-                foreign,
-            )
+            return finish(decision, state, published, foreign)
+
+
+def decide_in_dir(
+    exporter: ExporterDir,
+    state: ExporterDirState,
+    strategy: ExportStrategy,
+    candidate: Candidate,
+    is_the_final_export: bool,
+    adopt: ForeignAdopter,
+) -> tuple[ExporterDirState, Decision, list[ForeignVersion]]:
+    """`strategy`'s decision on `candidate` in a scanned exporter dir, reading only the records
+    it needs: the versions deciding it (`versions_deciding`) are checked in full first
+    (`ExporterDir.confirm`), again when one of them fails its check. Returns the state with
+    those checked, the decision, and the foreign versions with their eval results."""
+    comparator: Comparator | None = getattr(strategy, "comparator", None)
+    deciding = versions_deciding(state.committed, candidate, comparator)
+    while state.unchecked.intersection(m.version for m in deciding):
+        state = exporter.confirm(state, [m.version for m in deciding])
+        deciding = versions_deciding(state.committed, candidate, comparator)
+    foreign = adopt(state.foreign_versions)
+    decision = strategy.decide(
+        deciding, candidate, is_the_final_export=is_the_final_export, foreign=foreign
+    )
+    return state, decision, foreign
 
 
 class ForeignAdopter:
@@ -200,37 +208,55 @@ def _metadata(
     )
 
 
-def _finish(
-    exporter: ExporterDir,
-    strategy: ExportStrategy,
-    decision: Decision,
-    state: ExporterDirState,
-    published: ExportMetadata | None,
-    keep_rules: Sequence[KeepRule] | None,
-    staging_grace_seconds: float,
-    foreign: Sequence[ForeignVersion],
-) -> ExportOutcome:
-    """Plan and apply retention over the committed versions (plus the one just published)."""
-    committed = [*state.committed, *([published] if published else [])]
-    comparator: Comparator | None = getattr(strategy, "comparator", None)
-    best = None if comparator is None else best_version(committed, comparator)
-    plan = plan_retention(
-        committed,
-        strategy.keep_rules() if keep_rules is None else keep_rules,
-        best=None if best is None else best.version,
-        staging=state.staging,
-        staging_grace_seconds=staging_grace_seconds,
-        delete=keep_rules is not None or strategy.exports_to_keep is not None,
-        invalid=state.invalid,
-    )
-    exporter.apply(plan)
-    shown = published or next(
-        (m for m in committed if m.version == decision.existing_version), None
-    )
-    return ExportOutcome(
-        decision=decision,
-        metadata=shown,
-        version_uri=None if shown is None else exporter.version_uri(shown.version),
-        retention=plan,
-        foreign=tuple(foreign),
-    )
+@dataclass(frozen=True)
+class _Finisher:
+    """Plans and applies retention after a decision, under the exporter lock, and records
+    the exporter dir's index."""
+
+    exporter: ExporterDir
+    strategy: ExportStrategy
+    keep_rules: Sequence[KeepRule] | None
+    staging_grace_seconds: float
+
+    def __call__(
+        self,
+        decision: Decision,
+        state: ExporterDirState,
+        published: ExportMetadata | None,
+        foreign: Sequence[ForeignVersion],
+    ) -> ExportOutcome:
+        """Retention over the committed versions (plus the one just published): each
+        version it would delete is checked in full first, and the plan made again when one
+        fails its check (an invalid version is never deleted)."""
+        plan = self._plan(state, published)
+        while state.unchecked.intersection(plan.delete_versions):
+            state = self.exporter.confirm(state, plan.delete_versions)
+            plan = self._plan(state, published)
+        self.exporter.apply(plan)
+        self.exporter.write_index(state, deleted=plan.delete_versions)
+        committed = [*state.committed, *([published] if published else [])]
+        shown = published or next(
+            (m for m in committed if m.version == decision.existing_version), None
+        )
+        return ExportOutcome(
+            decision=decision,
+            metadata=shown,
+            version_uri=None if shown is None else self.exporter.version_uri(shown.version),
+            retention=plan,
+            foreign=tuple(foreign),
+        )
+
+    def _plan(self, state: ExporterDirState, published: ExportMetadata | None) -> RetentionPlan:
+        committed = [*state.committed, *([published] if published else [])]
+        comparator: Comparator | None = getattr(self.strategy, "comparator", None)
+        best = None if comparator is None else best_version(committed, comparator)
+        rules = self.keep_rules
+        return plan_retention(
+            committed,
+            self.strategy.keep_rules() if rules is None else rules,
+            best=None if best is None else best.version,
+            staging=state.staging,
+            staging_grace_seconds=self.staging_grace_seconds,
+            delete=rules is not None or self.strategy.exports_to_keep is not None,
+            invalid=state.invalid,
+        )

@@ -18,6 +18,10 @@ A scan lists the files of version directories and of our staging dirs only, and 
 follows a symbolic link: a link with an integer name is invalid (reported, kept), any other
 link is ignored, a link inside a version makes it invalid (or, in a foreign version, where
 its step would be read, its step unreadable). So no foreign entry can slow, hang or fail it.
+
+`scan` reads every record; `scan_indexed` reads only the records whose stamp changed since the
+index (`.airflow-tf-export-index.json`, see `core.exporter_index`) recorded them, and leaves
+the others unchecked until `confirm` checks those a decision rests on.
 """
 
 from __future__ import annotations
@@ -25,8 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
+from airflow_tf_export.core.exporter_index import (
+    INDEX_NAME,
+    IndexedVersion,
+    decode_index,
+    encode_index,
+    summary_of,
+)
 from airflow_tf_export.core.foreign import ForeignVersion
 from airflow_tf_export.core.metadata import (
     METADATA_FILENAME,
@@ -63,8 +75,9 @@ from airflow_tf_export.storage.manifest import (
 )
 from airflow_tf_export.storage.uris import parse_uri
 
-_METADATA_READERS = 8
 _CLAIM_READ_BYTES = 4096
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -95,12 +108,20 @@ class ExporterDirState:
     `StagingDir.ours`). `invalid` holds (version, error) for version directories that have
     metadata but cannot be trusted; they are reported, never deleted automatically.
     `foreign_versions` holds the foreign versions with the global step read from each (or why
-    it could not be read), sorted by version."""
+    it could not be read), sorted by version.
+
+    `stamps` holds the stamp of each committed version's record as listed (see
+    `Storage.list_dir_stamped`). `unchecked` names the committed versions an indexed scan
+    took from the index (their record's stamp is the one the index recorded): their entries
+    in `committed` are summaries (no manifest, tags, signatures, lineage or reason) and their
+    files were not listed; `ExporterDir.confirm` checks them as a full scan would."""
 
     committed: list[ExportMetadata] = field(default_factory=list)
     staging: list[StagingDir] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)
     foreign_versions: list[ForeignVersion] = field(default_factory=list)
+    stamps: Mapping[int, str] = field(default_factory=dict)
+    unchecked: frozenset[int] = frozenset()
 
     @property
     def foreign(self) -> list[int]:
@@ -130,6 +151,7 @@ class ExporterDir:
     def __init__(self, storage: Storage, uri: str) -> None:
         self.storage = storage
         self.uri = str(parse_uri(uri))
+        self._index_read: bytes | None = None
 
     def version_uri(self, version: int) -> str:
         """Where version `version` lives."""
@@ -139,15 +161,114 @@ class ExporterDir:
         """Classify every child: committed versions (sorted), uncommitted entries (`temp-*`
         and integer dirs without metadata, with what proves them ours, aged by their newest
         file), invalid versions, and the foreign versions with their global steps. A missing
-        exporter directory is an empty one (nothing exported yet)."""
-        return self._scan(now_seconds, read_foreign_steps=True)
+        exporter directory is an empty one (nothing exported yet). Every record is read and
+        every version's files listed; see `scan_indexed` for a scan that reads only what
+        changed."""
+        return self._scan(now_seconds, read_foreign_steps=True, known={})
 
-    def _scan(self, now_seconds: float | None, *, read_foreign_steps: bool) -> ExporterDirState:
+    def scan_indexed(
+        self, *, now_seconds: float | None = None, since: ExporterDirState | None = None
+    ) -> ExporterDirState:
+        """`scan`, but a committed version whose record has the stamp it had when an earlier
+        scan read it is taken from that scan (`since`) or else from the index file, unread
+        and unlisted: it is in `unchecked`, and `confirm` checks it. One listing of the
+        exporter dir (a `stat` per version on local disk; GCS: a request per 1,000 objects),
+        one read of the index, and a full check of each version whose record changed."""
+        known = self._read_index() if since is None else _known(since)
+        return self._scan(now_seconds, read_foreign_steps=True, known=known)
+
+    def confirm(self, state: ExporterDirState, versions: Iterable[int]) -> ExporterDirState:
+        """`state` with each of `versions` that is unchecked checked as `scan` checks a
+        version (its files listed against the manifest, its record read and matched with its
+        checksum): replaced by its full record, or moved to `invalid` (or dropped when it
+        vanished since the listing)."""
+        todo = sorted(set(versions) & state.unchecked)
+        if not todo:
+            return state
+        checked = self._map(lambda v: self._check(v, self._version_files(v)), todo)
+        found = dict(zip(todo, checked, strict=True))
+        committed = [
+            result
+            for meta in state.committed
+            if isinstance(result := found.get(meta.version, meta), ExportMetadata)
+        ]
+        kept = {m.version for m in committed}
+        return replace(
+            state,
+            committed=committed,
+            invalid=sorted(
+                [*state.invalid, *((v, r) for v, r in found.items() if isinstance(r, str))]
+            ),
+            stamps={v: s for v, s in state.stamps.items() if v in kept},
+            unchecked=state.unchecked - set(todo),
+        )
+
+    def write_index(self, state: ExporterDirState, *, deleted: Iterable[int] = ()) -> None:
+        """Record the committed versions of `state` with their stamps (but `deleted`) in the
+        index file, unless it already holds exactly that (or there is neither a version nor
+        an index). Run it under the exporter lock,
+        with a state scanned under the same lock (as `retain` and the export flow do)."""
+        gone = set(deleted)
+        rows = [
+            IndexedVersion(state.stamps[m.version], summary_of(m))
+            for m in state.committed
+            if m.version in state.stamps and m.version not in gone
+        ]
+        if self._index_read is None:
+            self._read_index()
+        data = encode_index(rows)
+        if data != self._index_read and (rows or self._index_read is not None):
+            self.storage.write_bytes(self._at(INDEX_NAME), data)
+            self._index_read = data
+
+    def _map(self, read: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """`read` over `items`: serially, or on as many threads as the storage says reads are
+        worth running at once (`Storage.read_parallelism`)."""
+        workers = min(self.storage.read_parallelism, len(items))
+        if workers <= 1:
+            return [read(item) for item in items]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(read, items))
+
+    def _read_index(self) -> Mapping[str, IndexedVersion]:
+        """The index's rows; none when it is absent or not whole (then every record is read)."""
         try:
-            top = self.storage.list_dir(self.uri)
+            data = self.storage.read_bytes(self._at(INDEX_NAME))
+        except StorageError:
+            return {}
+        self._index_read = data
+        return decode_index(data) or {}
+
+    def _version_files(self, version: int) -> dict[str, Entry]:
+        try:
+            return {e.name: e for e in self.storage.list_files(self.version_uri(version))}
+        except StorageNotFoundError:
+            return {}
+
+    def _scan(
+        self,
+        now_seconds: float | None,
+        *,
+        read_foreign_steps: bool,
+        known: Mapping[str, IndexedVersion],
+    ) -> ExporterDirState:
+        try:
+            top = self.storage.list_dir_stamped(self.uri, METADATA_FILENAME)
         except StorageNotFoundError:
             return ExporterDirState()
-        children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top}
+        stamps: dict[int, str] = {}
+        indexed: list[ExportMetadata] = []
+        children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top.others}
+        for name, stamp in top.stamps.items():
+            row = known.get(name)
+            if row is not None and row.stamp == stamp:
+                stamps[row.summary.version] = stamp
+                indexed.append(row.summary)
+                continue
+            version = parse_version(name)
+            if version is not None:
+                stamps[version] = stamp
+            children[name] = _Child(name, True, None)
         for entry in self._files_or_empty(
             self.uri, [c.name for c in children.values() if _walked(c)]
         ):
@@ -155,53 +276,51 @@ class ExporterDir:
             if rest and head in children:
                 children[head].files[rest] = entry
         now = time.time() if now_seconds is None else now_seconds
-        state = ExporterDirState()
+        state = ExporterDirState(committed=indexed, unchecked=frozenset(m.version for m in indexed))
         candidates: list[tuple[int, _Child]] = []
         foreign: list[tuple[int, _Child]] = []
-        with ThreadPoolExecutor(_METADATA_READERS) as pool:
-            claims = self._our_claims(children.values(), pool)
-            for child in children.values():
-                version = parse_version(child.name)
-                if child.is_link:
-                    if version is not None or is_beyond_versions(child.name):
-                        state.invalid.append((int(child.name), self._link_message(child.name)))
-                    continue
-                if version is None:
-                    if is_staging_name(child.name):
-                        state.staging.append(self._temp_entry(child, now, claims))
-                    elif is_beyond_versions(child.name):
-                        state.staging.append(_staging(child, now))
-                elif not child.is_dir:
-                    message = f"{self._at(child.name)} is a file, not a version"
-                    state.invalid.append((version, message))
-                elif METADATA_FILENAME in child.files:
-                    candidates.append((version, child))
-                else:
-                    claim = claims.get(version)
-                    marked = DELETE_MARKER in child.files
-                    state.staging.append(_staging(child, now, claim, marked=marked))
-                    if claim is None and not marked:
-                        foreign.append((version, child))
-            checked = pool.map(lambda vc: self._check(*vc), candidates)
-            if read_foreign_steps:
-                state.foreign_versions.extend(pool.map(lambda vc: self._foreign(*vc), foreign))
-            for (version, _child), result in zip(candidates, checked, strict=True):
-                if isinstance(result, ExportMetadata):
-                    state.committed.append(result)
-                elif result is not None:
-                    state.invalid.append((version, result))
+        claims = self._our_claims(children.values())
+        for child in children.values():
+            version = parse_version(child.name)
+            if child.is_link:
+                if version is not None or is_beyond_versions(child.name):
+                    state.invalid.append((int(child.name), self._link_message(child.name)))
+                continue
+            if version is None:
+                if is_staging_name(child.name):
+                    state.staging.append(self._temp_entry(child, now, claims))
+                elif is_beyond_versions(child.name):
+                    state.staging.append(_staging(child, now))
+            elif not child.is_dir:
+                message = f"{self._at(child.name)} is a file, not a version"
+                state.invalid.append((version, message))
+            elif METADATA_FILENAME in child.files:
+                candidates.append((version, child))
+            else:
+                claim = claims.get(version)
+                marked = DELETE_MARKER in child.files
+                state.staging.append(_staging(child, now, claim, marked=marked))
+                if claim is None and not marked:
+                    foreign.append((version, child))
+        checked = self._map(lambda vc: self._check(vc[0], vc[1].files), candidates)
+        for (version, _child), result in zip(candidates, checked, strict=True):
+            if isinstance(result, ExportMetadata):
+                state.committed.append(result)
+            elif result is not None:
+                state.invalid.append((version, result))
+        if read_foreign_steps:
+            state.foreign_versions.extend(self._map(lambda vc: self._foreign(*vc), foreign))
         state.committed.sort(key=lambda m: m.version)
         state.invalid.sort()
         state.foreign_versions.sort(key=lambda f: f.version)
-        return state
+        committed = {m.version for m in state.committed}
+        return replace(state, stamps={v: s for v, s in stamps.items() if v in committed})
 
-    def _our_claims(
-        self, children: Iterable[_Child], pool: ThreadPoolExecutor
-    ) -> dict[int, _Child]:
+    def _our_claims(self, children: Iterable[_Child]) -> dict[int, _Child]:
         """Version -> the claim object of its publish, for claims that hold our token (one
         small read each; claims exist only while a publish runs or after one died)."""
         named = [(v, c) for c in children if not c.is_dir and (v := claim_version(c.name))]
-        bodies = pool.map(lambda vc: self._read_or_none(vc[1].name), named)
+        bodies = self._map(lambda vc: self._read_or_none(vc[1].name), named)
         return {
             version: child
             for (version, child), body in zip(named, bodies, strict=True)
@@ -232,12 +351,15 @@ class ExporterDir:
 
     def committed(self) -> list[ExportMetadata]:
         """Committed versions sorted by version (foreign versions' steps are not read)."""
-        return self._scan(None, read_foreign_steps=False).committed
+        return self._scan(None, read_foreign_steps=False, known={}).committed
 
     def newest_committed(self) -> ExportMetadata | None:
-        """The committed version with the highest number, or None."""
-        committed = self.committed()
-        return committed[-1] if committed else None
+        """The committed version with the highest number, or None: an indexed listing, then
+        a full check of the newest (and of the next while one fails it)."""
+        state = self._scan(None, read_foreign_steps=False, known=self._read_index())
+        while state.committed and state.committed[-1].version in state.unchecked:
+            state = self.confirm(state, [state.committed[-1].version])
+        return state.committed[-1] if state.committed else None
 
     def verify(self, version: int) -> VerifiedVersion:
         """Read every file of `version` back and compare it with the manifest (size and
@@ -284,6 +406,7 @@ class ExporterDir:
             state = self.scan()
             planned = plan(state)
             self.apply(planned)
+            self.write_index(state, deleted=planned.delete_versions)
         return state, planned
 
     def apply(self, plan: RetentionPlan) -> None:
@@ -323,14 +446,14 @@ class ExporterDir:
             return ForeignVersion(version, unreadable=str(err))
         return ForeignVersion(version, step)
 
-    def _check(self, version: int, child: _Child) -> ExportMetadata | str | None:
+    def _check(self, version: int, files: Mapping[str, Entry]) -> ExportMetadata | str | None:
         """The committed metadata, why the version is invalid, or None if it vanished or
         stopped being committed.
 
         A mismatch is confirmed by listing the version again: a publish or a delete may
         have run while the exporter directory was being listed (a scan outside the lock).
         """
-        checked = self._read_record(version, child.files)
+        checked = self._read_record(version, files)
         if isinstance(checked, VerifiedVersion):
             return checked.metadata
         try:
@@ -384,6 +507,15 @@ class ExporterDir:
 
     def _at(self, name: str) -> str:
         return self.storage.join(self.uri, name)
+
+
+def _known(state: ExporterDirState) -> dict[str, IndexedVersion]:
+    """The committed versions of an earlier scan with their stamps, as index rows."""
+    return {
+        str(m.version): IndexedVersion(state.stamps[m.version], m)
+        for m in state.committed
+        if m.version in state.stamps
+    }
 
 
 def _read_for_step(name: str) -> bool:

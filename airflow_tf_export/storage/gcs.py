@@ -62,6 +62,7 @@ from airflow_tf_export.storage.base import (
     BucketNotFoundError,
     Entry,
     FileInfo,
+    StampedListing,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -78,6 +79,7 @@ BATCH_LIMIT = 100
 _GLOB_CHARS = frozenset("*?[")
 _MAX_CLAIM_ATTEMPTS = 100
 _MAX_VERSIONED_READS = 5
+_LISTED_APART = 4
 DEFAULT_LOCK_LEASE_SECONDS = 60.0
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
 _LOCK_MAX_BACKOFF_SECONDS = 2.0
@@ -148,6 +150,11 @@ class GcsStorage:
         # Exporter dirs whose lock this storage held and lost (see exporter_lock).
         self._lost_locks: set[str] = set()
 
+    @property
+    def read_parallelism(self) -> int:
+        """`max_workers`: each read is a round trip, so reads overlap."""
+        return self._max_workers
+
     def join(self, base: str, *parts: str) -> str:
         """`gs://bucket/prefix/part/...`; the parts are taken literally (a glob's '?' stays)."""
         parsed = self._parse(base)
@@ -169,17 +176,47 @@ class GcsStorage:
             self._raise_absent_dir(parsed)
         return sorted(entries, key=lambda e: e.name)
 
-    def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
-        """Every object below a prefix (or below its children `within`: still one listing
-        of the prefix, whatever their number), names relative with `/`, sorted."""
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
+        """One listing of every object below the prefix (a request per 1,000 objects): the
+        direct children, each child prefix holding the object `file_name` stamped with its
+        generation."""
         parsed = self._parse(uri)
         prefix = f"{parsed.path}/" if parsed.path else ""
+        files: list[Entry] = []
+        stamps: dict[str, str | None] = {}
+        for blob in self._list_blobs(parsed, prefix):
+            name = blob.name[len(prefix) :]
+            child, slash, rest = name.partition("/")
+            if not slash:
+                if name:
+                    files.append(Entry(name, False, blob.size or 0, _mtime(blob)))
+                continue
+            stamp = str(blob.generation) if rest == file_name else None
+            stamps[child] = stamps.get(child) or stamp
+        if not files and not stamps:
+            self._raise_absent_dir(parsed)
+        files += [Entry(name, True) for name, stamp in stamps.items() if stamp is None]
+        stamped = {name: stamp for name, stamp in stamps.items() if stamp is not None}
+        return StampedListing(stamped, sorted(files, key=lambda e: e.name))
+
+    def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
+        """Every object below a prefix, names relative with `/`, sorted. With `within`: below
+        those children only, one listing of the prefix (a request per 1,000 objects), or one
+        per child when there are at most `_LISTED_APART` of them (a scan that reads a few
+        new versions of a large exporter dir)."""
+        parsed = self._parse(uri)
+        prefix = f"{parsed.path}/" if parsed.path else ""
+        apart = within is not None and len(within) <= _LISTED_APART
+        if within is not None and apart:
+            blobs = [b for c in sorted(within) for b in self._list_blobs(parsed, f"{prefix}{c}/")]
+        else:
+            blobs = self._list_blobs(parsed, prefix)
         entries = [
             Entry(blob.name[len(prefix) :], False, blob.size or 0, _mtime(blob))
-            for blob in self._list_blobs(parsed, prefix)
+            for blob in blobs
             if not blob.name.endswith("/")
         ]
-        if not entries:
+        if not entries and (not apart or not self._list_blobs(parsed, prefix, max_results=1)):
             self._raise_absent_dir(parsed)
         if within is not None:
             entries = [e for e in entries if e.name.partition("/")[0] in within]
@@ -299,7 +336,8 @@ class GcsStorage:
         return True
 
     def download_dir(self, uri: str, local_dir: Path, names: Iterable[str] | None = None) -> None:
-        """Download objects below `uri` (all, or only the relative `names`) in parallel."""
+        """Download objects below `uri` (all, or only the relative `names`) in parallel; a
+        failure names the first object that failed."""
         from google.cloud.storage import transfer_manager
 
         parsed = self._parse(uri)
@@ -317,7 +355,15 @@ class GcsStorage:
                 max_workers=self._max_workers,
                 raise_exception=False,
             )
-        self._raise_first_failure(parsed, results)
+        for name, result in zip(wanted, results, strict=True):
+            self._raise_first_failure(self._parse(self.join(uri, name)), [result])
+
+    @contextmanager
+    def local_files(self, uri: str, names: Sequence[str]) -> Iterator[Path]:
+        """The named objects downloaded into a temporary directory, removed on exit."""
+        with tempfile.TemporaryDirectory(prefix="tf-export-files-") as local:
+            self.download_dir(uri, Path(local), names)
+            yield Path(local)
 
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """Upload a local tree below `uri` in parallel (no ordering guarantees);
@@ -683,10 +729,18 @@ class GcsStorage:
                 raise StorageError(f"could not delete gs://{common.bucket}/{left[0]}")
 
     def _list_blobs(
-        self, parsed: StorageUri, prefix: str, delimiter: str | None = None
+        self,
+        parsed: StorageUri,
+        prefix: str,
+        delimiter: str | None = None,
+        max_results: int | None = None,
     ) -> list[Any]:
         with self._errors(parsed):
-            return list(self._client.list_blobs(parsed.bucket, prefix=prefix, delimiter=delimiter))
+            return list(
+                self._client.list_blobs(
+                    parsed.bucket, prefix=prefix, delimiter=delimiter, max_results=max_results
+                )
+            )
 
     def _blob_exists(self, parsed: StorageUri) -> bool:
         with self._errors(parsed):

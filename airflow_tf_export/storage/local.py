@@ -11,6 +11,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
@@ -28,6 +29,7 @@ from airflow_tf_export.storage.base import (
     EXPORTER_LOCK_NAME,
     Entry,
     FileInfo,
+    StampedListing,
     StorageError,
     StorageNotFoundError,
     VersionedBytes,
@@ -73,6 +75,18 @@ def _fsync_tree(root: Path) -> None:
         _fsync_path(Path(directory))
 
 
+def _manifest_of_flushed(staging: Path) -> tuple[ManifestEntry, ...]:
+    """The manifest of `staging`, built while every file and directory in it is fsynced: the
+    files reach the disk while they are read back for their checksums (one thread waits on
+    the device, the other on the CPU), so publishing a large model costs about the longer of
+    the two, not their sum."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync-staging") as pool:
+        flushed = pool.submit(_fsync_tree, staging)
+        manifest = build_manifest(staging)
+        flushed.result()
+    return manifest
+
+
 def _child_entry(child: os.DirEntry[str]) -> Entry | None:
     """The Entry of one child of a listed directory, or None when it vanished meanwhile."""
     is_link = child.is_symlink()
@@ -98,8 +112,27 @@ def _child_entry(child: os.DirEntry[str]) -> Entry | None:
     )
 
 
+def _file_stamp(directory_fd: int, child: os.DirEntry[str], file_name: str) -> str | None:
+    """The stamp of the regular file `file_name` in the child directory `child` (its inode,
+    the file's inode, size and modification time in ns), or None when there is none. The
+    file is stat'ed without following a link; the child is one `scandir` found a directory,
+    not a link."""
+    try:
+        stat = os.stat(f"{child.name}/{file_name}", dir_fd=directory_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if not S_ISREG(stat.st_mode):
+        return None
+    return f"{child.inode()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 class LocalStorage:
     """Storage on a POSIX file system; URIs are absolute paths or `file://` URIs."""
+
+    @property
+    def read_parallelism(self) -> int:
+        """1: reading small files one after another beats a thread pool on local disk."""
+        return 1
 
     def join(self, base: str, *parts: str) -> str:
         """`base/part/...` as a local path."""
@@ -119,6 +152,30 @@ class LocalStorage:
                 if entry is not None:
                     entries.append(entry)
         return sorted(entries, key=lambda e: e.name)
+
+    def list_dir_stamped(self, uri: str, file_name: str) -> StampedListing:
+        """One `scandir`, and one `stat` of `file_name` in each child directory (its kind
+        comes from the listing itself): no child with a stamp is stat'ed, links are never
+        followed into, other children are listed as `list_dir` lists them."""
+        path = self._require_dir(uri)
+        stamps: dict[str, str] = {}
+        others = []
+        with _os_errors(uri), os.scandir(path) as children:
+            directory_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for child in children:
+                    if child.is_dir(follow_symlinks=False):
+                        stamp = _file_stamp(directory_fd, child, file_name)
+                        if stamp is not None:
+                            stamps[child.name] = stamp
+                            continue
+                    with _os_errors(child.path):
+                        entry = _child_entry(child)
+                    if entry is not None:
+                        others.append(entry)
+            finally:
+                os.close(directory_fd)
+        return StampedListing(stamps, sorted(others, key=lambda e: e.name))
 
     def list_files(self, uri: str, *, within: Collection[str] | None = None) -> list[Entry]:
         """Every file below `uri` (or below its children `within`), names relative with `/`,
@@ -243,6 +300,17 @@ class LocalStorage:
             with _os_errors(root / name):
                 shutil.copyfile(root / name, target)
 
+    @contextmanager
+    def local_files(self, uri: str, names: Sequence[str]) -> Iterator[Path]:
+        """The directory itself, once every named file is found there."""
+        root = self._path(uri)
+        for name in names:
+            with _os_errors(root / name):
+                mode = os.stat(root / name).st_mode
+            if not S_ISREG(mode):
+                raise StorageError(f"{root / name} is not a regular file")
+        yield root
+
     def upload_dir(self, local_dir: Path, uri: str) -> None:
         """Copy a local tree below `uri` (files are overwritten; no ordering guarantees);
         SymbolicLinkError, nothing copied, when the tree holds a symbolic link."""
@@ -345,9 +413,8 @@ class LocalStorage:
             if not in_place:
                 with _os_errors(source_dir):
                     shutil.copytree(source_dir, staging)
-            manifest = build_manifest(staging)
             with _os_errors(staging):
-                _fsync_tree(staging)
+                manifest = _manifest_of_flushed(staging)
                 return self._rename_to_next_version(
                     staging, exporter, metadata, manifest, now_seconds
                 )

@@ -23,6 +23,9 @@ from airflow_tf_export.storage.local_tree import regular_files
 
 SAVED_MODEL_FILENAMES = ("saved_model.pb", "saved_model.pbtxt")
 CHUNK_BYTES = 8 * 1024 * 1024
+# Local files are checksummed in 1 MiB reads: each read allocates a fresh bytes object, and
+# an 8 MiB one costs its page faults on every read (twice the time of the CRC32C itself).
+LOCAL_READ_BYTES = 1024 * 1024
 
 
 def crc32c_hex(data: bytes) -> str:
@@ -33,8 +36,8 @@ def crc32c_hex(data: bytes) -> str:
 def file_crc32c(path: Path) -> str:
     """CRC32C of a local file, read in chunks."""
     checksum = google_crc32c.Checksum()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(LOCAL_READ_BYTES):
             checksum.update(chunk)
     return checksum.digest().hex()
 

@@ -19,7 +19,13 @@ from airflow_tf_export.cli.main import EXIT_CODES, parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-GUIDE_PAGES = ("quickstart.md", "templates.md", "schemas.md")
+GUIDE_PAGES = (
+    "quickstart.md",
+    "templates.md",
+    "schemas.md",
+    "estimator-backfill.md",
+    "scaling-out.md",
+)
 
 
 def python_blocks(page: str) -> list[str]:

@@ -362,7 +362,8 @@ def test_a_checkpoint_mismatch_names_the_users_checkpoint_not_the_download(
     model_dir: ModelDir,
 ) -> None:
     """Issue 18: the error named the temporary local copy (/tmp/tf-export-ckpt-.../ckpt-60)
-    that the export restores from, a path the user never saw."""
+    that the export restores from, a path the user never saw. (Local disk is restored in
+    place now; a GCS checkpoint is still downloaded to /tmp/tf-export-files-...)"""
     from airflow_tf_export.example import model as example
 
     def wider_definition() -> Any:
@@ -376,7 +377,7 @@ def test_a_checkpoint_mismatch_names_the_users_checkpoint_not_the_download(
     message = str(raised.value)
     assert f"checkpoint {model_dir.join('ckpt-60')} does not match the model" in message
     assert "checkpoint [5, 1], model [8, 1]" in message  # 4 and 7 words + OOV
-    assert "tf-export-ckpt-" not in message
+    assert "tf-export-files-" not in message
     mismatch = raised.value.__cause__
     assert isinstance(mismatch, CheckpointMismatchError)
     assert mismatch.path == model_dir.join("ckpt-60")

@@ -147,6 +147,35 @@ def test_upload_dir_and_download_dir_round_trip(backend: Backend, tmp_path: Path
     assert [p.name for p in only.rglob("*")] == ["saved_model.pb"]
 
 
+def test_local_files_gives_the_named_files_at_local_paths(backend: Backend, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    write_model_files(source, step=7)
+    backend.storage.upload_dir(source, backend.uri("ckpt"))
+    names = ["saved_model.pb", "variables/variables.index"]
+    with backend.storage.local_files(backend.uri("ckpt"), names) as local:
+        for name in names:
+            assert (local / name).read_bytes() == (source / name).read_bytes()
+    with (
+        pytest.raises(StorageNotFoundError, match=r"absent\.index"),
+        backend.storage.local_files(backend.uri("ckpt"), ["absent.index"]),
+    ):
+        pytest.fail("a missing file was made local")
+
+
+def test_local_files_reads_local_disk_in_place_and_removes_a_download(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Local disk copies nothing (a large checkpoint costs no copy); a GCS download is a
+    temporary directory, gone on exit."""
+    backend.storage.write_bytes(backend.uri("ckpt", "ckpt-1.index"), b"index")
+    with backend.storage.local_files(backend.uri("ckpt"), ["ckpt-1.index"]) as local:
+        if backend.name == "local":
+            assert local == Path(backend.uri("ckpt"))
+        else:
+            assert local.is_dir()
+    assert backend.name == "local" or not local.exists()
+
+
 # ---- publishing -------------------------------------------------------------------------
 
 

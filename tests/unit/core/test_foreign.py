@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.foreign import (
@@ -13,6 +15,7 @@ from airflow_tf_export.core.foreign import (
     ignored_note,
     known_steps,
     newest_by_step,
+    newest_exported_step,
     unreadable_steps,
     with_eval_results,
 )
@@ -111,3 +114,43 @@ def test_the_ignored_note_lists_five_by_version_and_counts_the_rest() -> None:
         f" (ignored foreign versions: {V + 1} (why 1), {V + 2} (why 2), {V + 3} (why 3), "
         f"{V + 4} (why 4), {V + 5} (why 5) and 2 more)"
     )
+
+
+foreign_versions = st.lists(
+    st.one_of(
+        st.builds(
+            ForeignVersion,
+            version=st.integers(1, 2**40),
+            global_step=st.integers(0, 10**9),
+        ),
+        st.builds(
+            ForeignVersion,
+            version=st.integers(1, 2**40),
+            unreadable=st.just("global step unreadable"),
+        ),
+    ),
+    max_size=6,
+)
+
+
+@given(committed=st.lists(st.integers(0, 10**9), max_size=6), foreign=foreign_versions)
+def test_the_newest_exported_step_is_the_highest_committed_or_readable_foreign_step(
+    committed: list[int], foreign: list[ForeignVersion]
+) -> None:
+    newest = newest_exported_step(committed, foreign)
+    held = [*committed, *(f.global_step for f in foreign if f.global_step is not None)]
+    if not held:
+        assert newest is None
+        return
+    assert newest in held
+    assert all(step <= newest for step in held)
+    # Unreadable foreign versions and the order of either list never change it.
+    readable = [f for f in foreign if f.global_step is not None]
+    assert newest_exported_step(reversed(committed), readable[::-1]) == newest
+
+
+def test_an_estimator_export_newer_than_every_committed_version_is_the_newest() -> None:
+    estimator = [ForeignVersion(V, 150), ForeignVersion(V + 1, unreadable="no variables")]
+    assert newest_exported_step([100, 125], estimator) == 150
+    assert newest_exported_step([], estimator) == 150
+    assert newest_exported_step([], [ForeignVersion(V, unreadable="corrupt")]) is None

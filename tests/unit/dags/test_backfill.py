@@ -12,6 +12,7 @@ from airflow_tf_export.dags.backfill import (
     CheckpointFile,
     backfill_dag,
     check_map_length,
+    nothing_selected_reason,
     select_checkpoints_in_window,
 )
 
@@ -52,6 +53,28 @@ def test_bad_selection_inputs() -> None:
     check_map_length(["a"] * 3, 3)
     with pytest.raises(ValueError, match=r"4 checkpoints selected, more than .*\(3\)"):
         check_map_length(["a"] * 4, 3)
+
+
+def test_an_empty_selection_says_which_checkpoints_are_there() -> None:
+    """A model_dir keeps only its newest checkpoints: a run whose interval held deleted ones
+    is skipped, naming what is left."""
+    day = 86_400.0
+    dated = [CheckpointFile(c.path, c.step, c.mtime * day) for c in CHECKPOINTS]
+    assert nothing_selected_reason(dated, model_dir="/m", start=0, end=50) == (
+        "no checkpoint with its time in the data interval [1970-01-01T00:00:00+00:00, "
+        "1970-01-01T00:00:50+00:00): the 4 checkpoints of /m are of steps 10..40, written "
+        "1970-04-11T00:00:00+00:00 .. 1970-10-28T00:00:00+00:00; older ones were deleted by the "
+        "trainer, which keeps only its newest checkpoints, so nothing is left to export here"
+    )
+    by_step = nothing_selected_reason(CHECKPOINTS, model_dir="/m", start=0, end=1, min_step=41)
+    assert by_step.startswith("no checkpoint with a step in 41..: the 4 checkpoints of /m are ")
+    undated = [CheckpointFile("/m/ckpt-5", 5, None)]
+    assert "are of steps 5..5; older" in nothing_selected_reason(
+        undated, model_dir="/m", start=0, end=1, max_step=4
+    )
+    assert nothing_selected_reason([], model_dir="gs://b/m", start=0, end=1, max_step=3) == (
+        "no checkpoint with a step in ..3: gs://b/m holds no complete checkpoint"
+    )
 
 
 def _dag(**overrides: object) -> object:

@@ -3,6 +3,8 @@ with); the decision itself is tested in tests/unit/core/test_eval_wait.py."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from airflow_tf_export.core.eval_wait import EvalWait, parse_eval_wait
@@ -53,3 +55,28 @@ def test_newer_than_exporter_reads_a_custom_export_dir_base(tmp_path: Path) -> N
     assert find_eval_result(reader, default_dir, model_dir).step == 200  # type: ignore[union-attr]
     in_custom = parse_eval_wait(newer_than_exporter="best", export_dir_base=custom)
     assert find_eval_result(reader, in_custom, model_dir) is None
+
+
+def test_newer_than_exporter_counts_the_estimator_s_exports(tmp_path: Path) -> None:
+    """An exporter dir holding a real tf.estimator export of step 125 (a foreign version): a
+    wait for a step newer than the exporter's does not end on step 125, nor below it."""
+    linear = Path(__file__).resolve().parents[2] / "data/estimator/linear_classifier"
+    (step_125,) = [
+        d["latest"]
+        for d in json.loads((linear / "reference/decisions.json").read_text())
+        if d["step"] == 125
+    ]
+    model_dir = tmp_path / "model"
+    shutil.copytree(
+        linear / "model_dir/export/latest" / step_125,
+        model_dir / "export/latest" / step_125,
+    )
+    events = model_dir / "eval/events.out.tfevents.1.host"
+    write_events(events, [simple_value_event(step, {"loss": 0.5}) for step in (100, 125)])
+    wait = parse_eval_wait(newer_than_exporter="latest")
+    reader = EvalDirReader(LocalStorage(), str(model_dir))
+    assert find_eval_result(reader, wait, str(model_dir)) is None
+    assert reader.min_step == 126  # nothing at or below the Estimator's step is decoded
+    write_events(events, [simple_value_event(step, {"loss": 0.5}) for step in (100, 125, 150)])
+    found = find_eval_result(EvalDirReader(LocalStorage(), str(model_dir)), wait, str(model_dir))
+    assert found is not None and found.step == 150

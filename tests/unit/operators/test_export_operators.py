@@ -276,3 +276,39 @@ def test_unparseable_eval_result_fails_naming_it(tmp_path: Path) -> None:
     op = best(model_dir=str(tmp_path), eval_result="loss=0.3")
     with pytest.raises(AirflowFailException, match=re.escape("'loss=0.3'")):
         op.execute({})  # type: ignore[arg-type]
+
+
+# execute(): a local model dir under an executor that may span hosts is worth a warning.
+
+
+@pytest.mark.parametrize(
+    ("executor", "warned"), [("CeleryExecutor", True), ("LocalExecutor", False)]
+)
+def test_a_local_model_dir_under_a_distributed_executor_logs_a_warning(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    executor: str,
+    warned: bool,
+) -> None:
+    """The warning is logged before anything is read (here the export then fails: the model
+    dir has no checkpoint). Operators log through structlog, to stdout here."""
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    with pytest.raises(AirflowFailException, match="no checkpoint in"):
+        latest(model_dir=str(tmp_path)).execute({})  # type: ignore[arg-type]
+    lines = capsys.readouterr().out.splitlines()
+    exporter = str(tmp_path / "export" / "latest")
+    matching = [
+        line for line in lines if "warning" in line and "fcntl" in line and exporter in line
+    ]
+    assert bool(matching) is warned, lines
+
+
+def test_a_gcs_model_dir_under_a_distributed_executor_logs_no_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)
+    with pytest.raises(AirflowFailException, match="google_cloud_default"):
+        latest(model_dir="gs://bucket/models/m").execute({})  # type: ignore[arg-type]
+    assert "fcntl" not in capsys.readouterr().out

@@ -16,6 +16,7 @@ import pytest
 from airflow_tf_export.storage.checkpoints import (
     CheckpointError,
     ResolvedCheckpoint,
+    checkpoint_files,
     list_checkpoints,
     recorded_checkpoint,
     resolve_checkpoint,
@@ -144,6 +145,19 @@ def test_listing_gives_the_checkpoints_of_the_state_files_series(tmp_path: Path)
         str(model / "ckpt-20"),
         str(model / "ckpt-40"),
     ]
+
+
+def test_the_files_of_a_checkpoint_are_those_a_restore_reads(tmp_path: Path) -> None:
+    """A TF1 Saver's `.meta` graph is never read (the graphs are rebuilt), so an export from
+    GCS does not download it."""
+    model = checkpoint_dir(tmp_path / "model", STATE.format(d=""), steps=(20, 40))
+    for name in ("ckpt-40.meta", "ckpt-40.data-00001-of-00002", "ckpt-400.index"):
+        (model / name).write_bytes(b"")
+    parent, names = checkpoint_files(LocalStorage(), str(model / "ckpt-40"))
+    assert (parent, sorted(names)) == (
+        str(model),
+        ["ckpt-40.data-00000-of-00001", "ckpt-40.data-00001-of-00002", "ckpt-40.index"],
+    )
 
 
 def test_a_state_file_copied_from_another_backend_finds_its_checkpoint_by_name(

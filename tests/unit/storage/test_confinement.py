@@ -145,6 +145,7 @@ def test_every_call_outside_is_refused_and_nothing_is_read_written_or_deleted(
     (source / "saved_model.pb").write_bytes(b"graph")
     calls = {
         "list_dir": lambda: storage.list_dir(str(outside)),
+        "list_dir_stamped": lambda: storage.list_dir_stamped(str(outside), "secret.txt"),
         "list_files": lambda: storage.list_files(str(outside)),
         "glob": lambda: storage.glob(str(outside / "*")),
         "exists": lambda: storage.exists(secret),
@@ -157,6 +158,10 @@ def test_every_call_outside_is_refused_and_nothing_is_read_written_or_deleted(
         "download_named": lambda: storage.download_dir(
             str(model), tree / "down", ["../../outside/secret.txt"]
         ),
+        "local_files": lambda: storage.local_files(str(outside), ["secret.txt"]).__enter__(),
+        "local_files_named": lambda: storage.local_files(
+            str(model), ["../../outside/secret.txt"]
+        ).__enter__(),
         "upload_dir": lambda: storage.upload_dir(source, new),
         "delete_trees": lambda: storage.delete_trees([str(model / "checkpoint"), secret]),
         "delete_versions": lambda: storage.delete_versions(str(outside), [1]),
@@ -193,6 +198,8 @@ def test_calls_inside_pass_through(tree: Path) -> None:
     storage.write_bytes(str(model / "state"), b"ok")
     assert storage.read_bytes(str(model / "state")) == b"ok"
     assert [e.name for e in storage.list_dir(str(model))] == ["checkpoint", "state"]
+    stamped = storage.list_dir_stamped(str(tree / "allowed"), "state")
+    assert (list(stamped.stamps), stamped.others) == (["model"], [])
     with pytest.raises(ConfinementError, match="refusing to use"):
         confined_storage(
             str(tree / "outside"), _roots(tree / "allowed"), lambda uri: LocalStorage()

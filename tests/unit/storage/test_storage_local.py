@@ -61,6 +61,58 @@ def test_publishing_the_staging_dir_renames_it_without_copying(tmp_path: Path) -
     assert ExporterDir(storage, exporter).verify(NOW).metadata == published
 
 
+def test_every_file_and_directory_is_flushed_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsyncs run beside the manifest's reads; all of them end before the version is
+    renamed into place. (os.fsync and os.rename are wrapped to record the order; both still
+    run: whether the bytes reached the disk cannot be observed here.)"""
+    storage, exporter = LocalStorage(), tmp_path / "export"
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(source: str | Path, target: str | Path) -> None:
+        events.append(("rename", str(target)))
+        real_rename(source, target)
+
+    with storage.staging_dir(str(exporter)) as staging:
+        _write_model(staging)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "rename", rename)
+        published = storage.publish_version(staging, str(exporter), TEMPLATE, now_seconds=NOW)
+        flushed_before = {path for kind, path in events if kind == "fsync"}
+        renamed = [path for kind, path in events if kind == "rename"]
+    version = exporter / str(published.version)
+    assert renamed == [str(version)]
+    before_rename = {
+        path for kind, path in events[: events.index(("rename", str(version)))] if kind == "fsync"
+    }
+    expected = {str(staging / p.relative_to(version)) for p in version.rglob("*")} | {str(staging)}
+    assert expected <= before_rename == flushed_before - {str(exporter)}
+
+
+def test_local_files_names_a_file_that_is_missing_or_not_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "ckpt-1.index").write_bytes(b"index")
+    (tmp_path / "ckpt-1.data-00000-of-00001").mkdir()
+    storage = LocalStorage()
+    with storage.local_files(str(tmp_path), ["ckpt-1.index"]) as local:
+        assert local == tmp_path
+    with (
+        pytest.raises(StorageError, match=r"ckpt-1\.data-00000-of-00001 is not a regular file"),
+        storage.local_files(str(tmp_path), ["ckpt-1.index", "ckpt-1.data-00000-of-00001"]),
+    ):
+        pytest.fail("a directory was read as a checkpoint file")
+    with (
+        pytest.raises(StorageNotFoundError, match=r"ckpt-2\.index does not exist"),
+        storage.local_files(str(tmp_path), ["ckpt-2.index"]),
+    ):
+        pytest.fail("a missing file was read")
+
+
 def test_a_staging_dir_is_in_use_exactly_while_its_writer_holds_it(tmp_path: Path) -> None:
     """Another process sees the writer's lock; once the writer exits (or dies) it is gone."""
     storage, exporter = LocalStorage(), str(tmp_path / "export" / "latest")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from airflow_tf_export.core.metadata import ManifestEntry
 from airflow_tf_export.storage import StorageError, VersionIntegrityError
 from airflow_tf_export.storage.manifest import (
+    LOCAL_READ_BYTES,
     build_manifest,
     check_publishable,
     crc32c_hex,
@@ -33,6 +34,12 @@ def test_file_and_memory_checksums_agree(
     path = tmp_path_factory.mktemp("crc") / "f"
     path.write_bytes(data)
     assert file_crc32c(path) == crc32c_hex(data)
+
+
+def test_a_file_of_several_reads_has_the_checksum_of_its_bytes(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (LOCAL_READ_BYTES // 256 * 2 + 3)
+    (tmp_path / "f").write_bytes(data)
+    assert file_crc32c(tmp_path / "f") == crc32c_hex(data)
 
 
 def test_build_manifest_lists_every_file_with_posix_paths(tmp_path: Path) -> None:

@@ -1,0 +1,183 @@
+"""The indexed scan decides as a full scan does, on exporter dirs changed in every way after
+their index was written (versions added, deleted, rewritten, corrupted, files lost, the index
+edited or gone), on real local directories."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.exporter_index import INDEX_NAME
+from airflow_tf_export.core.metadata import METADATA_FILENAME
+from airflow_tf_export.core.strategies import (
+    BestStrategy,
+    Candidate,
+    ExportStrategy,
+    FinalStrategy,
+    LatestStrategy,
+)
+from airflow_tf_export.storage.export_flow import ForeignAdopter, decide_in_dir
+from airflow_tf_export.storage.exporter_dir import ExporterDir
+from airflow_tf_export.storage.local import LocalStorage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from version_writer import version_files, write_version
+
+BASE = 1_800_000_000
+STRATEGIES: list[ExportStrategy] = [
+    FinalStrategy(name="final"),
+    LatestStrategy(name="latest"),
+    BestStrategy(name="best"),
+]
+versions = st.dictionaries(
+    st.integers(1, 30).map(lambda n: BASE + n),
+    st.tuples(st.integers(0, 6).map(lambda s: s * 100), st.none() | st.floats(0, 1)),
+    max_size=12,
+)
+changes = st.lists(
+    st.tuples(
+        st.sampled_from(["delete", "add", "rewrite", "corrupt", "lose_file", "foreign", "index"]),
+        st.integers(1, 40),
+        st.integers(0, 6).map(lambda s: s * 100),
+    ),
+    max_size=5,
+)
+
+
+def _change(exporter: Path, what: str, number: int, step: int) -> None:
+    existing = sorted(p for p in exporter.iterdir() if p.name.isdigit())
+    target = existing[number % len(existing)] if existing else None
+    if what == "add":
+        write_version(exporter, BASE + 100 + number, step, 0.01 * number)
+    elif what == "foreign":
+        (exporter / str(BASE + 200 + number)).mkdir(exist_ok=True)
+    elif what == "index" and (exporter / INDEX_NAME).exists():
+        data = bytearray((exporter / INDEX_NAME).read_bytes())
+        data[number % len(data)] ^= 1
+        (exporter / INDEX_NAME).write_bytes(bytes(data))
+    elif target is None or not (target / METADATA_FILENAME).exists():
+        return
+    elif what == "delete":
+        for root, dirs, files in os.walk(target, topdown=False):
+            for name in files:
+                os.unlink(os.path.join(root, name))
+            for name in dirs:
+                os.rmdir(os.path.join(root, name))
+        target.rmdir()
+    elif what == "rewrite":  # a valid record of another step, replaced as editors do
+        files = version_files(int(target.name), step, 0.5, f"/other/ckpt-{step}")
+        for old in target.glob(f"{METADATA_FILENAME}.sha256-*"):
+            old.unlink()
+        for name, data in files.items():
+            if name.startswith(METADATA_FILENAME):
+                (target / f"{name}.new").write_bytes(data)
+                os.replace(target / f"{name}.new", target / name)
+    elif what == "corrupt":
+        (target / METADATA_FILENAME).write_bytes(b'{"format": "edited by hand"}')
+    elif what == "lose_file":  # the record's stamp stays: only a full check sees it
+        (target / "variables" / "variables.data-00000-of-00001").unlink(missing_ok=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(versions, changes, st.integers(0, 7).map(lambda s: s * 100), st.booleans())
+def test_the_indexed_decision_is_the_full_scans(
+    found: dict[int, tuple[int, float | None]],
+    changed: list[tuple[str, int, int]],
+    step: int,
+    final: bool,
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        exporter = Path(tmp) / "export" / "e"
+        exporter.mkdir(parents=True)
+        for version, (version_step, loss) in found.items():
+            write_version(exporter, version, version_step, loss)
+        storage = LocalStorage()
+        indexed = ExporterDir(storage, str(exporter))
+        indexed.write_index(indexed.scan())
+        for what, number, change_step in changed:
+            _change(exporter, what, number, change_step)
+        full = ExporterDir(storage, str(exporter)).scan()
+        for path in (f"/model/ckpt-{step}", "/other/ckpt-300"):
+            candidate = Candidate(path, step, EvalResult(step, {"loss": 0.3}))
+            for strategy in STRATEGIES:
+                _state, decision, _foreign = decide_in_dir(
+                    indexed,
+                    indexed.scan_indexed(),
+                    strategy,
+                    candidate,
+                    final,
+                    ForeignAdopter(None),
+                )
+                expected = strategy.decide(
+                    full.committed,
+                    candidate,
+                    is_the_final_export=final,
+                    foreign=full.foreign_versions,
+                )
+                assert decision == expected, (strategy.kind, changed)
+
+
+def test_an_unchanged_dir_reads_no_record_and_a_new_version_only_its_own(tmp_path: Path) -> None:
+    exporter = tmp_path / "export" / "latest"
+    for i in range(20):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    reads: list[str] = []
+
+    class Counting(LocalStorage):
+        def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+            reads.append(Path(uri).name if Path(uri).name == INDEX_NAME else Path(uri).parent.name)
+            return super().read_bytes(uri, start, end)
+
+    state = ExporterDir(Counting(), str(exporter)).scan_indexed()
+    assert reads == [INDEX_NAME] and len(state.unchecked) == 20
+    write_version(exporter, BASE + 20, 2000, None)
+    reads.clear()
+    state = ExporterDir(Counting(), str(exporter)).scan_indexed()
+    assert reads == [INDEX_NAME, str(BASE + 20)]
+    assert state.unchecked == {BASE + i for i in range(20)}
+    newest = ExporterDir(Counting(), str(exporter)).newest_committed()
+    assert newest is not None and newest.version == BASE + 20 and newest.manifest
+
+
+def test_retention_checks_a_version_before_deleting_it(tmp_path: Path) -> None:
+    """A version whose file went missing after it was indexed is invalid: the flow's retention
+    checks each version it would delete and keeps that one (reported), deleting the next."""
+    from airflow_tf_export.storage.base import WrittenModel
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(3):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    (exporter / str(BASE) / "variables" / "variables.data-00000-of-00001").unlink()
+
+    def write(directory: Path) -> WrittenModel:
+        (directory / "saved_model.pb").write_bytes(b"graph")
+        return WrittenModel()
+
+    outcome = export_with_strategy(
+        ExporterDir(storage, str(exporter)),
+        LatestStrategy(name="latest", exports_to_keep=1),
+        Candidate("/model/ckpt-900", 900),
+        write,
+        now_seconds=BASE + 10,
+    )
+    assert outcome.exported
+    assert outcome.retention.delete_versions == (BASE + 1, BASE + 2)
+    assert [v for v, _why in outcome.retention.invalid] == [BASE]
+    assert (exporter / INDEX_NAME).exists(), "rewritten after the retention"
+    assert (outcome.retention.not_ours, outcome.retention.foreign_versions) == ((), ())
+    assert INDEX_NAME not in outcome.retention.explain()
+    assert sorted(p.name for p in exporter.iterdir() if p.name.isdigit()) == [
+        str(BASE),
+        str(BASE + 10),
+    ]
