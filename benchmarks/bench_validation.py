@@ -1,6 +1,6 @@
 """Benchmark: the cost of validating an export before publishing it, against the export alone.
 
-The ~10 MB model of bench_export.py (an MLP of 2.6 M float32 parameters, raw float input)
+The 10 MB model of bench_export.py (an MLP of 2.6 M float32 parameters, raw float input)
 is checkpointed once. Then, round after round (one warm-up round not counted), interleaved:
 
   (a) export     write_saved_model(modes=("serve",)) into a fresh dir
@@ -32,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_export import DEFINITION, write_checkpoint
+from bench_export import SIZES, definition_of, write_model_dir
 
 from airflow_tf_export.savedmodel import write_saved_model
 from airflow_tf_export.savedmodel.validation import (
@@ -44,6 +44,8 @@ from airflow_tf_export.savedmodel.validation import (
 from airflow_tf_export.storage.local import LocalStorage
 
 TARGET = 1.5
+SIZE = SIZES["10mb"]
+DEFINITION = definition_of(SIZE)
 
 
 def export(checkpoint: str, work: Path) -> Path:
@@ -60,7 +62,8 @@ def main() -> None:
     validate = staged_validator(DEFINITION, lambda uri: LocalStorage(), ValidationOptions())
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         work = Path(tmp)
-        checkpoint, _ = write_checkpoint(work / "model")
+        write_model_dir(SIZE, work / "model")
+        checkpoint = str(work / "model" / "ckpt-1")
         times: dict[str, list[float]] = {"export": [], "validated": [], "cold": []}
         for round_number in range(runs + 1):
             for name in times:
