@@ -78,6 +78,7 @@ def exporter_listing(
                 "metrics": dict(metrics),
                 "retention": "keep" if item.keep else "delete",
                 "why": item.rule if item.keep else item.reason,
+                "validation": None if meta.validation is None else meta.validation.to_dict(),
             }
         )
     return {
@@ -96,12 +97,13 @@ def listing_table(listing: Mapping[str, Any]) -> str:
     deleted by a retention task with these rules")."""
     versions = listing["versions"]
     metrics = sorted({name for v in versions for name in v["metrics"]})
-    header = ("version", "step", *metrics, "retention", "why")
+    header = ("version", "step", *metrics, "validated", "retention", "why")
     rows = [
         (
             str(v["version"]),
             str(v["global_step"]),
             *(f"{v['metrics'][m]:.4f}" if m in v["metrics"] else "-" for m in metrics),
+            validation_cell(v["validation"]),
             "keep" if v["retention"] == "keep" else "would delete",
             v["why"],
         )
@@ -118,6 +120,15 @@ def listing_table(listing: Mapping[str, Any]) -> str:
     lines += [f"  staging {name}: abandoned, delete" for name in listing["staging_delete"]]
     lines += [f"  staging {name}: recent, keep" for name in listing["staging_keep"]]
     return "\n".join(lines)
+
+
+def validation_cell(validation: Mapping[str, Any] | None) -> str:
+    """`<signatures> sig/<examples> ex`, with `+warmup` when TF Serving's warmup file was
+    written, or `-` for a version published without validation."""
+    if validation is None:
+        return "-"
+    cell = f"{len(validation['signatures'])} sig/{validation['examples']} ex"
+    return cell + ("+warmup" if validation["warmup_requests"] else "")
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

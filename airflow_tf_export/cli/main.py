@@ -198,13 +198,23 @@ def verify(args: argparse.Namespace) -> None:
 
 def export(args: argparse.Namespace) -> None:
     """Export one checkpoint with a model definition, as the export operators do."""
+    from airflow_tf_export.core.validation import parse_thresholds
     from airflow_tf_export.savedmodel.export_run import (
         EvalEvents,
         export_checkpoint,
+        saved_model_validator,
         saved_model_writer,
     )
+    from airflow_tf_export.savedmodel.validation import ValidationOptions
 
     strategy = _strategy(args)
+    if args.warmup_requests and not args.validate:
+        raise ValueError("--warmup-requests needs validation (drop --no-validate)")
+    options = ValidationOptions(
+        examples=args.validation_examples,
+        thresholds=parse_thresholds(args.validation_thresholds),
+        warmup_requests=args.warmup_requests,
+    )
     run = export_checkpoint(
         storage_for=_storage_for,
         model_dir=args.model_dir,
@@ -225,6 +235,11 @@ def export(args: argparse.Namespace) -> None:
             else None
         ),
         final_export=lambda step: args.strategy == "final",
+        validate=(
+            saved_model_validator(args.model_definition, _storage_for, options)
+            if args.validate
+            else None
+        ),
     )
     result = run.to_dict(args.name, args.strategy)
     outcome = run.outcome
@@ -332,6 +347,26 @@ def parser() -> argparse.ArgumentParser:
         '"higher_is_better": true}\' (default: loss, lower is better)',
     )
     exported.add_argument("--event-file-pattern", default=DEFAULT_EVENT_FILE_PATTERN)
+    exported.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="publish without loading the SavedModel in a fresh process and calling its "
+        "signatures first",
+    )
+    exported.add_argument(
+        "--validation-examples", help="TFRecord file of serialized tf.Examples to validate with"
+    )
+    exported.add_argument(
+        "--validation-thresholds",
+        type=_json_argument,
+        help='e.g. \'{"outputs": {"serving_default/scores": {"min": 0, "max": 1}}}\'',
+    )
+    exported.add_argument(
+        "--warmup-requests",
+        action="store_true",
+        help="write assets.extra/tf_serving_warmup_requests for TF Serving",
+    )
     return top
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.validation import ValidationRecord
 
 METADATA_FILENAME = "export_metadata.json"
 METADATA_CHECKSUM_PREFIX = f"{METADATA_FILENAME}.sha256-"
@@ -104,6 +105,7 @@ class ExportMetadata:
     signature_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     lineage: Lineage | None = None
     manifest: tuple[ManifestEntry, ...] = ()
+    validation: ValidationRecord | None = None
 
     def with_publication(self, version: int, manifest: Sequence[ManifestEntry]) -> ExportMetadata:
         """The same record, completed with the version and manifest chosen at publish time."""
@@ -128,6 +130,8 @@ class ExportMetadata:
             "lineage": None if self.lineage is None else vars(self.lineage).copy(),
             "manifest": [vars(e).copy() for e in self.manifest],
         }
+        if self.validation is not None:
+            payload["validation"] = self.validation.to_dict()
         return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     @classmethod
@@ -141,7 +145,7 @@ class ExportMetadata:
             raise MetadataError(f"{source} must hold a JSON object, got {type(data).__name__}")
         try:
             return cls._from_dict(data)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise MetadataError(f"{source} is not valid export metadata: {err}") from None
 
     @classmethod
@@ -150,6 +154,7 @@ class ExportMetadata:
             raise ValueError(f"format must be {FORMAT!r}, got {data.get('format')!r}")
         eval_result = data.get("eval_result")
         lineage = data.get("lineage")
+        validation = data.get("validation")
         return cls(
             exporter=_typed(data, "exporter", str),
             strategy=_typed(data, "strategy", str),
@@ -176,6 +181,11 @@ class ExportMetadata:
                     crc32c=_typed(e, "crc32c", str),
                 )
                 for e in data["manifest"]
+            ),
+            validation=(
+                None
+                if validation is None
+                else ValidationRecord.from_dict(_mapping(validation, "validation"))
             ),
         )
 

@@ -275,6 +275,7 @@ def backfill_dag(
     max_active_tis_per_dag: int = 2,
     retention: Mapping[str, Any] | None = None,
     gcp_conn_id: str = DEFAULT_CONN_ID,
+    validate: bool = True,
     **dag_kwargs: Any,
 ) -> DAG:
     """A DAG that evaluates and exports the checkpoints of each data interval.
@@ -297,10 +298,12 @@ def backfill_dag(
     :param poke_interval: seconds between two looks of the eval sensor (a number > 0).
     :param sensor_retries: retries of the eval sensor, an integer >= 0 (see
         apache/airflow#71502).
+    :param validate: validate each export in a fresh process before it is published
+        (docs/validation.md); an exporter spec's own ``validate`` wins.
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, max_active_runs, ...);
         not ``catchup`` or ``params``, which the template sets.
     """
-    specs = parse_exporter_specs(exporters)
+    specs = parse_exporter_specs(exporters, validate=validate)
     validate_model_dir(model_dir)
     validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")

@@ -107,14 +107,17 @@ class ExporterSpec:
         return {"retries": EXPORT_RETRIES, "retry_delay": EXPORT_RETRY_DELAY, **self.options}
 
 
-def parse_exporter_specs(specs: object) -> tuple[ExporterSpec, ...]:
-    """Exporter specs from a non-empty list of dicts; ValueError names the bad one."""
+def parse_exporter_specs(specs: object, *, validate: object = True) -> tuple[ExporterSpec, ...]:
+    """Exporter specs from a non-empty list of dicts; ValueError names the bad one.
+    `validate` (the template's) is each exporter's `validate` unless its spec sets one."""
+    if not isinstance(validate, bool):
+        raise ValueError(f"validate must be True or False, got {validate!r}")
     if isinstance(specs, str | bytes | Mapping) or not isinstance(specs, Sequence) or not specs:
         raise ValueError(
             "exporters must be a non-empty list of dicts such as "
             f"[{{'strategy': 'best', 'name': 'best'}}], got {specs!r}"
         )
-    parsed = tuple(_parse_exporter_spec(spec) for spec in specs)
+    parsed = tuple(_parse_exporter_spec(spec, validate) for spec in specs)
     names = [spec.name for spec in parsed]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -122,7 +125,7 @@ def parse_exporter_specs(specs: object) -> tuple[ExporterSpec, ...]:
     return parsed
 
 
-def _parse_exporter_spec(spec: object) -> ExporterSpec:
+def _parse_exporter_spec(spec: object, validate: bool) -> ExporterSpec:
     if not isinstance(spec, Mapping):
         raise ValueError(f"an exporter spec must be a dict, got {spec!r}")
     strategy = spec.get("strategy")
@@ -139,7 +142,8 @@ def _parse_exporter_spec(spec: object) -> ExporterSpec:
         )
     if "retries" in spec:
         non_negative_int(spec["retries"], argument=f"retries of exporter {name!r}")
-    options = {k: v for k, v in spec.items() if k not in ("strategy", "name")}
+    options = {"validate": validate}
+    options.update((k, v) for k, v in spec.items() if k not in ("strategy", "name"))
     return ExporterSpec(strategy=str(strategy), name=name, options=options)
 
 

@@ -102,6 +102,7 @@ def retraining_dag(
     sensor_retries: int = 2,
     retention: Mapping[str, Any] | None = None,
     gcp_conn_id: str = DEFAULT_CONN_ID,
+    validate: bool = True,
     **dag_kwargs: Any,
 ) -> DAG:
     """A DAG that retrains, evaluates, exports what its strategies accept and cleans up.
@@ -133,9 +134,11 @@ def retraining_dag(
     :param poke_interval: seconds between two looks of the eval sensor (a number > 0).
     :param sensor_retries: retries of the eval sensor, an integer >= 0 (see
         apache/airflow#71502).
+    :param validate: validate each export in a fresh process before it is published
+        (docs/validation.md); an exporter spec's own ``validate`` wins.
     :param dag_kwargs: other ``DAG`` arguments (tags, default_args, catchup, ...).
     """
-    specs = parse_exporter_specs(exporters)
+    specs = parse_exporter_specs(exporters, validate=validate)
     validate_model_dir(model_dir)
     validate_exporter_dirs(model_dir, specs)
     validate_import_string(model_definition, argument="model_definition")

@@ -36,16 +36,18 @@ from airflow_tf_export.core.strategies import (
     FinalStrategy,
     LatestStrategy,
 )
+from airflow_tf_export.core.validation import parse_thresholds
 from airflow_tf_export.hooks.storage import StorageHook, allowed_roots
 from airflow_tf_export.operators._args import has_template, parse_comparison, parse_eval_result
 from airflow_tf_export.savedmodel.export_run import (
     EvalEvents,
     export_checkpoint,
+    saved_model_validator,
     saved_model_writer,
 )
 from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
 from airflow_tf_export.storage.base import Storage
-from airflow_tf_export.storage.export_flow import ExportOutcome
+from airflow_tf_export.storage.export_flow import ExportOutcome, ValidateStaged
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import exporter_uri, parse_uri
 
@@ -99,6 +101,17 @@ class SavedModelExportOperator(BaseOperator):
     :param asset_alias: name of the AssetAlias through which new versions are announced as
         `Asset(<exporter dir URI>)` events; default `"tf-export:<exporter dir>"` (see
         `default_asset_alias`), one alias per exporter dir.
+    :param validate: load the staged SavedModel in a fresh process and call every serving
+        signature (and `eval`) on warmup examples before publishing it (docs/validation.md);
+        a version that fails is not published and the task fails without retry.
+    :param validation_examples: a TFRecord file (local or `gs://`) of serialized tf.Examples
+        to validate with; default: the model definition's `warmup_examples`, else examples
+        generated from the serving input's feature spec. (templated)
+    :param validation_thresholds: bounds on validation outputs, e.g. `{"outputs":
+        {"serving_default/scores": {"min": 0, "max": 1}}, "allow_nonfinite": ["eval/loss"]}`.
+    :param warmup_requests: write TF Serving's warmup file
+        `assets.extra/tf_serving_warmup_requests` (one request per serving signature on the
+        warmup examples) into the version; needs `validate`.
     """
 
     template_fields: Sequence[str] = (
@@ -107,6 +120,7 @@ class SavedModelExportOperator(BaseOperator):
         "checkpoint_path",
         "assets_extra",
         "gcp_conn_id",
+        "validation_examples",
     )
     ui_color = "#ffd8a8"
     strategy_kind: ClassVar[str]
@@ -124,6 +138,10 @@ class SavedModelExportOperator(BaseOperator):
         as_text: bool = False,
         gcp_conn_id: str = DEFAULT_CONN_ID,
         asset_alias: str | None = None,
+        validate: bool = True,
+        validation_examples: str | None = None,
+        validation_thresholds: Mapping[str, Any] | None = None,
+        warmup_requests: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -144,8 +162,26 @@ class SavedModelExportOperator(BaseOperator):
                 f"model_definition must be an import string 'package.module:attribute' or a "
                 f"callable, got {model_definition!r}"
             )
-        if not isinstance(as_text, bool):
-            raise ValueError(f"as_text must be True or False, got {as_text!r}")
+        for argument, flag in (
+            ("as_text", as_text),
+            ("validate", validate),
+            ("warmup_requests", warmup_requests),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{argument} must be True or False, got {flag!r}")
+        if warmup_requests and not validate:
+            raise ValueError("warmup_requests=True needs validate=True (the requests are checked)")
+        if validation_examples is not None and not (
+            isinstance(validation_examples, str) and validation_examples
+        ):
+            raise ValueError(
+                f"validation_examples must be a TFRecord file path or URI, got "
+                f"{validation_examples!r}"
+            )
+        self.validate = validate
+        self.validation_examples = validation_examples
+        self.validation_thresholds = parse_thresholds(validation_thresholds)
+        self.warmup_requests = warmup_requests
         self.strategy = self.build_strategy()
         normalize_modes(modes)
         self.add_outlets([AssetAlias(self.asset_alias)])
@@ -187,6 +223,7 @@ class SavedModelExportOperator(BaseOperator):
                 events=self.eval_events,
                 final_export=self.final_export,
                 lineage=lineage,
+                validate=self.staged_validator(hook),
             )
         result = run.to_dict(self.name, self.strategy_kind)
         new = _new_version(run.outcome, lineage)
@@ -199,6 +236,19 @@ class SavedModelExportOperator(BaseOperator):
             raise AirflowSkipException(f"no new version: {reason}")
         self._announce(context, run.exporter, new)
         return result
+
+    def staged_validator(self, hook: StorageHook) -> ValidateStaged | None:
+        """The check of the staged SavedModel before publishing, unless `validate=False`."""
+        if not self.validate:
+            return None
+        from airflow_tf_export.savedmodel.validation import ValidationOptions
+
+        options = ValidationOptions(
+            examples=self.validation_examples,
+            thresholds=self.validation_thresholds,
+            warmup_requests=self.warmup_requests,
+        )
+        return saved_model_validator(self.model_definition, hook.storage_for, options)
 
     def _warn_if_local_path_spans_hosts(self) -> None:
         """Log a warning when the model dir or exporter dir is local and the executor may

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
@@ -124,6 +124,9 @@ class ModelDefinition:
     :param metrics: name -> `(labels, model output) ->` scalar metric for one batch
         (EstimatorSpec.eval_metric_ops).
     :param checkpoint: how the training code wrote its checkpoints.
+    :param warmup_examples: feature dicts (feature -> value or list of values) that validate
+        each export before it is published (docs/validation.md); default: generated from
+        the serving input's features.
 
     Callables may import TensorFlow inside their bodies; the definition itself does not.
     """
@@ -137,6 +140,7 @@ class ModelDefinition:
     make_optimizer: Callable[[], Any] | None = None
     metrics: Mapping[str, Callable[[Any, Any], Any]] = field(default_factory=dict)
     checkpoint: CheckpointFormat = field(default_factory=TrackableCheckpoint)
+    warmup_examples: Sequence[Mapping[str, Any]] = ()
 
     def __post_init__(self) -> None:
         if not callable(self.build_model):

@@ -24,12 +24,17 @@ from airflow_tf_export.storage.checkpoints import (
     resolve_checkpoint,
 )
 from airflow_tf_export.storage.confinement import AllowedRoots
-from airflow_tf_export.storage.export_flow import ExportOutcome, export_with_strategy
+from airflow_tf_export.storage.export_flow import (
+    ExportOutcome,
+    ValidateStaged,
+    export_with_strategy,
+)
 from airflow_tf_export.storage.exporter_dir import ExporterDir
 from airflow_tf_export.storage.uris import exporter_uri
 
 if TYPE_CHECKING:
     from airflow_tf_export.events.eval_dir import EvalDirReader
+    from airflow_tf_export.savedmodel.validation import ValidationOptions
 
 WriteCheckpoint = Callable[[ResolvedCheckpoint, Path], WrittenModel]
 """Writes the SavedModel of a checkpoint of the model dir into an empty local directory."""
@@ -107,6 +112,19 @@ def saved_model_writer(
         return written
 
     return write
+
+
+def saved_model_validator(
+    definition_reference: str | Callable[..., Any],
+    storage_for: Callable[[str], Storage],
+    options: ValidationOptions,
+) -> ValidateStaged:
+    """The check of each staged SavedModel of a model definition before it is published
+    (savedmodel/validation.py); `storage_for` reads the warmup examples file."""
+    from airflow_tf_export.savedmodel.definition import resolve_definition
+    from airflow_tf_export.savedmodel.validation import staged_validator
+
+    return staged_validator(resolve_definition(definition_reference), storage_for, options)
 
 
 class EvalEvents:
@@ -198,6 +216,7 @@ def export_checkpoint(
     events: Callable[[Storage], EvalEvents | None] = lambda storage: None,
     final_export: Callable[[int], bool] = lambda step: False,
     lineage: Lineage | None = None,
+    validate: ValidateStaged | None = None,
 ) -> ExportRun:
     """Export a checkpoint of `model_dir` into `<export_dir_base>` (default
     `<model_dir>/export/<name>`) if `strategy` says so, then apply its retention.
@@ -207,7 +226,9 @@ def export_checkpoint(
     is to be read from them (when none is given) and the foreign versions' (Best).
     `write(storage)` builds the SavedModel writer: the model definition is resolved before
     any checkpoint is read. `final_export(global_step)` says whether the checkpoint is the
-    final one (Final). ValueError (bad input) names what is wrong.
+    final one (Final). `validate` checks the staged SavedModel before it is published (a
+    ValidationError, a ValueError, leaves it unpublished). ValueError (bad input) names what
+    is wrong.
     """
     model_storage = storage_for(model_dir)
     base = exporter_uri(model_dir, name, export_dir_base)
@@ -234,5 +255,6 @@ def export_checkpoint(
         is_the_final_export=final_export(checkpoint.step),
         lineage=lineage,
         foreign_eval_results=None if found is None else found.results,
+        validate=validate,
     )
     return ExportRun(exporter, candidate, outcome)

@@ -36,10 +36,13 @@ from airflow_tf_export.core.strategies import (
     ExportStrategy,
     versions_deciding,
 )
+from airflow_tf_export.core.validation import ValidationRecord
 from airflow_tf_export.storage.base import WrittenModel
 from airflow_tf_export.storage.exporter_dir import ExporterDir, ExporterDirState
 
 WriteSavedModel = Callable[[Path], WrittenModel]
+ValidateStaged = Callable[[Path, WrittenModel], ValidationRecord]
+"""Checks a staged SavedModel before it is published (ValueError: not published)."""
 EvalResultsOfSteps = Callable[[Sequence[int]], Mapping[int, EvalResult]]
 """Looks up the eval results of global steps: step -> result for those that have one."""
 
@@ -95,6 +98,7 @@ def export_with_strategy(
     now_seconds: int | None = None,
     staging_grace_seconds: float = DEFAULT_STAGING_GRACE_SECONDS,
     foreign_eval_results: EvalResultsOfSteps | None = None,
+    validate: ValidateStaged | None = None,
 ) -> ExportOutcome:
     """Export `candidate` if `strategy` says so, then apply retention.
 
@@ -104,7 +108,10 @@ def export_with_strategy(
     `comparator` (Best), the best version are always kept; foreign versions are never
     deleted. `foreign_eval_results` (Best) looks up the eval results of the foreign versions'
     steps; it is called only when there are foreign versions with a known step, and only for
-    steps it has not already found.
+    steps it has not already found. `validate(staging, written)`, when given, checks the
+    staged SavedModel after it is written and before the lock is taken to publish it; what it
+    returns is recorded in the version's metadata, and what it raises leaves everything
+    published as it was.
     """
     storage = exporter.storage
     adopt = ForeignAdopter(foreign_eval_results)
@@ -118,6 +125,7 @@ def export_with_strategy(
             return finish(decision, first, None, foreign)
     with storage.staging_dir(exporter.uri) as staging:
         written = write_savedmodel(staging)
+        validation = None if validate is None else validate(staging, written)
         with storage.exporter_lock(exporter.uri):
             scanned = exporter.scan_indexed(now_seconds=now_seconds, since=first)
             state = replace(scanned, staging=[s for s in scanned.staging if s.name != staging.name])
@@ -130,7 +138,7 @@ def export_with_strategy(
                 published = storage.publish_version(
                     staging,
                     exporter.uri,
-                    _metadata(strategy, candidate, decision, written, lineage, now),
+                    _metadata(strategy, candidate, decision, written, lineage, now, validation),
                     now_seconds=now,
                 )
             return finish(decision, state, published, foreign)
@@ -182,6 +190,7 @@ def _metadata(
     written: WrittenModel,
     lineage: Lineage | None,
     now: int,
+    validation: ValidationRecord | None,
 ) -> ExportMetadata:
     return ExportMetadata(
         exporter=strategy.name,
@@ -195,6 +204,7 @@ def _metadata(
         tags=tuple(written.tags),
         signature_keys=dict(written.signature_keys),
         lineage=lineage,
+        validation=validation,
     )
 
 

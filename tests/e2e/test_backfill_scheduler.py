@@ -61,6 +61,9 @@ for dag_id, model_dir in {dags!r}.items():
         deferrable=True,
         poke_interval=1.0,
         max_active_tis_per_dag=2,
+        # About the scheduler's backfill: each export task would start its own validating
+        # process (tests/integration/operators/test_operators_validation.py covers it).
+        validate=False,
     )
 """
 

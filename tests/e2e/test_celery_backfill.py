@@ -76,6 +76,8 @@ from airflow_tf_export.dags.backfill import backfill_dag
     poke_interval=1.0,
     max_active_tis_per_dag=2,
     default_args={{"retries": 2, "retry_delay": datetime.timedelta(seconds=2)}},
+    # About Celery workers; validation (a process per task): test_operators_validation.py.
+    validate=False,
 )
 """
 RETRAINING_DAG = """
@@ -94,6 +96,7 @@ from airflow_tf_export.dags.retraining import retraining_dag
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     deferrable=True,
     poke_interval=1.0,
+    validate=False,
 )
 """
 

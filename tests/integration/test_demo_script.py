@@ -44,4 +44,6 @@ def test_the_demo_prints_its_own_output_only(tmp_path: Path) -> None:
     # One run: every version is kept; "deleted" is never said of a dry run.
     rows = [line for line in out.splitlines() if re.match(r"^  \d+\s", line)]
     assert rows and all(" keep " in row for row in rows), rows
+    # Every version was validated before it was published (docs/validation.md).
+    assert "validated" in header and all(" sig/" in row for row in rows), rows
     assert not re.search(r"\bdeleted\b", "\n".join(rows))

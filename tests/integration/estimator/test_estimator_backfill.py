@@ -120,6 +120,8 @@ for name in os.environ["TEST_MODELS"].split(","):
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         schedule="@daily",
         poke_interval=0.5,
+        # About the decisions; validation (a process per task): test_operators_validation.py.
+        validate=False,
     )
 """
 

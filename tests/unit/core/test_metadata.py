@@ -134,3 +134,29 @@ def test_bad_metadata_names_the_source_and_the_problem(text: str | bytes, messag
 
 def test_the_format_marker_is_written() -> None:
     assert json.loads(make_meta(BASE_VERSION).to_json())["format"] == FORMAT
+
+
+def test_the_validation_record_round_trips_and_the_checksum_covers_it() -> None:
+    from dataclasses import replace
+
+    from airflow_tf_export.core.metadata import check_metadata_checksum, metadata_checksum_name
+    from airflow_tf_export.core.validation import (
+        OutputReport,
+        SignatureRecord,
+        ValidationRecord,
+    )
+
+    output = OutputReport("float32", (2,), "float32", (None,), digest="sha256:01")
+    record = ValidationRecord(2, "generated", (SignatureRecord("serve", "predict", {"p": output}),))
+    meta = replace(make_meta(BASE_VERSION), validation=record)
+    text = meta.to_json()
+    assert json.loads(text)["validation"]["signatures"][0]["outputs"]["p"]["shape"] == [2]
+    assert ExportMetadata.from_json(text).to_json() == text
+    edited = text.replace('"examples": 2', '"examples": 3').encode()
+    with pytest.raises(MetadataError, match="does not match its checksum file"):
+        check_metadata_checksum(edited, [metadata_checksum_name(text.encode())], "v/1")
+    assert "validation" not in json.loads(make_meta(BASE_VERSION).to_json())
+    bad = json.loads(text)
+    bad["validation"]["source"] = "guessed"
+    with pytest.raises(MetadataError, match=r"validation\.source"):
+        ExportMetadata.from_json(json.dumps(bad))

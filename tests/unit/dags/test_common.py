@@ -23,7 +23,7 @@ def test_specs_map_strategies_to_operators_and_default_the_name() -> None:
         BestExportOperator,
         "export_best",
     )
-    assert best.options == {"exports_to_keep": 3}
+    assert best.options == {"validate": True, "exports_to_keep": 3}
     assert (latest.name, latest.operator_class) == ("newest", LatestExportOperator)
 
 
@@ -67,3 +67,12 @@ def test_model_dirs_and_exporter_dirs() -> None:
     for bad in ("relative/dir", "s3://b/m", None):
         with pytest.raises(ValueError):
             validate_model_dir(bad)
+
+
+def test_the_templates_validate_is_each_specs_unless_the_spec_sets_its_own() -> None:
+    off, on = parse_exporter_specs(
+        [{"strategy": "best"}, {"strategy": "latest", "validate": True}], validate=False
+    )
+    assert (off.options["validate"], on.options["validate"]) == (False, True)
+    with pytest.raises(ValueError, match="validate must be True or False, got 'no'"):
+        parse_exporter_specs([{"strategy": "best"}], validate="no")
