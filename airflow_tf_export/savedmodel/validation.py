@@ -468,7 +468,8 @@ class ValidationProcess:
 
     def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Send one request and return its answer; ValidationError when the process dies
-        answering it (e.g. a SavedModel that crashes TensorFlow when loaded)."""
+        answering it (e.g. a SavedModel that crashes TensorFlow when loaded). Interrupted
+        while waiting, it ends the process (the next request starts a new one)."""
         with self._lock:
             process = self._started()
             assert process.stdin is not None and process.stdout is not None
@@ -478,6 +479,13 @@ class ValidationProcess:
                 line = process.stdout.readline()
             except BrokenPipeError:
                 line = ""
+            except BaseException:
+                # Interrupted (a task's timeout, a signal): the answer it leaves unread
+                # would be taken as the next request's, so the process goes with it.
+                process.kill()
+                process.wait()
+                self._process = None
+                raise
             if line:
                 answer: dict[str, Any] = json.loads(line)
                 return answer

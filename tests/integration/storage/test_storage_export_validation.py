@@ -67,3 +67,29 @@ def test_a_validating_process_that_dies_fails_the_request_and_is_restarted(
     killer.join()
     answer = process.ask(request)
     assert answer["load_error"] and "SavedModel file does not exist" in answer["load_error"]
+
+
+def test_a_request_interrupted_while_waiting_leaves_no_answer_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """A task's timeout (a signal handler raising) while the validating process answers: the
+    next export must get the answer to its own request, never the interrupted one's."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    process = ValidationProcess()
+    calls = [{"tag": "serve", "key": "x", "feeds": {}}]
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.alarm(1)  # the first request imports TensorFlow there: seconds
+        with pytest.raises(Interrupted):
+            process.ask({"dir": str(tmp_path / "interrupted"), "calls": calls})
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    answer = process.ask({"dir": str(tmp_path / "next"), "calls": calls})
+    assert str(tmp_path / "next") in answer["load_error"], answer
