@@ -453,7 +453,8 @@ def _judged(
 
 class ValidationProcess:
     """The validating process of this process: started at the first request, restarted if
-    it died, ended when this process ends (it exits when its stdin closes). Requests from
+    it died, ended when this process ends (it exits when its stdin closes, or, in the middle
+    of a request, when it sees this process gone). Requests from
     several threads are answered one at a time."""
 
     def __init__(self) -> None:
@@ -507,7 +508,12 @@ class ValidationProcess:
         )
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_tf_export.savedmodel.validation_worker"],
+            [
+                sys.executable,
+                "-m",
+                "airflow_tf_export.savedmodel.validation_worker",
+                str(os.getpid()),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
