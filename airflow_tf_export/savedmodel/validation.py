@@ -435,6 +435,12 @@ def _judged(
                 failures.append(why)
             outputs[name] = report
         signatures.append(SignatureRecord(result["tag"], key, outputs))
+    if not failures:
+        unmatched = options.thresholds.unmatched_ranges(
+            (s.key, name) for s in signatures for name in s.outputs
+        )
+        if unmatched is not None:
+            failures.append(unmatched)
     warmup = answer.get("warmup")
     if warmup is not None and warmup["error"]:
         failures.append(
