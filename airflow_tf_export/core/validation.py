@@ -129,7 +129,9 @@ def parse_thresholds(value: object) -> Thresholds:
         except ValueError as err:
             raise ValueError(f"validation_thresholds['outputs'][{key!r}]: {err}") from None
     allowed = value.get("allow_nonfinite", [])
-    if isinstance(allowed, str) or not all(isinstance(a, str) and a for a in allowed):
+    if not isinstance(allowed, list | tuple | set | frozenset) or not all(
+        isinstance(a, str) and a for a in allowed
+    ):
         raise ValueError(
             f"validation_thresholds['allow_nonfinite'] must be a list of output names, got "
             f"{allowed!r}"

@@ -196,3 +196,9 @@ def test_a_range_naming_no_output_is_reported_and_an_allowance_is_not() -> None:
     assert fine.unmatched_ranges(outputs) is None
     loose = parse_thresholds({"allow_nonfinite": ["eval/loss"]})
     assert loose.unmatched_ranges(outputs) is None
+
+
+@pytest.mark.parametrize("allowed", [5, None, {"eval/loss": True}, "eval/loss"])
+def test_allow_nonfinite_that_is_no_list_is_refused_naming_it(allowed: object) -> None:
+    with pytest.raises(ValueError, match=r"\['allow_nonfinite'\] must be a list of output names"):
+        parse_thresholds({"allow_nonfinite": allowed})
