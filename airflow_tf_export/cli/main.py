@@ -205,11 +205,14 @@ def export(args: argparse.Namespace) -> None:
         saved_model_validator,
         saved_model_writer,
     )
+    from airflow_tf_export.savedmodel.modes import check_validated_modes
     from airflow_tf_export.savedmodel.validation import ValidationOptions
 
     strategy = _strategy(args)
     if args.warmup_requests and not args.validate:
         raise ValueError("--warmup-requests needs validation (drop --no-validate)")
+    if args.validate:
+        check_validated_modes(args.modes, warmup_requests=args.warmup_requests)
     options = ValidationOptions(
         examples=args.validation_examples,
         thresholds=parse_thresholds(args.validation_thresholds),

@@ -15,7 +15,7 @@ gave none.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,23 @@ class Thresholds:
     def allows_nonfinite(self, signature: str, output: str) -> bool:
         return f"{signature}/{output}" in self.allow_nonfinite or output in self.allow_nonfinite
 
+    def unmatched_ranges(self, outputs: Iterable[tuple[str, str]]) -> str | None:
+        """Why some key of `ranges` names no output among `outputs` ((signature, output)
+        pairs), or None: a misspelt key would leave the bound it asks for unchecked. (A key
+        of `allow_nonfinite` that names none loosens nothing, e.g. "eval/loss" in an export
+        without the eval signature.)"""
+        pairs = sorted(set(outputs))
+        names = {f"{sig}/{out}" for sig, out in pairs} | {out for _sig, out in pairs}
+        unknown = sorted(set(self.ranges) - names)
+        if not unknown:
+            return None
+        valid = [f"{sig}/{out}" for sig, out in pairs]
+        return (
+            f"validation_thresholds['outputs'] names {unknown}, which no signature output "
+            f"has, so its bounds would go unchecked; the outputs are {valid} (key "
+            "'<signature>/<output>' or '<output>')"
+        )
+
 
 def parse_thresholds(value: object) -> Thresholds:
     """Thresholds from `{"outputs": {"serving_default/scores": {"min": 0, "max": 1}},
@@ -112,7 +129,9 @@ def parse_thresholds(value: object) -> Thresholds:
         except ValueError as err:
             raise ValueError(f"validation_thresholds['outputs'][{key!r}]: {err}") from None
     allowed = value.get("allow_nonfinite", [])
-    if isinstance(allowed, str) or not all(isinstance(a, str) and a for a in allowed):
+    if not isinstance(allowed, list | tuple | set | frozenset) or not all(
+        isinstance(a, str) and a for a in allowed
+    ):
         raise ValueError(
             f"validation_thresholds['allow_nonfinite'] must be a list of output names, got "
             f"{allowed!r}"

@@ -6,7 +6,8 @@ definition restores those) whose time (the modification time of their `.index` f
 `tf.train.get_checkpoint_mtimes` reports it, or of the weights file) falls in the run's data
 interval, or whose global step is in the run's `min_step`..`max_step` params when either is
 given. A run that selects none (the trainer deleted the interval's checkpoints, keeping
-only its newest ones) is skipped, its log naming the checkpoints that are there.
+only its newest ones, or has written none there yet) is skipped, its log naming the
+checkpoints that are there.
 Then, with dynamic task mapping, one task instance per checkpoint:
 
     select_checkpoints -> evaluate (only checkpoints without an eval result yet)
@@ -132,8 +133,8 @@ def nothing_selected_reason(
 ) -> str:
     """Why a run selected no checkpoint, naming the checkpoints that are there: a model_dir
     keeps only its newest checkpoints (tf.estimator's `keep_checkpoint_max`, Keras or
-    `CheckpointManager`'s `max_to_keep`), so an interval whose checkpoints were deleted has
-    nothing left to export."""
+    `CheckpointManager`'s `max_to_keep`), so an interval before them had its checkpoints
+    deleted; one after them has none yet; one between them had none written, or deleted."""
     present = sorted(checkpoints, key=lambda c: c.step)
     if min_step is not None or max_step is not None:
         wanted = f"a step in {_bound(min_step)}..{_bound(max_step)}"
@@ -143,10 +144,27 @@ def nothing_selected_reason(
         return f"no checkpoint with {wanted}: {model_dir} holds no complete checkpoint"
     times = sorted(c.mtime for c in present if c.mtime is not None)
     written = f", written {_utc(times[0])} .. {_utc(times[-1])}" if times else ""
+    if min_step is not None or max_step is not None:
+        before = max_step is not None and max_step < present[0].step
+        after = min_step is not None and min_step > present[-1].step
+    else:
+        before = bool(times) and end <= times[0]
+        after = bool(times) and start > times[-1]
+    if before:
+        why = (
+            "older ones were deleted by the trainer, which keeps only its newest checkpoints, "
+            "so nothing is left to export here"
+        )
+    elif after:
+        why = "the trainer has written none there yet"
+    else:
+        why = (
+            "none was written there, or the trainer deleted it (it keeps only its newest "
+            "checkpoints)"
+        )
     return (
         f"no checkpoint with {wanted}: the {len(present)} checkpoints of {model_dir} are of "
-        f"steps {present[0].step}..{present[-1].step}{written}; older ones were deleted by the "
-        "trainer, which keeps only its newest checkpoints, so nothing is left to export here"
+        f"steps {present[0].step}..{present[-1].step}{written}; {why}"
     )
 
 

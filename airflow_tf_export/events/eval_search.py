@@ -5,7 +5,7 @@ poke and the trigger both run exactly this."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.eval_wait import (
@@ -16,6 +16,7 @@ from airflow_tf_export.core.eval_wait import (
     why_not_found,
 )
 from airflow_tf_export.core.foreign import newest_exported_step
+from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -32,7 +33,8 @@ def find_eval_result(
 
     Only steps that could end the wait are kept: below `min_step`, or at or below the
     highest step the exporter holds (committed or foreign, through the exporter dir's
-    verified index: one listing, not a read of every record), nothing is decoded
+    verified index: one listing, and a full check of the version holding the highest
+    step, not a read of every record), nothing is decoded
     (`core.eval_wait.lowest_useful_step`), and once a result ends the wait, older steps are
     dropped as reading goes on.
 
@@ -43,7 +45,10 @@ def find_eval_result(
     if wait.newer_than_exporter is not None:
         uri = exporter_uri(model_dir, wait.newer_than_exporter, wait.export_dir_base)
         storage = reader.storage if storage_for is None else storage_for(uri)
-        state = ExporterDir(storage, uri).scan_indexed()
+        exporter = ExporterDir(storage, uri)
+        state = exporter.scan_indexed()
+        while (top := _highest_step(state.committed)) is not None and top in state.unchecked:
+            state = exporter.confirm(state, [top])
         exported_step = newest_exported_step(
             (m.global_step for m in state.committed), state.foreign_versions
         )
@@ -58,3 +63,10 @@ def why_still_waiting(reader: EvalDirReader, wait: EvalWait) -> str:
     if reader.min_step is None:
         return reason
     return f"{reason} (events below step {reader.min_step} are not read)"
+
+
+def _highest_step(committed: Sequence[ExportMetadata]) -> int | None:
+    """The version holding the highest global step (checked in full before it counts: a
+    version that lost a file since the index recorded it is not committed)."""
+    top = max(committed, key=lambda m: (m.global_step, m.version), default=None)
+    return None if top is None else top.version

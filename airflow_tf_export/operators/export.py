@@ -45,7 +45,7 @@ from airflow_tf_export.savedmodel.export_run import (
     saved_model_validator,
     saved_model_writer,
 )
-from airflow_tf_export.savedmodel.modes import SERVE, normalize_modes
+from airflow_tf_export.savedmodel.modes import SERVE, check_validated_modes, normalize_modes
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.export_flow import ExportOutcome, ValidateStaged
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -184,6 +184,8 @@ class SavedModelExportOperator(BaseOperator):
         self.warmup_requests = warmup_requests
         self.strategy = self.build_strategy()
         normalize_modes(modes)
+        if validate:
+            check_validated_modes(modes, warmup_requests=warmup_requests)
         self.add_outlets([AssetAlias(self.asset_alias)])
         exporter_uri = _static_exporter_uri(model_dir, export_dir_base, name)
         if exporter_uri is not None:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.metadata import Lineage
 from airflow_tf_export.core.strategies import Candidate, ExportStrategy
-from airflow_tf_export.storage.base import BucketNotFoundError, Storage, WrittenModel
+from airflow_tf_export.storage.base import (
+    BucketNotFoundError,
+    Storage,
+    StorageNotFoundError,
+    WrittenModel,
+)
 from airflow_tf_export.storage.checkpoints import (
     ResolvedCheckpoint,
     checkpoint_files,
@@ -49,13 +54,27 @@ def local_checkpoint(storage: Storage, checkpoint: str) -> Iterator[str]:
 
     A bad-input error (ValueError) raised inside names the user's checkpoint, not a
     temporary copy: the copy's directory is replaced by the checkpoint's own in its message.
+    One raised after a file of the checkpoint vanished (a trainer's checkpoint retention
+    deleted it while it was read in place) is no bad input: StorageNotFoundError, which the
+    task's retries apply to (a retry exports the checkpoint chosen then).
     """
     parent, names = checkpoint_files(storage, checkpoint)
     with storage.local_files(parent, names) as local:
         try:
             yield str(local / checkpoint.rstrip("/").rpartition("/")[2])
         except ValueError as error:
+            gone = _vanished(storage, parent, names)
+            if gone:
+                raise StorageNotFoundError(
+                    f"checkpoint {checkpoint} was deleted while it was being exported "
+                    f"({', '.join(gone)} gone; e.g. the trainer's checkpoint retention): {error}"
+                ) from error
             raise _naming(error, str(local), parent.rstrip("/")) from error
+
+
+def _vanished(storage: Storage, parent: str, names: Sequence[str]) -> list[str]:
+    """Those of the checkpoint files `names` in `parent` that are no longer there."""
+    return [name for name in names if not storage.exists(storage.join(parent, name))]
 
 
 def _naming(error: ValueError, local_dir: str, stored_dir: str) -> ValueError:

@@ -35,3 +35,21 @@ def normalize_modes(modes: Sequence[str]) -> tuple[str, ...]:
     if not chosen:
         raise ValueError("no export modes given; pass at least one of 'train', 'eval', 'serve'")
     return tuple(mode for mode in MODE_ORDER if mode in chosen)
+
+
+def check_validated_modes(modes: Sequence[str], *, warmup_requests: bool) -> None:
+    """ValueError naming `modes` when validating their export cannot work: validation calls
+    the `serve` and `eval` signatures (a `train`-only export has none to call), and the
+    warmup requests go to the `serve` signatures. Checked before anything is written."""
+    chosen = normalize_modes(modes)
+    if EVAL not in chosen and SERVE not in chosen:
+        raise ValueError(
+            f"validation calls the {SERVE!r} and {EVAL!r} signatures, and modes "
+            f"{list(chosen)} write neither: add {SERVE!r} or {EVAL!r} to the modes, or "
+            "switch validation off (validate=False, --no-validate)"
+        )
+    if warmup_requests and SERVE not in chosen:
+        raise ValueError(
+            f"warmup requests call the {SERVE!r} signatures, and modes {list(chosen)} write "
+            f"none: add {SERVE!r} to the modes, or drop warmup_requests"
+        )

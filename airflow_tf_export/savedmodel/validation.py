@@ -435,6 +435,12 @@ def _judged(
                 failures.append(why)
             outputs[name] = report
         signatures.append(SignatureRecord(result["tag"], key, outputs))
+    if not failures:
+        unmatched = options.thresholds.unmatched_ranges(
+            (s.key, name) for s in signatures for name in s.outputs
+        )
+        if unmatched is not None:
+            failures.append(unmatched)
     warmup = answer.get("warmup")
     if warmup is not None and warmup["error"]:
         failures.append(
@@ -453,7 +459,8 @@ def _judged(
 
 class ValidationProcess:
     """The validating process of this process: started at the first request, restarted if
-    it died, ended when this process ends (it exits when its stdin closes). Requests from
+    it died, ended when this process ends (it exits when its stdin closes, or, in the middle
+    of a request, when it sees this process gone). Requests from
     several threads are answered one at a time."""
 
     def __init__(self) -> None:
@@ -468,7 +475,8 @@ class ValidationProcess:
 
     def ask(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Send one request and return its answer; ValidationError when the process dies
-        answering it (e.g. a SavedModel that crashes TensorFlow when loaded)."""
+        answering it (e.g. a SavedModel that crashes TensorFlow when loaded). Interrupted
+        while waiting, it ends the process (the next request starts a new one)."""
         with self._lock:
             process = self._started()
             assert process.stdin is not None and process.stdout is not None
@@ -478,6 +486,13 @@ class ValidationProcess:
                 line = process.stdout.readline()
             except BrokenPipeError:
                 line = ""
+            except BaseException:
+                # Interrupted (a task's timeout, a signal): the answer it leaves unread
+                # would be taken as the next request's, so the process goes with it.
+                process.kill()
+                process.wait()
+                self._process = None
+                raise
             if line:
                 answer: dict[str, Any] = json.loads(line)
                 return answer
@@ -499,7 +514,12 @@ class ValidationProcess:
         )
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_tf_export.savedmodel.validation_worker"],
+            [
+                sys.executable,
+                "-m",
+                "airflow_tf_export.savedmodel.validation_worker",
+                str(os.getpid()),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

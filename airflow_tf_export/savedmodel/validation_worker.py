@@ -1,10 +1,10 @@
 """The validating process: loads staged SavedModels as a server does and calls their signatures.
 
-Run as `python -m airflow_tf_export.savedmodel.validation_worker` by savedmodel/validation.py,
-never in the process that wrote the SavedModel, so a model that only works with state of that
-process fails here. It reads one JSON request per line on stdin and answers each with one
-JSON line on its own copy of stdout (the real stdout is pointed at stderr, so nothing
-TensorFlow prints can corrupt an answer).
+Run as `python -m airflow_tf_export.savedmodel.validation_worker <parent pid>` by
+savedmodel/validation.py, never in the process that wrote the SavedModel, so a model that
+only works with state of that process fails here. It reads one JSON request per line on
+stdin and answers each with one JSON line on its own copy of stdout (the real stdout is
+pointed at stderr, so nothing TensorFlow prints can corrupt an answer).
 
 Request: `{"dir": staged SavedModel, "calls": [{"tag", "key", "feeds": {input: base64
 TensorProto}}], "warmup": path of a warmup file to replay, or null}`. Answer: `{"load_error":
@@ -19,17 +19,36 @@ import hashlib
 import json
 import os
 import sys
+import threading
+import time
 from typing import Any, TextIO
+
+_PARENT_POLL_SECONDS = 1.0
 
 
 def main() -> None:
-    """Answer requests until stdin closes."""
+    """Answer requests until stdin closes, or until the process that started it (its pid is
+    the one argument) is gone."""
+    _exit_with_parent(int(sys.argv[1]))
     answers = _private_stdout()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for line in sys.stdin:
         if line.strip():
             answers.write(json.dumps(answer(json.loads(line))) + "\n")
             answers.flush()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process once `parent` is no longer its parent: a closed stdin ends it only
+    between requests, and a signature that never returns would keep it running forever
+    after the task that started it was killed."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _private_stdout() -> TextIO:

@@ -225,12 +225,13 @@ class _Finisher:
         published: ExportMetadata | None,
         foreign: Sequence[ForeignVersion],
     ) -> ExportOutcome:
-        """Retention over the committed versions (plus the one just published): each
-        version it would delete is checked in full first, and the plan made again when one
-        fails its check (an invalid version is never deleted)."""
+        """Retention over the committed versions (plus the one just published). A plan that
+        deletes anything is made again on every version checked in full: a version it would
+        delete may be invalid (never deleted), and one it keeps may be invalid too (it must
+        not take the place of a committed version a keep rule would keep)."""
         plan = self._plan(state, published)
-        while state.unchecked.intersection(plan.delete_versions):
-            state = self.exporter.confirm(state, plan.delete_versions)
+        if plan.delete_versions and state.unchecked:
+            state = self.exporter.confirm(state, state.unchecked)
             plan = self._plan(state, published)
         self.exporter.apply(plan)
         self.exporter.write_index(state, deleted=plan.delete_versions)

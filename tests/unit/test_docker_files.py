@@ -430,3 +430,17 @@ def test_docker_compose_config(
         ), service_name
     assert set(resolved["services"]) == set(mine["services"])
     assert set(resolved["volumes"]) == set(mine["volumes"])
+
+
+def test_ports_are_published_on_the_loopback_interface_only(
+    variant: tuple[str, dict[str, Any]],
+) -> None:
+    """The API's JWT secret and Fernet key default to values anyone can read, and the GCS
+    emulator has no authentication: published on every interface, anyone on the network
+    could act as admin or rewrite the models."""
+    _name, config = variant
+    published = {name: service.get("ports", []) for name, service in config["services"].items()}
+    assert published["api-server"] and published["gcs"], published
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)

@@ -178,3 +178,27 @@ def test_the_record_round_trips_through_json(examples, source, warmup, shape) ->
 def test_generated_integers_are_class_ids_any_classifier_accepts(count: int) -> None:
     examples = generated_examples({"label": FeatureSpec("int64", (2,))}, count)
     assert {v for e in examples for v in e["label"]} <= {0, 1}
+
+
+def test_a_range_naming_no_output_is_reported_and_an_allowance_is_not() -> None:
+    """A misspelt bound would leave the check it asks for undone (the version published as
+    validated): named, with the outputs there are. An allowance that names no output (the
+    eval signature of a serve-only export) loosens nothing."""
+    outputs = [("serving_default", "scores"), ("predict", "logistic")]
+    typo = parse_thresholds({"outputs": {"serving_default/score": {"max": 1}}})
+    why = typo.unmatched_ranges(outputs)
+    assert why is not None
+    assert "['serving_default/score']" in why
+    assert "['predict/logistic', 'serving_default/scores']" in why
+    fine = parse_thresholds(
+        {"outputs": {"serving_default/scores": {"max": 1}, "logistic": {"min": 0}}}
+    )
+    assert fine.unmatched_ranges(outputs) is None
+    loose = parse_thresholds({"allow_nonfinite": ["eval/loss"]})
+    assert loose.unmatched_ranges(outputs) is None
+
+
+@pytest.mark.parametrize("allowed", [5, None, {"eval/loss": True}, "eval/loss"])
+def test_allow_nonfinite_that_is_no_list_is_refused_naming_it(allowed: object) -> None:
+    with pytest.raises(ValueError, match=r"\['allow_nonfinite'\] must be a list of output names"):
+        parse_thresholds({"allow_nonfinite": allowed})

@@ -67,7 +67,19 @@ def test_an_empty_selection_says_which_checkpoints_are_there() -> None:
         "trainer, which keeps only its newest checkpoints, so nothing is left to export here"
     )
     by_step = nothing_selected_reason(CHECKPOINTS, model_dir="/m", start=0, end=1, min_step=41)
-    assert by_step.startswith("no checkpoint with a step in 41..: the 4 checkpoints of /m are ")
+    assert by_step == (
+        "no checkpoint with a step in 41..: the 4 checkpoints of /m are of steps 10..40, "
+        "written 1970-01-01T00:01:40+00:00 .. 1970-01-01T00:05:00+00:00; the trainer has "
+        "written none there yet"
+    )
+    later = nothing_selected_reason(dated, model_dir="/m", start=400 * day, end=401 * day)
+    assert later.endswith("; the trainer has written none there yet"), later
+    between = nothing_selected_reason(
+        CHECKPOINTS, model_dir="/m", start=0, end=1, min_step=21, max_step=29
+    )
+    assert between.endswith(
+        "; none was written there, or the trainer deleted it (it keeps only its newest checkpoints)"
+    ), between
     undated = [CheckpointFile("/m/ckpt-5", 5, None)]
     assert "are of steps 5..5; older" in nothing_selected_reason(
         undated, model_dir="/m", start=0, end=1, max_step=4

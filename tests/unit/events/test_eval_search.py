@@ -80,3 +80,24 @@ def test_newer_than_exporter_counts_the_estimator_s_exports(tmp_path: Path) -> N
     write_events(events, [simple_value_event(step, {"loss": 0.5}) for step in (100, 125, 150)])
     found = find_eval_result(EvalDirReader(LocalStorage(), str(model_dir)), wait, str(model_dir))
     assert found is not None and found.step == 150
+
+
+def test_newer_than_exporter_skips_an_indexed_version_that_lost_a_file(tmp_path: Path) -> None:
+    """The newest export (step 200) lost its SavedModel after the index recorded it, its
+    record untouched: it is not committed, so the exporter holds step 100 and a result at
+    step 150 ends the wait, as it does without an index (where the export would publish it)."""
+    model_dir = tmp_path / "model"
+    exporter = model_dir / "export/best"
+    for step in (100, 200):
+        _export_step(str(exporter), step)
+    indexed = ExporterDir(LocalStorage(), str(exporter))
+    indexed.write_index(indexed.scan())  # as the next export or retention writes it
+    newest = max((p for p in exporter.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    (newest / "saved_model.pb").unlink()
+    write_events(
+        model_dir / "eval/events.out.tfevents.1.host",
+        [simple_value_event(step, {"loss": 1 / step}) for step in (100, 150)],
+    )
+    wait = parse_eval_wait(newer_than_exporter="best")
+    found = find_eval_result(EvalDirReader(LocalStorage(), str(model_dir)), wait, str(model_dir))
+    assert found is not None and found.step == 150

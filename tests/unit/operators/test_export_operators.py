@@ -312,3 +312,15 @@ def test_a_gcs_model_dir_under_a_distributed_executor_logs_no_warning(
     with pytest.raises(AirflowFailException, match="google_cloud_default"):
         latest(model_dir="gs://bucket/models/m").execute({})  # type: ignore[arg-type]
     assert "fcntl" not in capsys.readouterr().out
+
+
+# Validation calls the serve and eval signatures: modes writing neither fail at parse time.
+
+
+def test_validating_a_train_only_export_fails_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("modes ['train'] write neither")):
+        latest(model_dir=str(tmp_path), modes=["train"])
+    with pytest.raises(ValueError, match=re.escape("modes ['eval'] write none")):
+        latest(model_dir=str(tmp_path), modes=["eval"], warmup_requests=True)
+    assert latest(model_dir=str(tmp_path), modes=["train"], validate=False).validate is False
+    assert latest(model_dir=str(tmp_path), modes=["train", "eval"]).validate is True

@@ -181,3 +181,39 @@ def test_retention_checks_a_version_before_deleting_it(tmp_path: Path) -> None:
         str(BASE),
         str(BASE + 10),
     ]
+
+
+def test_a_broken_version_retention_keeps_takes_no_committed_versions_place(
+    tmp_path: Path,
+) -> None:
+    """A version that lost a file after it was indexed (its record's stamp unchanged) is not
+    committed: newest(3) keeps the three newest committed versions, as a full scan does, and
+    reports the broken one as invalid instead of counting it among the three."""
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(1, 6):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    (exporter / str(BASE + 4) / "variables" / "variables.data-00000-of-00001").unlink()
+
+    def never_written(directory: Path) -> None:
+        raise AssertionError(f"a skip wrote {directory}")
+
+    outcome = export_with_strategy(
+        ExporterDir(storage, str(exporter)),
+        LatestStrategy(name="exporter", exports_to_keep=3),
+        Candidate("/model/ckpt-500", 500),
+        never_written,  # type: ignore[arg-type]
+        now_seconds=BASE + 10,
+    )
+    assert not outcome.exported
+    assert outcome.retention.delete_versions == (BASE + 1,)
+    assert [v for v, _why in outcome.retention.invalid] == [BASE + 4]
+    assert sorted(int(p.name) for p in exporter.iterdir() if p.name.isdigit()) == [
+        BASE + 2,
+        BASE + 3,
+        BASE + 4,
+        BASE + 5,
+    ]
