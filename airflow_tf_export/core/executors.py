@@ -46,16 +46,23 @@ def local_path_warning(
     """The warning an export logs when it writes `local_paths` (its local model dir and
     exporter dir; empty when both are on `gs://`) under an executor that may run tasks on
     several hosts: the task's own `executor` when it has one, else the default of
-    `[core] executor`. None when the combination is safe."""
+    `[core] executor`. None when the combination is safe. A setting naming no default
+    executor is a warning too (an export is never failed over its warning): the executor
+    that runs the task is then unknown, and may span hosts."""
     if not local_paths:
         return None
-    executor = task_executor or default_executor(executor_setting)
-    if runs_on_one_host(executor):
-        return None
     paths = ", ".join(dict.fromkeys(local_paths))
+    try:
+        executor = task_executor or default_executor(executor_setting)
+    except ValueError as error:
+        where = f"local path {paths} used, and {error}, so the executor may run tasks on"
+    else:
+        if runs_on_one_host(executor):
+            return None
+        where = f"local path {paths} used under the executor {executor!r}, which may run tasks on"
     return (
-        f"local path {paths} used under the executor {executor!r}, which may run tasks on "
-        "several hosts: the exporter lock on local disk is an fcntl lock, so this is safe only "
-        "when the path is on a POSIX file system shared by every worker that honours fcntl "
-        "locks; otherwise use a gs:// model dir (see the 'Scaling out' page of the docs)"
+        f"{where} several hosts: the exporter lock on local disk is an fcntl lock, so this is "
+        "safe only when the path is on a POSIX file system shared by every worker that "
+        "honours fcntl locks; otherwise use a gs:// model dir (see the 'Scaling out' page of "
+        "the docs)"
     )

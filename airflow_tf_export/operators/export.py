@@ -254,7 +254,7 @@ class SavedModelExportOperator(BaseOperator):
 
     def _warn_if_local_path_spans_hosts(self) -> None:
         """Log a warning when the model dir or exporter dir is local and the executor may
-        run tasks on several hosts (ValueError for a bad URI or `[core] executor`)."""
+        run tasks on several hosts (ValueError for a bad URI)."""
         from airflow.sdk import conf
 
         model_dir = parse_uri(self.model_dir)  # first, so an error names the model dir

@@ -3,8 +3,10 @@
 One deployment serves the module: PostgreSQL (a fresh database), Redis as the broker (a
 queue of its own), the scheduler, dag-processor, triggerer and api-server, and two Celery
 workers started as separate processes, each with its own working dir, TMPDIR, log folder
-and hostname. The workers reach the GCS emulator through a RecordingProxy in this process,
-which the kill test uses to stop one export in the middle of its publish.
+and hostname. The workers reach the GCS emulator through a GenerationEnforcingProxy in this
+process: it answers `ifGenerationMatch` preconditions as real GCS does (the emulator ignores
+them), so the exporter lock between the two workers is the real one, and the kill test uses
+it to stop one export in the middle of its publish.
 
 Historical checkpoints are trained here, then uploaded one data interval at a time: GCS
 dates an object by its upload, so the intervals are a few seconds long and in the recent
@@ -37,7 +39,7 @@ from airflow_stack import (
     postgres_unreachable_reason,
     wait_until,
 )
-from gcs_fixtures import RecordingProxy, emulator_client
+from gcs_fixtures import GenerationEnforcingProxy, emulator_client
 
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.storage import storage_for
@@ -107,7 +109,7 @@ class Deployment:
 
     stack: AirflowStack
     workdirs: dict[str, Path]
-    proxy: RecordingProxy
+    proxy: GenerationEnforcingProxy
     bucket: str
     tmp: Path
 
@@ -123,7 +125,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, gcs_emulator: str) -> I
     dags_folder = tmp / "dags"
     dags_folder.mkdir()
     broker = CeleryBroker()
-    with fresh_database() as url, RecordingProxy(gcs_emulator) as proxy:
+    with fresh_database() as url, GenerationEnforcingProxy(gcs_emulator) as proxy:
         stack = AirflowStack(
             home=tmp / "airflow-home",
             dags_folder=dags_folder,

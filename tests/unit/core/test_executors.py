@@ -100,6 +100,13 @@ def test_the_tasks_own_executor_decides_over_the_default() -> None:
     )
 
 
+def test_a_setting_naming_no_executor_warns_instead_of_failing_the_export() -> None:
+    warning = local_path_warning(executor_setting=";team=x", task_executor=None, local_paths=PATHS)
+    assert warning is not None
+    for part in (*PATHS, "';team=x'", "names no default executor", "fcntl", "gs://"):
+        assert part in warning
+
+
 def test_a_path_named_twice_is_named_once() -> None:
     warning = local_path_warning(
         executor_setting="CeleryExecutor", task_executor=None, local_paths=[PATHS[0], PATHS[0]]
