@@ -41,6 +41,7 @@ from airflow_stack import (
 )
 from gcs_fixtures import GenerationEnforcingProxy, emulator_client
 
+from airflow_tf_export.core.exporter_index import INDEX_NAME
 from airflow_tf_export.core.metadata import ExportMetadata
 from airflow_tf_export.storage import storage_for
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -517,9 +518,10 @@ def test_a_worker_killed_mid_export_is_retried_on_the_other(deployment: Deployme
 
     # What the dead publish left in GCS is gone: its claim and files were deleted by the
     # retention task, its lock expired and was taken over (the last holder released it).
+    # Beside the versions only the exporter dir's index remains.
     storage = storage_for(exporter_uri)
     assert sorted(e.name for e in storage.list_dir(exporter_uri)) == sorted(
-        str(m.version) for m in versions
+        [INDEX_NAME, *(str(m.version) for m in versions)]
     )
     # On the dead host's own disk its local copy of the SavedModel stays (its TMPDIR).
     leftovers = list((deployment.workdirs[killed] / "tmp").glob("airflow-tf-export-*"))
