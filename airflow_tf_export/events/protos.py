@@ -4,18 +4,16 @@ Only the fields the eval reader uses are declared; everything else in an event (
 images, histograms, session logs) is kept as unknown fields and ignored. Field numbers and
 types follow tensorboard's `compat/proto` messages (`Event`, `Summary`, `SummaryMetadata`,
 `TensorProto`, `TensorShapeProto`), so a file written by TensorFlow parses field for field.
-The classes come from protobuf's message factory and therefore parse in its C (upb) code.
+The classes come from protobuf's message factory (core.proto_schema) and therefore parse in
+its C (upb) code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-_PACKAGE = "airflow_tf_export.events"
-_FieldType = descriptor_pb2.FieldDescriptorProto.Type
-_Label = descriptor_pb2.FieldDescriptorProto.Label
+from airflow_tf_export.core.proto_schema import Field, message_classes
+from airflow_tf_export.core.proto_schema import FieldType as _T
 
 # TensorFlow `DataType` enum values (tensorflow/core/framework/types.proto).
 DT_FLOAT = 1
@@ -28,114 +26,60 @@ DT_STRING = 7
 DT_INT64 = 9
 
 
-def _message(
-    name: str,
-    fields: list[tuple[str, int, int, bool, str | None]],
-    oneof: tuple[str, set[str]] | None = None,
-) -> descriptor_pb2.DescriptorProto:
-    """A message with (name, number, type, repeated, message type name) fields."""
-    message = descriptor_pb2.DescriptorProto(name=name)
-    if oneof is not None:
-        message.oneof_decl.add(name=oneof[0])
-    for field_name, number, kind, repeated, type_name in fields:
-        field = message.field.add(
-            name=field_name,
-            number=number,
-            type=kind,
-            label=_Label.LABEL_REPEATED if repeated else _Label.LABEL_OPTIONAL,
-        )
-        if type_name is not None:
-            field.type_name = f".{_PACKAGE}.{type_name}"
-        if oneof is not None and field_name in oneof[1]:
-            field.oneof_index = 0
-    return message
+_MESSAGES: dict[str, list[Field]] = {
+    "TensorShape": [("dim", 2, _T.TYPE_MESSAGE, True, "TensorShapeDim")],
+    "TensorShapeDim": [
+        ("size", 1, _T.TYPE_INT64, False, None),
+        ("name", 2, _T.TYPE_STRING, False, None),
+    ],
+    "Tensor": [
+        ("dtype", 1, _T.TYPE_INT32, False, None),
+        ("tensor_shape", 2, _T.TYPE_MESSAGE, False, "TensorShape"),
+        ("tensor_content", 4, _T.TYPE_BYTES, False, None),
+        ("float_val", 5, _T.TYPE_FLOAT, True, None),
+        ("double_val", 6, _T.TYPE_DOUBLE, True, None),
+        ("int_val", 7, _T.TYPE_INT32, True, None),
+        ("string_val", 8, _T.TYPE_BYTES, True, None),
+        ("int64_val", 10, _T.TYPE_INT64, True, None),
+    ],
+    "PluginData": [
+        ("plugin_name", 1, _T.TYPE_STRING, False, None),
+        ("content", 2, _T.TYPE_BYTES, False, None),
+    ],
+    "SummaryMetadata": [("plugin_data", 1, _T.TYPE_MESSAGE, False, "PluginData")],
+    "SummaryValue": [
+        ("tag", 1, _T.TYPE_STRING, False, None),
+        ("simple_value", 2, _T.TYPE_FLOAT, False, None),
+        ("tensor", 8, _T.TYPE_MESSAGE, False, "Tensor"),
+        ("metadata", 9, _T.TYPE_MESSAGE, False, "SummaryMetadata"),
+    ],
+    "Summary": [("value", 1, _T.TYPE_MESSAGE, True, "SummaryValue")],
+    # The cheapest view of `Event`: its step and time, and whether it has a summary.
+    "OpaqueSummary": [],
+    "EventStamp": [
+        ("wall_time", 1, _T.TYPE_DOUBLE, False, None),
+        ("step", 2, _T.TYPE_INT64, False, None),
+        ("summary", 5, _T.TYPE_MESSAGE, False, "OpaqueSummary"),
+    ],
+    "Event": [
+        ("wall_time", 1, _T.TYPE_DOUBLE, False, None),
+        ("step", 2, _T.TYPE_INT64, False, None),
+        ("file_version", 3, _T.TYPE_STRING, False, None),
+        ("summary", 5, _T.TYPE_MESSAGE, False, "Summary"),
+    ],
+}
+_CLASSES = message_classes(
+    "airflow_tf_export/events/event.proto",
+    "airflow_tf_export.events",
+    _MESSAGES,
+    {
+        "SummaryValue": ("value", {"simple_value", "tensor"}),
+        "Event": ("what", {"file_version", "summary"}),
+    },
+)
 
-
-def _file() -> descriptor_pb2.FileDescriptorProto:
-    t = _FieldType
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="airflow_tf_export/events/event.proto", package=_PACKAGE, syntax="proto3"
-    )
-    proto.message_type.extend(
-        [
-            _message(
-                "TensorShape",
-                [("dim", 2, t.TYPE_MESSAGE, True, "TensorShapeDim")],
-            ),
-            _message(
-                "TensorShapeDim",
-                [("size", 1, t.TYPE_INT64, False, None), ("name", 2, t.TYPE_STRING, False, None)],
-            ),
-            _message(
-                "Tensor",
-                [
-                    ("dtype", 1, t.TYPE_INT32, False, None),
-                    ("tensor_shape", 2, t.TYPE_MESSAGE, False, "TensorShape"),
-                    ("tensor_content", 4, t.TYPE_BYTES, False, None),
-                    ("float_val", 5, t.TYPE_FLOAT, True, None),
-                    ("double_val", 6, t.TYPE_DOUBLE, True, None),
-                    ("int_val", 7, t.TYPE_INT32, True, None),
-                    ("string_val", 8, t.TYPE_BYTES, True, None),
-                    ("int64_val", 10, t.TYPE_INT64, True, None),
-                ],
-            ),
-            _message(
-                "PluginData",
-                [
-                    ("plugin_name", 1, t.TYPE_STRING, False, None),
-                    ("content", 2, t.TYPE_BYTES, False, None),
-                ],
-            ),
-            _message(
-                "SummaryMetadata",
-                [("plugin_data", 1, t.TYPE_MESSAGE, False, "PluginData")],
-            ),
-            _message(
-                "SummaryValue",
-                [
-                    ("tag", 1, t.TYPE_STRING, False, None),
-                    ("simple_value", 2, t.TYPE_FLOAT, False, None),
-                    ("tensor", 8, t.TYPE_MESSAGE, False, "Tensor"),
-                    ("metadata", 9, t.TYPE_MESSAGE, False, "SummaryMetadata"),
-                ],
-                oneof=("value", {"simple_value", "tensor"}),
-            ),
-            _message("Summary", [("value", 1, t.TYPE_MESSAGE, True, "SummaryValue")]),
-            # The cheapest view of `Event`: its step and time, and whether it has a summary.
-            _message("OpaqueSummary", []),
-            _message(
-                "EventStamp",
-                [
-                    ("wall_time", 1, t.TYPE_DOUBLE, False, None),
-                    ("step", 2, t.TYPE_INT64, False, None),
-                    ("summary", 5, t.TYPE_MESSAGE, False, "OpaqueSummary"),
-                ],
-            ),
-            _message(
-                "Event",
-                [
-                    ("wall_time", 1, t.TYPE_DOUBLE, False, None),
-                    ("step", 2, t.TYPE_INT64, False, None),
-                    ("file_version", 3, t.TYPE_STRING, False, None),
-                    ("summary", 5, t.TYPE_MESSAGE, False, "Summary"),
-                ],
-                oneof=("what", {"file_version", "summary"}),
-            ),
-        ]
-    )
-    return proto
-
-
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file())
-
-
-def _message_class(name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-
-
-Event: Any = _message_class("Event")
+Event: Any = _CLASSES["Event"]
 """The `Event` message class: `Event.FromString(record_bytes)`."""
 
-EventStamp: Any = _message_class("EventStamp")
+EventStamp: Any = _CLASSES["EventStamp"]
 """A view of `Event` with only `wall_time`, `step` and whether `summary` is set (not parsed)."""

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-_PACKAGE = "tensorflow.serving"
-_T = descriptor_pb2.FieldDescriptorProto.Type
-_OPTIONAL = descriptor_pb2.FieldDescriptorProto.Label.LABEL_OPTIONAL
-_REPEATED = descriptor_pb2.FieldDescriptorProto.Label.LABEL_REPEATED
+from airflow_tf_export.core.proto_schema import Field, message_classes
+from airflow_tf_export.core.proto_schema import FieldType as _T
 
 # message -> (field, number, type, repeated, message type); a bytes field holding a
 # serialized tensorflow.Example or tensorflow.TensorProto says so in its comment.
-_MESSAGES: dict[str, list[tuple[str, int, int, bool, str | None]]] = {
+_MESSAGES: dict[str, list[Field]] = {
     "ModelSpec": [
         ("name", 1, _T.TYPE_STRING, False, None),
         ("signature_name", 3, _T.TYPE_STRING, False, None),
@@ -57,45 +53,10 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str | None]]] = {
         ("predict_log", 6, _T.TYPE_MESSAGE, False, "PredictLog"),
     ],
 }
-_ONEOF = {"PredictionLog": "log_type"}
 
-
-def _file() -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="airflow_tf_export/savedmodel/warmup.proto", package=_PACKAGE, syntax="proto3"
-    )
-    containers: dict[str, descriptor_pb2.DescriptorProto] = {}
-    for name, fields in _MESSAGES.items():
-        outer, _, inner = name.rpartition(".")
-        if outer:
-            message = containers[outer].nested_type.add(name=inner)
-            message.options.map_entry = True
-        else:
-            message = proto.message_type.add(name=name)
-        containers[name] = message
-        oneof = _ONEOF.get(name)
-        if oneof is not None:
-            message.oneof_decl.add(name=oneof)
-        for field_name, number, kind, repeated, type_name in fields:
-            field = message.field.add(
-                name=field_name,
-                number=number,
-                type=kind,
-                label=_REPEATED if repeated else _OPTIONAL,
-            )
-            if type_name is not None:
-                field.type_name = f".{_PACKAGE}.{type_name}"
-            if oneof is not None:
-                field.oneof_index = 0
-    return proto
-
-
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file())
-
-
-def _message(name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-
-
-PredictionLog: Any = _message("PredictionLog")
+PredictionLog: Any = message_classes(
+    "airflow_tf_export/savedmodel/warmup.proto",
+    "tensorflow.serving",
+    _MESSAGES,
+    {"PredictionLog": ("log_type", {"classify_log", "regress_log", "predict_log"})},
+)["PredictionLog"]

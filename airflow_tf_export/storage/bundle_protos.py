@@ -3,25 +3,21 @@
 Field numbers and types follow TensorFlow's `tensor_bundle.proto` (`BundleHeaderProto`,
 `BundleEntryProto`) and `tensor_shape.proto`. Enums are declared as int32 (the same varint on
 the wire); fields not needed here (the header's version, a slice's extents) are left out and
-kept as unknown fields. The classes come from protobuf's message factory (upb).
+kept as unknown fields (see core.proto_schema).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-_PACKAGE = "airflow_tf_export.storage.bundle"
-_T = descriptor_pb2.FieldDescriptorProto.Type
-_OPTIONAL = descriptor_pb2.FieldDescriptorProto.Label.LABEL_OPTIONAL
-_REPEATED = descriptor_pb2.FieldDescriptorProto.Label.LABEL_REPEATED
+from airflow_tf_export.core.proto_schema import Field, message_classes
+from airflow_tf_export.core.proto_schema import FieldType as _T
 
 # BundleHeaderProto.Endianness
 LITTLE_ENDIAN = 0
 BIG_ENDIAN = 1
 
-_MESSAGES: dict[str, list[tuple[str, int, int, bool, str | None]]] = {
+_MESSAGES: dict[str, list[Field]] = {
     "TensorShape": [
         ("dim", 2, _T.TYPE_MESSAGE, True, "TensorShapeDim"),
         ("unknown_rank", 3, _T.TYPE_BOOL, False, None),
@@ -46,30 +42,8 @@ _MESSAGES: dict[str, list[tuple[str, int, int, bool, str | None]]] = {
     ],
 }
 
-
-def _file() -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="airflow_tf_export/storage/bundle.proto", package=_PACKAGE, syntax="proto3"
-    )
-    for name, fields in _MESSAGES.items():
-        message = proto.message_type.add(name=name)
-        for field_name, number, kind, repeated, type_name in fields:
-            field = message.field.add(
-                name=field_name,
-                number=number,
-                type=kind,
-                label=_REPEATED if repeated else _OPTIONAL,
-            )
-            if type_name is not None:
-                field.type_name = f".{_PACKAGE}.{type_name}"
-    return proto
-
-
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file())
-BundleHeader: Any = message_factory.GetMessageClass(
-    _POOL.FindMessageTypeByName(f"{_PACKAGE}.BundleHeader")
+_CLASSES = message_classes(
+    "airflow_tf_export/storage/bundle.proto", "airflow_tf_export.storage.bundle", _MESSAGES
 )
-BundleEntry: Any = message_factory.GetMessageClass(
-    _POOL.FindMessageTypeByName(f"{_PACKAGE}.BundleEntry")
-)
+BundleHeader: Any = _CLASSES["BundleHeader"]
+BundleEntry: Any = _CLASSES["BundleEntry"]
