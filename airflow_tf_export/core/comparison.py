@@ -13,14 +13,15 @@ import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from airflow_tf_export.core.eval_result import EvalResult
-from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.metadata import VersionFacts
 
 LOSS = "loss"
 BEST_ARG = "best_eval_result"
 CURRENT_ARG = "current_eval_result"
+_V = TypeVar("_V", bound=VersionFacts)
 
 
 @dataclass(frozen=True)
@@ -364,34 +365,35 @@ def _is_real(value: object) -> bool:
 
 
 def ranked_versions(
-    committed: Sequence[ExportMetadata], comparator: Comparator, n: int | None = None
-) -> list[ExportMetadata]:
+    committed: Sequence[_V], comparator: Comparator, n: int | None = None
+) -> list[_V]:
     """Committed versions comparable by `comparator`, best first (ties: older version first).
 
     Versions without an eval result, or without what the comparator needs, are left out.
     Sorting by `rank_key` keeps this O(n log n) for any comparator.
     """
-    usable = sorted(
-        (
-            m
-            for m in committed
-            if m.eval_result is not None and comparator.comparable(m.eval_result)
-        ),
-        key=lambda m: m.version,
-    )
+    usable = [
+        m for m in committed if m.eval_result is not None and comparator.comparable(m.eval_result)
+    ]
+    return rank_comparable(usable, comparator, n)
 
-    def key(meta: ExportMetadata) -> Any:
+
+def rank_comparable(
+    comparable: Sequence[_V], comparator: Comparator, n: int | None = None
+) -> list[_V]:
+    """`ranked_versions` of versions known to be comparable by `comparator`."""
+    by_version = sorted(comparable, key=lambda m: m.version)
+
+    def key(meta: _V) -> Any:
         assert meta.eval_result is not None
         return comparator.rank_key(meta.eval_result)
 
     if n is None:
-        return sorted(usable, key=key, reverse=True)
-    return heapq.nlargest(n, usable, key=key)
+        return sorted(by_version, key=key, reverse=True)
+    return heapq.nlargest(n, by_version, key=key)
 
 
-def best_version(
-    committed: Sequence[ExportMetadata], comparator: Comparator
-) -> ExportMetadata | None:
+def best_version(committed: Sequence[_V], comparator: Comparator) -> _V | None:
     """The best committed version by `comparator` (the oldest among equals), or None."""
     best = ranked_versions(committed, comparator, 1)
     return best[0] if best else None

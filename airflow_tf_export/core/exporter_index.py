@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from airflow_tf_export.core.eval_result import EvalResult
@@ -30,32 +29,104 @@ _HEADER = re.compile(
 _TRAILER = b"}\n"
 
 
-@dataclass(frozen=True)
 class IndexedVersion:
-    """One committed version as an earlier scan read it: the stamp its record had, and the
-    record without what decisions never read (manifest, tags, signatures, lineage, reason)."""
+    """One committed version as an earlier scan read it: the stamp its record had then, and
+    the index row holding what decisions and retention read of the record. What every
+    decision reads of every version is kept as attributes; the eval result and the summary
+    record are built only when asked for, so a decision over thousands of versions builds
+    objects for the few it needs (see `core.strategies.versions_deciding`)."""
 
-    stamp: str
-    summary: ExportMetadata
-
-
-def summary_of(meta: ExportMetadata) -> ExportMetadata:
-    """The part of a record the index keeps (and decisions and retention read)."""
-    return ExportMetadata(
-        exporter=meta.exporter,
-        strategy=meta.strategy,
-        version=meta.version,
-        checkpoint_path=meta.checkpoint_path,
-        global_step=meta.global_step,
-        created_at=meta.created_at,
-        eval_result=meta.eval_result,
+    __slots__ = (
+        "_eval_result",
+        "_numbers_only",
+        "_summary",
+        "checkpoint_path",
+        "global_step",
+        "row",
+        "stamp",
+        "version",
     )
+
+    def __init__(self, row: list[Any]) -> None:
+        """A row as `encode_index` writes it; TypeError or ValueError when it has the wrong
+        shape. The rows passed their SHA-256, so only their shape is checked."""
+        version, stamp, exporter, strategy, path, step, created_at, result = row
+        if not (
+            type(version) is int
+            and type(step) is int
+            and type(stamp) is str
+            and type(path) is str
+            and type(exporter) is str
+            and type(strategy) is str
+            and type(created_at) is str
+        ):
+            raise TypeError(f"index row {row!r} has a field of the wrong type")
+        self.version: int = version
+        self.stamp: str = stamp
+        self.checkpoint_path: str = path
+        self.global_step: int = step
+        self.row = row
+        self._numbers_only = result is None or _numbers_only(row, result)
+        self._eval_result: EvalResult | None = None
+        self._summary: ExportMetadata | None = None
+
+    @classmethod
+    def of(cls, stamp: str, meta: ExportMetadata) -> IndexedVersion:
+        """The row of a record read in full, whose stamp was `stamp`."""
+        found = meta.eval_result
+        result = (
+            None
+            if found is None
+            else [found.step, _metrics(found), found.checkpoint_path, found.wall_time, found.source]
+        )
+        indexed = cls(
+            [
+                meta.version,
+                stamp,
+                meta.exporter,
+                meta.strategy,
+                meta.checkpoint_path,
+                meta.global_step,
+                meta.created_at,
+                result,
+            ]
+        )
+        indexed._eval_result = found
+        return indexed
+
+    @property
+    def eval_result(self) -> EvalResult | None:
+        """The eval result the record holds, if any."""
+        found = self.row[7]
+        if found is not None and self._eval_result is None:
+            step, metrics, checkpoint_path, wall_time, source = found
+            if not self._numbers_only:
+                metrics = {k: float(v) for k, v in metrics.items()}
+            self._eval_result = EvalResult(step, metrics, checkpoint_path, wall_time, source)
+        return self._eval_result
+
+    @property
+    def summary(self) -> ExportMetadata:
+        """The record as far as the index keeps it: no manifest, tags, signatures, lineage,
+        reason or validation."""
+        if self._summary is None:
+            _version, _stamp, exporter, strategy, _path, _step, created_at, _result = self.row
+            self._summary = ExportMetadata(
+                exporter,
+                strategy,
+                self.version,
+                self.checkpoint_path,
+                self.global_step,
+                created_at,
+                self.eval_result,
+            )
+        return self._summary
 
 
 def encode_index(versions: Iterable[IndexedVersion]) -> bytes:
     """The index file's bytes: the header with the rows' SHA-256, then the rows by version."""
-    ordered = sorted(versions, key=lambda v: v.summary.version)
-    rows = json.dumps([_row(v) for v in ordered], separators=(",", ":"), allow_nan=False).encode()
+    ordered = [v.row for v in sorted(versions, key=lambda v: v.version)]
+    rows = json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
     digest = hashlib.sha256(rows).hexdigest()
     header = f'{{"format": "{INDEX_FORMAT}", "sha256": "{digest}", "rows": '.encode()
     return header + rows + _TRAILER
@@ -73,72 +144,31 @@ def decode_index(data: bytes) -> dict[str, IndexedVersion] | None:
     if hashlib.sha256(rows).hexdigest() != header.group(1).decode():
         return None
     try:
-        return {str(v.summary.version): v for v in map(_indexed, json.loads(rows))}
-    except (ValueError, TypeError, KeyError, IndexError):
+        return {str(v.version): v for v in map(IndexedVersion, json.loads(rows))}
+    except (ValueError, TypeError):
         return None
 
 
-def _row(indexed: IndexedVersion) -> list[Any]:
-    meta = indexed.summary
-    found = meta.eval_result
-    result = (
-        None
-        if found is None
-        else [found.step, _metrics(found), found.checkpoint_path, found.wall_time, found.source]
-    )
-    return [
-        meta.version,
-        indexed.stamp,
-        meta.exporter,
-        meta.strategy,
-        meta.checkpoint_path,
-        meta.global_step,
-        meta.created_at,
-        result,
-    ]
+_NON_FINITE = frozenset(["NaN", "Infinity", "-Infinity"])
 
 
-def _indexed(row: list[Any]) -> IndexedVersion:
-    """One row back as a summary; TypeError or ValueError when it has the wrong shape. The
-    rows passed their SHA-256, so only their shape is checked (not each metric's spelling:
-    `float` takes a number, or "NaN" and the infinities as `EvalResult.to_dict` writes them)."""
-    version, stamp, exporter, strategy, path, step, created_at, result = row
-    if not (
-        type(version) is int
-        and type(step) is int
-        and type(stamp) is str
-        and type(path) is str
-        and type(exporter) is str
-        and type(strategy) is str
-        and type(created_at) is str
-    ):
-        raise TypeError(f"index row {row!r} has a field of the wrong type")
-    summary = ExportMetadata(
-        exporter,
-        strategy,
-        version,
-        path,
-        step,
-        created_at,
-        None if result is None else _eval_result(result),
-    )
-    return IndexedVersion(stamp, summary)
+def _numbers_only(row: list[Any], result: list[Any]) -> bool:
+    """Whether the row's eval result holds numbers only (so an eval result may share the
+    row's dict: the row is never changed), not also "NaN" or an infinity as
+    `EvalResult.to_dict` writes them; TypeError or ValueError when it has the wrong shape."""
+    step, metrics, _checkpoint_path, _wall_time, _source = result
+    if type(step) is not int or type(metrics) is not dict:
+        raise TypeError(f"index row {row!r} has an eval result of the wrong shape")
+    numbers_only = True
+    for value in metrics.values():
+        if type(value) is not float:
+            if value not in _NON_FINITE:
+                raise ValueError(f"index row {row!r} has a metric that is not a number")
+            numbers_only = False
+    return numbers_only
 
 
 def _metrics(result: EvalResult) -> dict[str, float | str]:
     """The metrics as `EvalResult.to_dict` writes them (NaN and infinities as strings)."""
     metrics: dict[str, float | str] = result.to_dict()["metrics"]
     return metrics
-
-
-def _eval_result(data: list[Any]) -> EvalResult:
-    step, metrics, checkpoint_path, wall_time, source = data
-    if type(step) is not int:
-        raise TypeError(f"index eval result step {step!r} is not int")
-    return EvalResult(
-        step,
-        {str(k): float(v) for k, v in metrics.items()},
-        checkpoint_path,
-        wall_time,
-        source,
-    )

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.validation import ValidationRecord
@@ -87,6 +87,46 @@ class Lineage:
     task_id: str
     try_number: int
     map_index: int = -1
+
+
+class VersionFacts(Protocol):
+    """What decisions read of every committed version: an `ExportMetadata`, or a row of the
+    exporter dir's index (`core.exporter_index.IndexedVersion`) not yet checked in full."""
+
+    @property
+    def version(self) -> int:
+        """The version number."""
+        ...
+
+    @property
+    def checkpoint_path(self) -> str:
+        """The checkpoint the version was exported from."""
+        ...
+
+    @property
+    def global_step(self) -> int:
+        """The checkpoint's global step."""
+        ...
+
+    @property
+    def eval_result(self) -> EvalResult | None:
+        """The eval result recorded with the version, if any."""
+        ...
+
+
+def same_facts(left: VersionFacts, right: VersionFacts) -> bool:
+    """Whether two reads of a version agree on everything a decision reads of it (NaN metrics
+    included: compared as `EvalResult.to_dict` writes them)."""
+    if (left.version, left.checkpoint_path, left.global_step) != (
+        right.version,
+        right.checkpoint_path,
+        right.global_step,
+    ):
+        return False
+    found, other = left.eval_result, right.eval_result
+    if found is None or other is None:
+        return found is other
+    return found.to_dict() == other.to_dict()
 
 
 @dataclass(frozen=True)

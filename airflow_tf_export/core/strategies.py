@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from airflow_tf_export.core.checkpoints import checkpoint_name
 from airflow_tf_export.core.comparison import (
@@ -23,6 +23,7 @@ from airflow_tf_export.core.comparison import (
     MetricComparison,
     best_version,
     loss_smaller,
+    rank_comparable,
 )
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.foreign import (
@@ -32,13 +33,14 @@ from airflow_tf_export.core.foreign import (
     newest_by_step,
     unreadable_steps,
 )
-from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.metadata import ExportMetadata, VersionFacts
 from airflow_tf_export.core.names import validate_exporter_name
 from airflow_tf_export.core.retention import KeepNewest, KeepRule
 
 DEFAULT_EXPORTS_TO_KEEP = 5
 DEFAULT_EVENT_FILE_PATTERN = "eval/*.tfevents.*"
 _LISTED_IGNORED = 5
+_V = TypeVar("_V", bound=VersionFacts)
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,10 @@ def already_exported(
 
 
 def versions_deciding(
-    committed: Sequence[ExportMetadata],
+    committed: Sequence[_V],
     candidate: Candidate,
     comparator: Comparator | None = None,
-) -> list[ExportMetadata]:
+) -> list[_V]:
     """The committed versions a strategy's decision on `candidate` reads, sorted by version:
     those of the candidate's checkpoint, the newest by global step, and with a `comparator`
     (Best) the best and every version it cannot compare (named in Best's reason).
@@ -148,26 +150,28 @@ def versions_deciding(
     is not transitive, has no well-defined best either).
     """
     wanted = normalise_checkpoint_path(candidate.checkpoint_path)
-    deciding = {
-        m.version: m
-        for m in committed
-        if normalise_checkpoint_path(m.checkpoint_path) == wanted
-        or _same_checkpoint_elsewhere(m, candidate)
-    }
+    deciding: dict[int, _V] = {}
+    comparable: list[_V] = []
+    for m in committed:
+        if normalise_checkpoint_path(m.checkpoint_path) == wanted or _same_checkpoint_elsewhere(
+            m, candidate
+        ):
+            deciding[m.version] = m
+        if comparator is not None:
+            result = m.eval_result
+            if result is None or not comparator.comparable(result):
+                deciding[m.version] = m
+            else:
+                comparable.append(m)
     newest = _newest_by_step(committed)
     if newest is not None:
         deciding[newest.version] = newest
     if comparator is not None:
-        best = best_version(committed, comparator)
-        if best is not None:
-            deciding[best.version] = best
-        for m in committed:
-            if m.eval_result is None or not comparator.comparable(m.eval_result):
-                deciding[m.version] = m
+        deciding.update((m.version, m) for m in rank_comparable(comparable, comparator, 1))
     return [deciding[v] for v in sorted(deciding)]
 
 
-def _same_checkpoint_elsewhere(meta: ExportMetadata, candidate: Candidate) -> bool:
+def _same_checkpoint_elsewhere(meta: VersionFacts, candidate: Candidate) -> bool:
     """Whether `meta` records the candidate's checkpoint under another path: same name and
     global step, and the same eval result (step and metrics) when the candidate has one."""
     if meta.global_step != candidate.global_step:
@@ -214,7 +218,7 @@ def _validate_exports_to_keep(exports_to_keep: object) -> None:
         )
 
 
-def _newest_by_step(committed: Sequence[ExportMetadata]) -> ExportMetadata | None:
+def _newest_by_step(committed: Sequence[_V]) -> _V | None:
     return max(committed, key=lambda m: (m.global_step, m.version), default=None)
 
 

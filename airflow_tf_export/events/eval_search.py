@@ -16,7 +16,7 @@ from airflow_tf_export.core.eval_wait import (
     why_not_found,
 )
 from airflow_tf_export.core.foreign import newest_exported_step
-from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.metadata import VersionFacts
 from airflow_tf_export.events.eval_dir import EvalDirReader
 from airflow_tf_export.storage.base import Storage
 from airflow_tf_export.storage.exporter_dir import ExporterDir
@@ -47,10 +47,10 @@ def find_eval_result(
         storage = reader.storage if storage_for is None else storage_for(uri)
         exporter = ExporterDir(storage, uri)
         state = exporter.scan_indexed()
-        while (top := _highest_step(state.committed)) is not None and top in state.unchecked:
+        while (top := _highest_step(state.versions())) is not None and top in state.indexed:
             state = exporter.confirm(state, [top])
         exported_step = newest_exported_step(
-            (m.global_step for m in state.committed), state.foreign_versions
+            (m.global_step for m in state.versions()), state.foreign_versions
         )
     reader.set_min_step(lowest_useful_step(wait, exported_step))
     reader.refresh(settling_rule(wait, exported_step))
@@ -65,7 +65,7 @@ def why_still_waiting(reader: EvalDirReader, wait: EvalWait) -> str:
     return f"{reason} (events below step {reader.min_step} are not read)"
 
 
-def _highest_step(committed: Sequence[ExportMetadata]) -> int | None:
+def _highest_step(committed: Sequence[VersionFacts]) -> int | None:
     """The version holding the highest global step (checked in full before it counts: a
     version that lost a file since the index recorded it is not committed)."""
     top = max(committed, key=lambda m: (m.global_step, m.version), default=None)

@@ -23,7 +23,7 @@ from typing import Any
 from airflow_tf_export.core.comparison import Comparator, best_version
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.foreign import ForeignVersion, known_steps, with_eval_results
-from airflow_tf_export.core.metadata import ExportMetadata, Lineage
+from airflow_tf_export.core.metadata import ExportMetadata, Lineage, VersionFacts, same_facts
 from airflow_tf_export.core.retention import (
     DEFAULT_STAGING_GRACE_SECONDS,
     KeepRule,
@@ -154,18 +154,31 @@ def decide_in_dir(
 ) -> tuple[ExporterDirState, Decision, list[ForeignVersion]]:
     """`strategy`'s decision on `candidate` in a scanned exporter dir, reading only the records
     it needs: the versions deciding it (`versions_deciding`) are checked in full first
-    (`ExporterDir.confirm`), again when one of them fails its check. Returns the state with
-    those checked, the decision, and the foreign versions with their eval results."""
+    (`ExporterDir.confirm`), and found again when a record does not read as its index row
+    did (it failed its check, or changed). Returns the state with those checked, the
+    decision, and the foreign versions with their eval results."""
     comparator: Comparator | None = getattr(strategy, "comparator", None)
-    deciding = versions_deciding(state.committed, candidate, comparator)
-    while state.unchecked.intersection(m.version for m in deciding):
-        state = exporter.confirm(state, [m.version for m in deciding])
-        deciding = versions_deciding(state.committed, candidate, comparator)
+    deciding = versions_deciding(state.versions(), candidate, comparator)
+    while unchecked := [m for m in deciding if m.version in state.indexed]:
+        state = exporter.confirm(state, [m.version for m in unchecked])
+        if _read_as_indexed(state, unchecked):
+            break  # the same facts as before: the same versions decide
+        deciding = versions_deciding(state.versions(), candidate, comparator)
+    records = {m.version: m for m in state.committed}
     foreign = adopt(state.foreign_versions)
     decision = strategy.decide(
-        deciding, candidate, is_the_final_export=is_the_final_export, foreign=foreign
+        [records[m.version] for m in deciding],
+        candidate,
+        is_the_final_export=is_the_final_export,
+        foreign=foreign,
     )
     return state, decision, foreign
+
+
+def _read_as_indexed(state: ExporterDirState, rows: Sequence[VersionFacts]) -> bool:
+    """Whether each of `rows` is committed in `state` with the facts its index row gave."""
+    records = {m.version: m for m in state.committed}
+    return all(r.version in records and same_facts(r, records[r.version]) for r in rows)
 
 
 class ForeignAdopter:
@@ -230,12 +243,12 @@ class _Finisher:
         delete may be invalid (never deleted), and one it keeps may be invalid too (it must
         not take the place of a committed version a keep rule would keep)."""
         plan = self._plan(state, published)
-        if plan.delete_versions and state.unchecked:
-            state = self.exporter.confirm(state, state.unchecked)
+        if plan.delete_versions and state.indexed:
+            state = self.exporter.confirm(state, state.indexed)
             plan = self._plan(state, published)
         self.exporter.apply(plan)
         self.exporter.write_index(state, deleted=plan.delete_versions)
-        committed = [*state.committed, *([published] if published else [])]
+        committed = [*state.summaries(), *([published] if published else [])]
         shown = published or next(
             (m for m in committed if m.version == decision.existing_version), None
         )
@@ -248,7 +261,7 @@ class _Finisher:
         )
 
     def _plan(self, state: ExporterDirState, published: ExportMetadata | None) -> RetentionPlan:
-        committed = [*state.committed, *([published] if published else [])]
+        committed = [*state.summaries(), *([published] if published else [])]
         comparator: Comparator | None = getattr(self.strategy, "comparator", None)
         best = None if comparator is None else best_version(committed, comparator)
         rules = self.keep_rules

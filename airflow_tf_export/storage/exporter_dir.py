@@ -37,13 +37,13 @@ from airflow_tf_export.core.exporter_index import (
     IndexedVersion,
     decode_index,
     encode_index,
-    summary_of,
 )
 from airflow_tf_export.core.foreign import ForeignVersion
 from airflow_tf_export.core.metadata import (
     METADATA_FILENAME,
     ExportMetadata,
     MetadataError,
+    VersionFacts,
     check_metadata_checksum,
 )
 from airflow_tf_export.core.ownership import (
@@ -110,18 +110,29 @@ class ExporterDirState:
     `foreign_versions` holds the foreign versions with the global step read from each (or why
     it could not be read), sorted by version.
 
-    `stamps` holds the stamp of each committed version's record as listed (see
-    `Storage.list_dir_stamped`). `unchecked` names the committed versions an indexed scan
-    took from the index (their record's stamp is the one the index recorded): their entries
-    in `committed` are summaries (no manifest, tags, signatures, lineage or reason) and their
-    files were not listed; `ExporterDir.confirm` checks them as a full scan would."""
+    `committed` holds the versions whose record was read and checked in full; `stamps` the
+    stamp each one's record had as listed (see `Storage.list_dir_stamped`). `indexed` holds
+    the committed versions an indexed scan took from the index (their record's stamp is the
+    one the index recorded): their files were not listed nor their records read;
+    `ExporterDir.confirm` checks them as a full scan would, moving them to `committed`."""
 
     committed: list[ExportMetadata] = field(default_factory=list)
     staging: list[StagingDir] = field(default_factory=list)
     invalid: list[tuple[int, str]] = field(default_factory=list)
     foreign_versions: list[ForeignVersion] = field(default_factory=list)
     stamps: Mapping[int, str] = field(default_factory=dict)
-    unchecked: frozenset[int] = frozenset()
+    indexed: Mapping[int, IndexedVersion] = field(default_factory=dict)
+
+    def versions(self) -> list[VersionFacts]:
+        """Every committed version, checked or indexed, in no particular order: what a
+        decision reads of each (see `core.strategies.versions_deciding`)."""
+        return [*self.committed, *self.indexed.values()]
+
+    def summaries(self) -> list[ExportMetadata]:
+        """Every committed version's record sorted by version; an indexed version's as far
+        as the index keeps it (no manifest, tags, signatures, lineage or reason)."""
+        found = [*self.committed, *(row.summary for row in self.indexed.values())]
+        return sorted(found, key=lambda m: m.version)
 
     @property
     def foreign(self) -> list[int]:
@@ -171,48 +182,46 @@ class ExporterDir:
     ) -> ExporterDirState:
         """`scan`, but a committed version whose record has the stamp it had when an earlier
         scan read it is taken from that scan (`since`) or else from the index file, unread
-        and unlisted: it is in `unchecked`, and `confirm` checks it. One listing of the
+        and unlisted: it is in `indexed`, and `confirm` checks it. One listing of the
         exporter dir (a `stat` per version on local disk; GCS: a request per 1,000 objects),
         one read of the index, and a full check of each version whose record changed."""
         known = self._read_index() if since is None else _known(since)
         return self._scan(now_seconds, read_foreign_steps=True, known=known)
 
     def confirm(self, state: ExporterDirState, versions: Iterable[int]) -> ExporterDirState:
-        """`state` with each of `versions` that is unchecked checked as `scan` checks a
-        version (its files listed against the manifest, its record read and matched with its
-        checksum): replaced by its full record, or moved to `invalid` (or dropped when it
-        vanished since the listing)."""
-        todo = sorted(set(versions) & state.unchecked)
+        """`state` with each of `versions` that is indexed checked as `scan` checks a version
+        (its files listed against the manifest, its record read and matched with its
+        checksum): moved to `committed` with its full record, or to `invalid` (or dropped
+        when it vanished since the listing)."""
+        todo = sorted(set(versions) & state.indexed.keys())
         if not todo:
             return state
         checked = self._map(lambda v: self._check(v, self._version_files(v)), todo)
         found = dict(zip(todo, checked, strict=True))
-        committed = [
-            result
-            for meta in state.committed
-            if isinstance(result := found.get(meta.version, meta), ExportMetadata)
-        ]
-        kept = {m.version for m in committed}
+        records = {v: r for v, r in found.items() if isinstance(r, ExportMetadata)}
         return replace(
             state,
-            committed=committed,
+            committed=sorted([*state.committed, *records.values()], key=lambda m: m.version),
             invalid=sorted(
                 [*state.invalid, *((v, r) for v, r in found.items() if isinstance(r, str))]
             ),
-            stamps={v: s for v, s in state.stamps.items() if v in kept},
-            unchecked=state.unchecked - set(todo),
+            stamps={**state.stamps, **{v: state.indexed[v].stamp for v in records}},
+            indexed={v: row for v, row in state.indexed.items() if v not in found},
         )
 
     def write_index(self, state: ExporterDirState, *, deleted: Iterable[int] = ()) -> None:
-        """Record the committed versions of `state` with their stamps (but `deleted`) in the
-        index file, unless it already holds exactly that (or there is neither a version nor
-        an index). Run it under the exporter lock,
-        with a state scanned under the same lock (as `retain` and the export flow do)."""
+        """Record the committed versions of `state` (checked and indexed, but `deleted`) with
+        their stamps in the index file, unless it already holds exactly that (or there is
+        neither a version nor an index). Run it under the exporter lock, with a state
+        scanned under the same lock (as `retain` and the export flow do)."""
         gone = set(deleted)
         rows = [
-            IndexedVersion(state.stamps[m.version], summary_of(m))
-            for m in state.committed
-            if m.version in state.stamps and m.version not in gone
+            *(
+                IndexedVersion.of(state.stamps[m.version], m)
+                for m in state.committed
+                if m.version in state.stamps and m.version not in gone
+            ),
+            *(row for version, row in state.indexed.items() if version not in gone),
         ]
         if self._index_read is None:
             self._read_index()
@@ -257,13 +266,12 @@ class ExporterDir:
         except StorageNotFoundError:
             return ExporterDirState()
         stamps: dict[int, str] = {}
-        indexed: list[ExportMetadata] = []
+        indexed: dict[int, IndexedVersion] = {}
         children = {e.name: _Child(e.name, e.is_dir, e.mtime, e.is_link) for e in top.others}
         for name, stamp in top.stamps.items():
             row = known.get(name)
             if row is not None and row.stamp == stamp:
-                stamps[row.summary.version] = stamp
-                indexed.append(row.summary)
+                indexed[row.version] = row
                 continue
             version = parse_version(name)
             if version is not None:
@@ -276,7 +284,7 @@ class ExporterDir:
             if rest and head in children:
                 children[head].files[rest] = entry
         now = time.time() if now_seconds is None else now_seconds
-        state = ExporterDirState(committed=indexed, unchecked=frozenset(m.version for m in indexed))
+        state = ExporterDirState(indexed=indexed)
         candidates: list[tuple[int, _Child]] = []
         foreign: list[tuple[int, _Child]] = []
         claims = self._our_claims(children.values())
@@ -357,8 +365,10 @@ class ExporterDir:
         """The committed version with the highest number, or None: an indexed listing, then
         a full check of the newest (and of the next while one fails it)."""
         state = self._scan(None, read_foreign_steps=False, known=self._read_index())
-        while state.committed and state.committed[-1].version in state.unchecked:
-            state = self.confirm(state, [state.committed[-1].version])
+        while (top := max(state.indexed, default=None)) is not None and (
+            not state.committed or top > state.committed[-1].version
+        ):
+            state = self.confirm(state, [top])
         return state.committed[-1] if state.committed else None
 
     def verify(self, version: int) -> VerifiedVersion:
@@ -511,11 +521,11 @@ class ExporterDir:
 
 def _known(state: ExporterDirState) -> dict[str, IndexedVersion]:
     """The committed versions of an earlier scan with their stamps, as index rows."""
-    return {
-        str(m.version): IndexedVersion(state.stamps[m.version], m)
-        for m in state.committed
-        if m.version in state.stamps
-    }
+    known = {str(v): row for v, row in state.indexed.items()}
+    for meta in state.committed:
+        if meta.version in state.stamps:
+            known[str(meta.version)] = IndexedVersion.of(state.stamps[meta.version], meta)
+    return known
 
 
 def _read_for_step(name: str) -> bool:

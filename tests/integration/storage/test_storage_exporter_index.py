@@ -68,7 +68,7 @@ def test_the_flow_decides_from_the_index_and_a_changed_record_is_read_again(
     )
     state = ExporterDir(backend.storage, exporter_uri).scan_indexed()
     assert [v for v, _why in state.invalid] == [NOW + 2]
-    assert state.unchecked == {NOW + 1}
+    assert set(state.indexed) == {NOW + 1}
     outcome = export_with_strategy(
         exporter, strategy, Candidate("/m/ckpt-250", 250), write(250), now_seconds=NOW + 3
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +13,6 @@ from airflow_tf_export.core.exporter_index import (
     IndexedVersion,
     decode_index,
     encode_index,
-    summary_of,
 )
 from airflow_tf_export.core.metadata import ExportMetadata, ManifestEntry
 
@@ -31,7 +32,7 @@ rows = st.dictionaries(
 
 def _indexed(drawn: dict[int, tuple[str, object, int, str]]) -> dict[int, IndexedVersion]:
     return {
-        v: IndexedVersion(stamp, make_meta(v, step=step, metrics=found, checkpoint_path=path))  # type: ignore[arg-type]
+        v: IndexedVersion.of(stamp, make_meta(v, step=step, metrics=found, checkpoint_path=path))  # type: ignore[arg-type]
         for v, (stamp, found, step, path) in drawn.items()
     }
 
@@ -54,6 +55,30 @@ def test_rows_round_trip(drawn: dict[int, tuple[str, object, int, str]]) -> None
 
 
 @settings(max_examples=200, deadline=None)
+@given(rows)
+def test_a_decoded_row_reads_as_the_record_it_was_made_of(
+    drawn: dict[int, tuple[str, object, int, str]],
+) -> None:
+    """What decisions read of a row (its facts, eval result, summary) is what the record
+    held, NaN metrics included."""
+    decoded = decode_index(encode_index(_indexed(drawn).values()))
+    assert decoded is not None
+    for version, (stamp, _found, _step, _path) in drawn.items():
+        row = decoded[str(version)]
+        meta = _indexed({version: drawn[version]})[version].summary
+        assert (row.version, row.stamp) == (version, stamp)
+        assert (row.checkpoint_path, row.global_step) == (meta.checkpoint_path, meta.global_step)
+        summary = row.summary
+        assert summary.eval_result is row.eval_result
+        assert encode_index([IndexedVersion.of(stamp, summary)]) == encode_index([row])
+        if meta.eval_result is None:
+            assert row.eval_result is None
+        else:
+            assert row.eval_result is not None
+            assert row.eval_result.to_dict() == meta.eval_result.to_dict()
+
+
+@settings(max_examples=200, deadline=None)
 @given(rows, st.data())
 def test_any_changed_byte_makes_the_index_unusable(
     drawn: dict[int, tuple[str, object, int, str]], data: st.DataObject
@@ -70,12 +95,27 @@ def test_a_file_that_is_not_an_index_is_not_used() -> None:
         assert decode_index(data) is None
 
 
-def test_rows_of_the_wrong_shape_are_not_used_even_with_a_matching_digest() -> None:
-    import hashlib
-
-    body = b'[[1,"stamp","e","s","/ckpt",true,"2026-01-01T00:00:00Z",null]]'
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[[1,"stamp","e","s","/ckpt",true,"2026-01-01T00:00:00Z",null]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z"]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5,{"loss":"low"},null,null,null]]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5,{"loss":[1]},null,null,null]]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5.0,{},null,null,null]]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5,[],null,null,null]]]',
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5,{}]]]',
+        b'[{"version":1}]',
+    ],
+)
+def test_rows_of_the_wrong_shape_are_not_used_even_with_a_matching_digest(body: bytes) -> None:
     digest = hashlib.sha256(body).hexdigest()
     head = f'{{"format": "airflow-tf-export-index/1", "sha256": "{digest}", "rows": '.encode()
+    good = (
+        b'[[1,"stamp","e","s","/ckpt",5,"2026-01-01T00:00:00Z",[5,{"loss":"NaN"},null,null,null]]]'
+    )
+    good_head = head.replace(digest.encode(), hashlib.sha256(good).hexdigest().encode())
+    assert decode_index(good_head + good + b"}\n") is not None
     assert decode_index(head + body + b"}\n") is None
 
 
@@ -87,7 +127,7 @@ def test_the_summary_keeps_what_decisions_and_retention_read() -> None:
             "manifest": (ManifestEntry("saved_model.pb", 3, "00000000"),),
         }
     )
-    summary = summary_of(full)
+    summary = IndexedVersion.of("stamp", full).summary
     kept = ("exporter", "strategy", "version", "checkpoint_path", "global_step", "created_at")
     assert all(getattr(summary, name) == getattr(full, name) for name in kept)
     assert summary.eval_result == full.eval_result

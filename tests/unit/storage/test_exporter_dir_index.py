@@ -137,12 +137,12 @@ def test_an_unchanged_dir_reads_no_record_and_a_new_version_only_its_own(tmp_pat
             return super().read_bytes(uri, start, end)
 
     state = ExporterDir(Counting(), str(exporter)).scan_indexed()
-    assert reads == [INDEX_NAME] and len(state.unchecked) == 20
+    assert reads == [INDEX_NAME] and len(state.indexed) == 20
     write_version(exporter, BASE + 20, 2000, None)
     reads.clear()
     state = ExporterDir(Counting(), str(exporter)).scan_indexed()
     assert reads == [INDEX_NAME, str(BASE + 20)]
-    assert state.unchecked == {BASE + i for i in range(20)}
+    assert set(state.indexed) == {BASE + i for i in range(20)}
     newest = ExporterDir(Counting(), str(exporter)).newest_committed()
     assert newest is not None and newest.version == BASE + 20 and newest.manifest
 
