@@ -115,8 +115,9 @@ class VersionFacts(Protocol):
 
 
 def same_facts(left: VersionFacts, right: VersionFacts) -> bool:
-    """Whether two reads of a version agree on everything a decision reads of it (NaN metrics
-    included: compared as `EvalResult.to_dict` writes them)."""
+    """Whether two reads of a version agree on its number, checkpoint, global step and eval
+    result (compared as `EvalResult.to_dict` writes it, so NaN metrics are equal): all that
+    a decision reads of it."""
     if (left.version, left.checkpoint_path, left.global_step) != (
         right.version,
         right.checkpoint_path,

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from airflow_tf_export.core.comparison import MetricComparison
 from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.exporter_index import IndexedVersion, decode_index, encode_index
 from airflow_tf_export.core.foreign import ForeignVersion
-from airflow_tf_export.core.metadata import ExportMetadata
+from airflow_tf_export.core.metadata import ExportMetadata, VersionFacts, same_facts
 from airflow_tf_export.core.strategies import (
     BestStrategy,
     Candidate,
@@ -106,3 +107,30 @@ def test_a_large_dir_decides_on_a_few_versions() -> None:
     assert [m.version for m in latest] == [BASE_VERSION + 4999]
     best = versions_deciding(committed, candidate, BestStrategy(name="b").comparator)
     assert [m.version for m in best] == [BASE_VERSION + 96, BASE_VERSION + 4999]
+
+
+@settings(max_examples=200, deadline=None)
+@given(versions(), candidates(), st.data())
+def test_index_rows_decide_as_the_records_they_were_made_of(
+    committed: list[ExportMetadata], candidate: Candidate, data: st.DataObject
+) -> None:
+    """Index rows (decoded from an index file, as a scan reads them) among the records give
+    the same deciding versions as the records alone: what a decision reads of a row is
+    what its record holds, NaN metrics included."""
+    as_rows = set(
+        data.draw(st.lists(st.sampled_from([m.version for m in committed]))) if committed else []
+    )
+    decoded = decode_index(
+        encode_index(IndexedVersion.of(f"stamp-{m.version}", m) for m in committed)
+    )
+    assert decoded is not None
+    mixed: list[VersionFacts] = [
+        decoded[str(m.version)] if m.version in as_rows else m for m in committed
+    ]
+    for strategy in STRATEGIES:
+        comparator = getattr(strategy, "comparator", None)
+        expected = [m.version for m in versions_deciding(committed, candidate, comparator)]
+        assert [m.version for m in versions_deciding(mixed, candidate, comparator)] == expected
+        for row in mixed:
+            record = next(m for m in committed if m.version == row.version)
+            assert same_facts(row, record)
