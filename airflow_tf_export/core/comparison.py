@@ -385,8 +385,9 @@ def rank_comparable(
     by_version = sorted(comparable, key=lambda m: m.version)
 
     def key(meta: _V) -> Any:
-        assert meta.eval_result is not None
-        return comparator.rank_key(meta.eval_result)
+        result = meta.eval_result
+        assert result is not None
+        return comparator.rank_key(result)
 
     if n is None:
         return sorted(by_version, key=key, reverse=True)

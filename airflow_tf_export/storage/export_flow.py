@@ -248,9 +248,8 @@ class _Finisher:
             plan = self._plan(state, published)
         self.exporter.apply(plan)
         self.exporter.write_index(state, deleted=plan.delete_versions)
-        committed = [*state.summaries(), *([published] if published else [])]
         shown = published or next(
-            (m for m in committed if m.version == decision.existing_version), None
+            (m for m in state.committed if m.version == decision.existing_version), None
         )
         return ExportOutcome(
             decision=decision,

@@ -163,6 +163,7 @@ class ExporterDir:
         self.storage = storage
         self.uri = str(parse_uri(uri))
         self._index_read: bytes | None = None
+        self._index_rows: Mapping[str, IndexedVersion] | None = None
 
     def version_uri(self, version: int) -> str:
         """Where version `version` lives."""
@@ -225,10 +226,25 @@ class ExporterDir:
         ]
         if self._index_read is None:
             self._read_index()
+        if self._index_holds(rows):
+            return
         data = encode_index(rows)
         if data != self._index_read and (rows or self._index_read is not None):
             self.storage.write_bytes(self._at(INDEX_NAME), data)
             self._index_read = data
+            self._index_rows = None
+
+    def _index_holds(self, rows: Sequence[IndexedVersion]) -> bool:
+        """Whether the index as read holds exactly `rows` (those a scan took from it are the
+        very rows it decoded), so writing it would change nothing."""
+        found = self._index_rows
+        if found is None or len(found) != len(rows):
+            return False
+        for row in rows:
+            before = found.get(str(row.version))
+            if before is None or (before is not row and before.row != row.row):
+                return False
+        return True
 
     def _map(self, read: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         """`read` over `items`: serially, or on as many threads as the storage says reads are
@@ -246,7 +262,8 @@ class ExporterDir:
         except StorageError:
             return {}
         self._index_read = data
-        return decode_index(data) or {}
+        self._index_rows = decode_index(data)
+        return self._index_rows or {}
 
     def _version_files(self, version: int) -> dict[str, Entry]:
         try:

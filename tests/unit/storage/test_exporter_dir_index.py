@@ -217,3 +217,48 @@ def test_a_broken_version_retention_keeps_takes_no_committed_versions_place(
         BASE + 4,
         BASE + 5,
     ]
+
+
+def test_a_skip_in_an_unchanged_dir_writes_nothing_and_a_changed_one_rewrites_the_index(
+    tmp_path: Path,
+) -> None:
+    from airflow_tf_export.core.exporter_index import decode_index
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "best"
+    for i in range(5):
+        write_version(exporter, BASE + i, i * 100, 0.5 - i * 0.01)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    written: list[str] = []
+
+    class Counting(LocalStorage):
+        def write_bytes(self, uri: str, data: bytes) -> None:
+            written.append(Path(uri).name)
+            super().write_bytes(uri, data)
+
+    def never_written(directory: Path) -> None:
+        raise AssertionError(f"a skip wrote {directory}")
+
+    def skip(candidate: Candidate) -> None:
+        outcome = export_with_strategy(
+            ExporterDir(Counting(), str(exporter)),
+            BestStrategy(name="best", exports_to_keep=None),
+            candidate,
+            never_written,  # type: ignore[arg-type]
+        )
+        assert not outcome.exported, outcome.decision.reason
+
+    skip(Candidate("/model/ckpt-900", 900, EvalResult(900, {"loss": 0.9})))
+    skip(Candidate("/model/ckpt-100", 100, EvalResult(100, {"loss": 0.49})))
+    assert written == []
+    files = version_files(BASE + 2, 200, 0.25, "/other/ckpt-200")
+    for old in (exporter / str(BASE + 2)).glob(f"{METADATA_FILENAME}.sha256-*"):
+        old.unlink()
+    for name, data in files.items():
+        if name.startswith(METADATA_FILENAME):
+            (exporter / str(BASE + 2) / name).write_bytes(data)
+    skip(Candidate("/model/ckpt-900", 900, EvalResult(900, {"loss": 0.3})))
+    assert written == [INDEX_NAME]
+    index = decode_index((exporter / INDEX_NAME).read_bytes())
+    assert index is not None and index[str(BASE + 2)].checkpoint_path == "/other/ckpt-200"
