@@ -267,7 +267,7 @@ def at_or_above(groups: list[bytes], count: int, min_step: int | None) -> Indice
     first = _first_at_or_above(groups, count, min_step)
     if first is not None:
         return range(first, count)
-    # Each step as a number whose bytes are its 7-bit groups: ordered like the steps.
+    # Out of order: each step as a number whose bytes are its 7-bit groups, one by one.
     lanes = bytearray(8 * count)
     for group, values in enumerate(groups):
         lanes[7 - group :: 8] = values
