@@ -18,8 +18,9 @@ Figures:
    and a TF2 file; `same_work_speedup_vs_summary_iterator` is the slower of the two.
    Also shown: ours through `results()` (full EvalResult objects, more work than TF's side).
 2. the wait: a first `poke()` of a fresh sensor waiting for the newest evaluation
-   (`min_step` = the last step) vs reading the file's bytes plus one CRC32C over them
-   (`wait_over_read_crc_floor`, target <= 10), at 20k, 200k and 1M evaluations.
+   (`min_step` = the last step) vs reading the file's bytes plus one CRC32C over them,
+   at 20k, 200k and 1M evaluations; `wait_over_read_crc_floor` is the worst of the three
+   (target <= 10).
 3. waiting: a poke-mode sensor alive across pokes, one event appended before each poke
    that does not meet its target: median ms per poke, at 20k, 200k and 1M evaluations.
 4. memory: peak RSS of a process that imports the sensor and pokes once, on the 1M file
@@ -468,7 +469,9 @@ def main() -> None:
     figures["same_work_speedup_vs_summary_iterator"] = min(
         figures["tf1_same_work_speedup"], figures["tf2_same_work_speedup"]
     )
-    figures["wait_over_read_crc_floor"] = figures["wait_over_read_crc_floor_1m"]
+    figures["wait_over_read_crc_floor"] = max(
+        figures[f"wait_over_read_crc_floor_{label}"] for label in SIZES
+    )
     figures["gcs_requests_per_idle_poll_200_files"] = figures[
         f"gcs_requests_per_idle_poll_{MANY_FILES}_files"
     ]

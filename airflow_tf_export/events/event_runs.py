@@ -29,7 +29,6 @@ reading faster, never different. Kept records are always CRC-checked before use.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise, repeat
 from operator import add, itemgetter, le, lshift, or_
@@ -220,7 +219,7 @@ def _kind_events(
     if layout is None or groups is None:
         every = kind.starts(range(kind.number))
         return [_one_by_one(buffer, base_offset, every, kind.length, min_step, on_damage)]
-    kept = _at_or_above(groups, kind.number, min_step)
+    kept = at_or_above(groups, kind.number, min_step)
     if not kept:
         return []
     if len(kept) < TEMPLATE_MIN_RECORDS:
@@ -258,23 +257,50 @@ def _one_by_one(
     return writes
 
 
-def _at_or_above(groups: list[bytes], count: int, min_step: int | None) -> Indices:
-    """Indices of the records whose step (as `step_groups`) is >= `min_step`."""
+def at_or_above(groups: list[bytes], count: int, min_step: int | None) -> Indices:
+    """Indices of the records whose step (as `_step_groups` gives them) is >= `min_step`: a
+    range when they are the records from some index on (always so when steps ascend)."""
     if min_step is None or min_step <= 0:
         return range(count)
     if not groups or min_step >= 1 << (7 * len(groups)):
         return []
-    # Each step as a number whose bytes are its 7-bit groups: ordered like the steps.
+    first = _first_at_or_above(groups, count, min_step)
+    if first is not None:
+        return range(first, count)
+    # Out of order: each step as a number whose bytes are its 7-bit groups, one by one.
     lanes = bytearray(8 * count)
     for group, values in enumerate(groups):
         lanes[7 - group :: 8] = values
     keys = struct.unpack(f">{count}Q", lanes)
     floor = sum(((min_step >> (7 * g)) & 0x7F) << (8 * g) for g in range(len(groups)))
-    if max(keys) < floor:
-        return []
-    if list(keys) == sorted(keys):
-        return range(bisect_left(keys, floor), count)
     return [index for index, key in enumerate(keys) if key >= floor]
+
+
+def _first_at_or_above(groups: list[bytes], count: int, min_step: int) -> int | None:
+    """The index from which every record is at or above `min_step` and before which every
+    one is below it, when the step columns show there is one (they do whenever steps
+    ascend); None otherwise.
+
+    Group by group from the most significant, each undecided record is found below, equal
+    to or above `min_step`'s group (one `translate` of the column); the undecided records
+    must read below..., equal..., above..., and only the equal ones stay undecided. A few
+    C-speed passes over byte columns, instead of a number made per record.
+    """
+    low, high = 0, count  # records before `low` are below, from `high` on at or above
+    for group in reversed(range(len(groups))):
+        wanted = (min_step >> (7 * group)) & 0x7F
+        equal = b"\x01" if group else b"\x02"  # at the lowest group, equal is at or above
+        order = groups[group][low:high].translate(
+            b"\x00" * wanted + equal + b"\x02" * (255 - wanted)
+        )
+        below = order.count(0)
+        above = len(order) - order.count(2)
+        if order != b"\x00" * below + b"\x01" * (above - below) + b"\x02" * (len(order) - above):
+            return None
+        low, high = low + below, low + above
+        if low == high:
+            break
+    return low
 
 
 def _steps(groups: list[bytes], count: int) -> list[int]:

@@ -229,6 +229,8 @@ def find_run(buffer: bytes, pos: int) -> RecordRun | None:
         if len(headers) % 2 == 0 and headers[:half] == headers[half:]:
             period = half
             break
+        if len(headers) == MAX_PERIOD + 1 and headers[0] not in headers[1:]:
+            return None  # no period: the first header must recur within MAX_PERIOD records
     if not period:
         return None
     period_bytes = spans[period][0] - HEADER_SIZE

@@ -27,6 +27,7 @@ from tensorboard.compat.proto import (
 )
 
 from airflow_tf_export.events.eval_dir import EvalDirReader
+from airflow_tf_export.events.event_runs import at_or_above
 from airflow_tf_export.events.merge import StepMerger
 from airflow_tf_export.events.summaries import UndecodableEventError, decode_event
 from airflow_tf_export.events.tfrecord import scan_records, split_records
@@ -201,6 +202,51 @@ def test_steps_below_min_step_are_not_held(tmp_path: Path) -> None:
     assert stats.records == 2001
     assert waiting.held_writes == 1
     assert waiting.results() == [everything.result(newest)]
+
+
+def _step_columns(steps: list[int], width: int) -> list[bytes]:
+    """Each step's 7-bit groups, a byte column per group, least significant first: what
+    `event_runs` reads from the step varints of a kind's records."""
+    return [bytes((step >> (7 * group)) & 0x7F for step in steps) for group in range(width)]
+
+
+def _steps_of_width(width: int) -> st.SearchStrategy[list[int]]:
+    """Steps anywhere in `width` groups, or close together (sharing their high groups)."""
+    top = (1 << (7 * width)) - 1
+    spread = st.lists(st.integers(0, top), min_size=1, max_size=200)
+    close = st.tuples(st.integers(0, top), st.lists(st.integers(0, 300), min_size=1)).map(
+        lambda base_gaps: [min(base_gaps[0] + gap, top) for gap in base_gaps[1]]
+    )
+    return st.one_of(spread, close)
+
+
+@given(
+    width_steps=st.integers(0, 8).flatmap(lambda w: st.tuples(st.just(w), _steps_of_width(w))),
+    ascending=st.booleans(),
+    data=st.data(),
+)
+def test_records_at_or_above_min_step_are_found_exactly(
+    width_steps: tuple[int, list[int]], ascending: bool, data: st.DataObject
+) -> None:
+    """The column-wise search (a range when the steps are in order) keeps exactly the
+    records a record-by-record comparison keeps, in order or not."""
+    width, steps = width_steps
+    if ascending:
+        steps = sorted(steps)
+    min_step = data.draw(
+        st.one_of(
+            st.none(),
+            st.integers(-3, 1 << 57),
+            st.sampled_from(steps),
+            st.sampled_from(steps).map(lambda step: step + 1),
+        )
+    )
+    kept = at_or_above(_step_columns(steps, width), len(steps), min_step)
+    assert list(kept) == [
+        index for index, step in enumerate(steps) if min_step is None or step >= min_step
+    ]
+    if ascending:  # found column-wise, not record by record
+        assert isinstance(kept, range) or not kept
 
 
 def test_a_damaged_record_in_a_run_is_skipped_and_counted(tmp_path: Path) -> None:
