@@ -294,10 +294,12 @@ def _first_at_or_above(groups: list[bytes], count: int, min_step: int) -> int | 
             b"\x00" * wanted + equal + b"\x02" * (255 - wanted)
         )
         below = order.count(0)
-        above = len(order) - order.count(2)
-        if order != b"\x00" * below + b"\x01" * (above - below) + b"\x02" * (len(order) - above):
+        not_above = len(order) - order.count(2)
+        if order != (
+            b"\x00" * below + b"\x01" * (not_above - below) + b"\x02" * (len(order) - not_above)
+        ):
             return None
-        low, high = low + below, low + above
+        low, high = low + below, low + not_above
         if low == high:
             break
     return low
