@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.eval_result import EvalFacts, EvalResult
 from airflow_tf_export.core.metadata import VersionFacts
 
 LOSS = "loss"
@@ -43,7 +43,7 @@ class Comparator(Protocol):
         """ValueError naming what `result` lacks to be compared, and what it has."""
         ...
 
-    def comparable(self, result: EvalResult) -> bool:
+    def comparable(self, result: EvalFacts) -> bool:
         """Whether `result` can be the best: `check(result)` would pass and what is compared
         is a number (a version that is not comparable never counts as the best to beat)."""
         ...
@@ -52,7 +52,7 @@ class Comparator(Protocol):
         """Whether `candidate` may be exported at all, also when there is no best yet."""
         ...
 
-    def rank_key(self, result: EvalResult) -> Any:
+    def rank_key(self, result: EvalFacts) -> Any:
         """A sort key under which better results sort higher (for `max` and `sorted`)."""
         ...
 
@@ -81,7 +81,7 @@ def loss_smaller(
     return not math.isfinite(best) or best > current
 
 
-def flat_eval_dict(result: EvalResult) -> dict[str, Any]:
+def flat_eval_dict(result: EvalFacts) -> dict[str, Any]:
     """The Estimator-style dict a compare_fn receives: the metrics plus `global_step`."""
     return {**result.metrics, "global_step": result.step}
 
@@ -132,7 +132,7 @@ class CompareFn(Comparator):
     def __repr__(self) -> str:
         return f"CompareFn({self.fn_name})"
 
-    def is_better(self, best: EvalResult, candidate: EvalResult) -> bool:
+    def is_better(self, best: EvalFacts, candidate: EvalFacts) -> bool:
         """Call the user function by keyword with Estimator-style dicts; truthy means better.
 
         An exception from the user function becomes a ValueError naming it and both steps.
@@ -167,7 +167,7 @@ class CompareFn(Comparator):
                 f"compare_fn {self.fn_name}"
             )
 
-    def comparable(self, result: EvalResult) -> bool:
+    def comparable(self, result: EvalFacts) -> bool:
         """Whether the result has metrics, none of them NaN."""
         return bool(result.metrics) and not _nan_metrics(result)
 
@@ -182,7 +182,7 @@ class CompareFn(Comparator):
             )
         return Verdict(True, f"compare_fn {self.fn_name} sets no absolute bounds")
 
-    def rank_key(self, result: EvalResult) -> Any:
+    def rank_key(self, result: EvalFacts) -> Any:
         """Order by the user function (better sorts higher)."""
         return self._rank_key(result)
 
@@ -190,7 +190,7 @@ class CompareFn(Comparator):
         """Names the user function."""
         return f"compare_fn {self.fn_name}"
 
-    def _order(self, left: EvalResult, right: EvalResult) -> int:
+    def _order(self, left: EvalFacts, right: EvalFacts) -> int:
         if self.is_better(right, left):
             return 1
         if self.is_better(left, right):
@@ -198,7 +198,7 @@ class CompareFn(Comparator):
         return 0
 
 
-def _nan_metrics(result: EvalResult) -> list[str]:
+def _nan_metrics(result: EvalFacts) -> list[str]:
     return sorted(name for name, value in result.metrics.items() if math.isnan(value))
 
 
@@ -320,7 +320,7 @@ class MetricComparison(Comparator):
         if self.metric not in result.metrics:
             raise ValueError(_missing_metric_message(result, self.metric))
 
-    def comparable(self, result: EvalResult) -> bool:
+    def comparable(self, result: EvalFacts) -> bool:
         """Whether the result has the metric and it is finite."""
         return self.metric in result.metrics and math.isfinite(result.metrics[self.metric])
 
@@ -336,7 +336,7 @@ class MetricComparison(Comparator):
             return Verdict(False, f"{cand} is above upper_bound {format_value(self.upper_bound)}")
         return Verdict(True, f"{cand} is within bounds")
 
-    def rank_key(self, result: EvalResult) -> tuple[bool, float]:
+    def rank_key(self, result: EvalFacts) -> tuple[bool, float]:
         """A non-finite value ranks lowest; then the metric, negated when lower is better."""
         value = float(result.metrics[self.metric])
         if not math.isfinite(value):

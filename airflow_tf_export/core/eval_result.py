@@ -5,7 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class EvalFacts(Protocol):
+    """What comparators rank an eval result by: the step it was computed at and its metrics
+    (an `EvalResult`, or an exporter dir index row's eval result, see
+    `core.exporter_index`)."""
+
+    @property
+    def step(self) -> int:
+        """The global step the metrics were computed at."""
+        ...
+
+    @property
+    def metrics(self) -> Mapping[str, float]:
+        """The metrics by name."""
+        ...
 
 
 @dataclass(frozen=True)

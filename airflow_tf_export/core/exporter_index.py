@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from airflow_tf_export.core.eval_result import EvalResult
 from airflow_tf_export.core.metadata import ExportMetadata
@@ -27,6 +27,14 @@ _HEADER = re.compile(
     rb'\{"format": "airflow-tf-export-index/1", "sha256": "([0-9a-f]{64})", "rows": '
 )
 _TRAILER = b"}\n"
+
+
+class IndexedEval(NamedTuple):
+    """What decisions read of an index row's eval result: its step and metrics (see
+    `core.eval_result.EvalFacts`); the row's full `EvalResult` is in its `summary`."""
+
+    step: int
+    metrics: Mapping[str, float]
 
 
 class IndexedVersion:
@@ -67,7 +75,7 @@ class IndexedVersion:
         self.global_step: int = step
         self.row = row
         self._numbers_only = result is None or _numbers_only(row, result)
-        self._eval_result: EvalResult | None = None
+        self._eval_result: IndexedEval | None = None
         self._summary: ExportMetadata | None = None
 
     @classmethod
@@ -79,7 +87,7 @@ class IndexedVersion:
             if found is None
             else [found.step, _metrics(found), found.checkpoint_path, found.wall_time, found.source]
         )
-        indexed = cls(
+        return cls(
             [
                 meta.version,
                 stamp,
@@ -91,18 +99,13 @@ class IndexedVersion:
                 result,
             ]
         )
-        indexed._eval_result = found
-        return indexed
 
     @property
-    def eval_result(self) -> EvalResult | None:
-        """The eval result the record holds, if any."""
+    def eval_result(self) -> IndexedEval | None:
+        """The step and metrics of the eval result the record holds, if any."""
         found = self.row[7]
         if found is not None and self._eval_result is None:
-            step, metrics, checkpoint_path, wall_time, source = found
-            if not self._numbers_only:
-                metrics = {k: float(v) for k, v in metrics.items()}
-            self._eval_result = EvalResult(step, metrics, checkpoint_path, wall_time, source)
+            self._eval_result = IndexedEval(found[0], self._metrics(found[1]))
         return self._eval_result
 
     @property
@@ -110,7 +113,13 @@ class IndexedVersion:
         """The record as far as the index keeps it: no manifest, tags, signatures, lineage,
         reason or validation."""
         if self._summary is None:
-            _version, _stamp, exporter, strategy, _path, _step, created_at, _result = self.row
+            _version, _stamp, exporter, strategy, _path, _step, created_at, found = self.row
+            result = None
+            if found is not None:
+                step, metrics, checkpoint_path, wall_time, source = found
+                result = EvalResult(
+                    step, self._metrics(metrics), checkpoint_path, wall_time, source
+                )
             self._summary = ExportMetadata(
                 exporter,
                 strategy,
@@ -118,9 +127,14 @@ class IndexedVersion:
                 self.checkpoint_path,
                 self.global_step,
                 created_at,
-                self.eval_result,
+                result,
             )
         return self._summary
+
+    def _metrics(self, metrics: dict[str, Any]) -> Mapping[str, float]:
+        """The row's metrics as numbers: its own dict when it holds numbers only (the row is
+        never changed), else a copy with "NaN" and the infinities as floats."""
+        return metrics if self._numbers_only else {k: float(v) for k, v in metrics.items()}
 
 
 def encode_index(versions: Iterable[IndexedVersion]) -> bytes:

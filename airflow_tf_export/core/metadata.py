@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from airflow_tf_export.core.eval_result import EvalResult
+from airflow_tf_export.core.eval_result import EvalFacts, EvalResult
 from airflow_tf_export.core.validation import ValidationRecord
 
 METADATA_FILENAME = "export_metadata.json"
@@ -109,15 +110,15 @@ class VersionFacts(Protocol):
         ...
 
     @property
-    def eval_result(self) -> EvalResult | None:
+    def eval_result(self) -> EvalFacts | None:
         """The eval result recorded with the version, if any."""
         ...
 
 
 def same_facts(left: VersionFacts, right: VersionFacts) -> bool:
-    """Whether two reads of a version agree on its number, checkpoint, global step and eval
-    result (compared as `EvalResult.to_dict` writes it, so NaN metrics are equal): all that
-    a decision reads of it."""
+    """Whether two reads of a version agree on all that a decision reads of it: its number,
+    checkpoint, global step, and its eval result's step and metrics (a NaN metric equals
+    a NaN)."""
     if (left.version, left.checkpoint_path, left.global_step) != (
         right.version,
         right.checkpoint_path,
@@ -127,7 +128,13 @@ def same_facts(left: VersionFacts, right: VersionFacts) -> bool:
     found, other = left.eval_result, right.eval_result
     if found is None or other is None:
         return found is other
-    return found.to_dict() == other.to_dict()
+    return found.step == other.step and _same_metrics(found.metrics, other.metrics)
+
+
+def _same_metrics(left: Mapping[str, float], right: Mapping[str, float]) -> bool:
+    return left.keys() == right.keys() and all(
+        left[k] == right[k] or (math.isnan(left[k]) and math.isnan(right[k])) for k in left
+    )
 
 
 @dataclass(frozen=True)

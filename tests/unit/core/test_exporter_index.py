@@ -14,7 +14,7 @@ from airflow_tf_export.core.exporter_index import (
     decode_index,
     encode_index,
 )
-from airflow_tf_export.core.metadata import ExportMetadata, ManifestEntry
+from airflow_tf_export.core.metadata import ExportMetadata, ManifestEntry, same_facts
 
 from .factories import BASE_VERSION, make_meta
 
@@ -69,13 +69,14 @@ def test_a_decoded_row_reads_as_the_record_it_was_made_of(
         assert (row.version, row.stamp) == (version, stamp)
         assert (row.checkpoint_path, row.global_step) == (meta.checkpoint_path, meta.global_step)
         summary = row.summary
-        assert summary.eval_result is row.eval_result
+        assert same_facts(row, meta) and same_facts(summary, meta)
         assert encode_index([IndexedVersion.of(stamp, summary)]) == encode_index([row])
         if meta.eval_result is None:
-            assert row.eval_result is None
+            assert row.eval_result is None and summary.eval_result is None
         else:
-            assert row.eval_result is not None
-            assert row.eval_result.to_dict() == meta.eval_result.to_dict()
+            assert row.eval_result is not None and summary.eval_result is not None
+            assert summary.eval_result.to_dict() == meta.eval_result.to_dict()
+            assert row.eval_result.step == meta.eval_result.step
 
 
 @settings(max_examples=200, deadline=None)
