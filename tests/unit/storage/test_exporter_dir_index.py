@@ -4,6 +4,7 @@ edited or gone), on real local directories."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -262,3 +263,40 @@ def test_a_skip_in_an_unchanged_dir_writes_nothing_and_a_changed_one_rewrites_th
     assert written == [INDEX_NAME]
     index = decode_index((exporter / INDEX_NAME).read_bytes())
     assert index is not None and index[str(BASE + 2)].checkpoint_path == "/other/ckpt-200"
+
+
+def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path) -> None:
+    """A committed record holding `"wall_time": NaN` (JSON's parser takes it; an earlier
+    release's record has no checksum to catch the edit) fails no export: the index leaves
+    its version out, and scans read it in full."""
+    import json
+
+    from airflow_tf_export.core.exporter_index import decode_index
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    write_version(exporter, BASE + 1, 100, None)
+    edited = exporter / str(BASE + 2)
+    write_version(exporter, BASE + 2, 200, 0.5)
+    record = json.loads((edited / METADATA_FILENAME).read_bytes())
+    record["eval_result"]["wall_time"] = math.nan
+    for checksum in edited.glob(f"{METADATA_FILENAME}.sha256-*"):
+        checksum.unlink()
+    (edited / METADATA_FILENAME).write_text(json.dumps(record))
+    storage = LocalStorage()
+
+    def never_written(directory: Path) -> None:
+        raise AssertionError(f"a skip wrote {directory}")
+
+    outcome = export_with_strategy(
+        ExporterDir(storage, str(exporter)),
+        LatestStrategy(name="latest"),
+        Candidate("/model/ckpt-100", 100),
+        never_written,  # type: ignore[arg-type]
+    )
+    assert outcome.decision.existing_version == BASE + 1
+    index = decode_index((exporter / INDEX_NAME).read_bytes())
+    assert index is not None and set(index) == {str(BASE + 1)}
+    state = ExporterDir(storage, str(exporter)).scan_indexed()
+    assert set(state.indexed) == {BASE + 1}
+    assert [m.version for m in state.committed] == [BASE + 2]
