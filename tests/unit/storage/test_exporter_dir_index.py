@@ -300,3 +300,22 @@ def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path)
     state = ExporterDir(storage, str(exporter)).scan_indexed()
     assert set(state.indexed) == {BASE + 1}
     assert [m.version for m in state.committed] == [BASE + 2]
+
+
+def test_the_newest_committed_version_is_found_above_a_record_read_in_full(
+    tmp_path: Path,
+) -> None:
+    """An older version whose record changed is read in full, the newer ones stay indexed:
+    the newest is still the highest version that checks out."""
+    exporter = tmp_path / "export" / "latest"
+    for i in range(1, 4):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    (exporter / str(BASE + 1) / METADATA_FILENAME).touch()
+    (exporter / str(BASE + 3) / "variables" / "variables.data-00000-of-00001").unlink()
+    state = ExporterDir(storage, str(exporter)).scan_indexed()
+    assert [m.version for m in state.committed] == [BASE + 1]
+    assert set(state.indexed) == {BASE + 2, BASE + 3}
+    newest = ExporterDir(storage, str(exporter)).newest_committed()
+    assert newest is not None and newest.version == BASE + 2
