@@ -319,3 +319,41 @@ def test_the_newest_committed_version_is_found_above_a_record_read_in_full(
     assert set(state.indexed) == {BASE + 2, BASE + 3}
     newest = ExporterDir(storage, str(exporter)).newest_committed()
     assert newest is not None and newest.version == BASE + 2
+
+
+def test_an_export_reads_only_the_records_deciding_it_before_and_after_writing(
+    tmp_path: Path,
+) -> None:
+    """The decision under the lock after the SavedModel is written lists the dir again but
+    takes every version the first decision found from it: only the records deciding it are
+    read, twice each (once per decision), whatever the number of versions."""
+    from airflow_tf_export.storage.base import WrittenModel
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(20):
+        write_version(exporter, BASE + i, i * 100, None)
+    ExporterDir(LocalStorage(), str(exporter)).write_index(
+        ExporterDir(LocalStorage(), str(exporter)).scan()
+    )
+    reads: list[str] = []
+
+    class Counting(LocalStorage):
+        def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+            if Path(uri).name == METADATA_FILENAME:
+                reads.append(Path(uri).parent.name)
+            return super().read_bytes(uri, start, end)
+
+    def write(directory: Path) -> WrittenModel:
+        (directory / "saved_model.pb").write_bytes(b"graph")
+        return WrittenModel()
+
+    outcome = export_with_strategy(
+        ExporterDir(Counting(), str(exporter)),
+        LatestStrategy(name="latest", exports_to_keep=None),
+        Candidate("/model/ckpt-5000", 5000),
+        write,
+        now_seconds=BASE + 100,
+    )
+    assert outcome.exported
+    assert reads == [str(BASE + 19)] * 2
