@@ -357,3 +357,22 @@ def test_an_export_reads_only_the_records_deciding_it_before_and_after_writing(
     )
     assert outcome.exported
     assert reads == [str(BASE + 19)] * 2
+
+
+def test_retention_drops_the_rows_of_the_versions_it_deletes(tmp_path: Path) -> None:
+    """The rows of the versions that stay are the ones the index held; the deleted
+    versions' rows go with them."""
+    from airflow_tf_export.core.exporter_index import decode_index
+    from airflow_tf_export.core.retention import KeepNewest, plan_retention
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(4):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    _state, plan = ExporterDir(storage, str(exporter)).retain(
+        lambda state: plan_retention(state.committed, [KeepNewest(2)])
+    )
+    assert plan.delete_versions == (BASE, BASE + 1)
+    index = decode_index((exporter / INDEX_NAME).read_bytes())
+    assert index is not None and set(index) == {str(BASE + 2), str(BASE + 3)}
