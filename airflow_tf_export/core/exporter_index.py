@@ -138,9 +138,14 @@ class IndexedVersion:
 
 
 def encode_index(versions: Iterable[IndexedVersion]) -> bytes:
-    """The index file's bytes: the header with the rows' SHA-256, then the rows by version."""
+    """The index file's bytes: the header with the rows' SHA-256, then the rows by version.
+    A row strict JSON cannot hold (of a record edited to hold e.g. `"wall_time": NaN`,
+    which reading a record accepts) is left out: its version is read in full."""
     ordered = [v.row for v in sorted(versions, key=lambda v: v.version)]
-    rows = json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        rows = _json_rows(ordered)
+    except ValueError:
+        rows = _json_rows([row for row in ordered if _is_strict_json(row)])
     digest = hashlib.sha256(rows).hexdigest()
     header = f'{{"format": "{INDEX_FORMAT}", "sha256": "{digest}", "rows": '.encode()
     return header + rows + _TRAILER
@@ -161,6 +166,20 @@ def decode_index(data: bytes) -> dict[str, IndexedVersion] | None:
         return {str(v.version): v for v in map(IndexedVersion, json.loads(rows))}
     except (ValueError, TypeError):
         return None
+
+
+def _json_rows(rows: list[list[Any]]) -> bytes:
+    return json.dumps(rows, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _is_strict_json(row: list[Any]) -> bool:
+    """Whether strict JSON holds the row (no NaN or infinity outside the metrics, which
+    hold those as strings)."""
+    try:
+        _json_rows([row])
+    except ValueError:
+        return False
+    return True
 
 
 _NON_FINITE = frozenset(["NaN", "Infinity", "-Infinity"])

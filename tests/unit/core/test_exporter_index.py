@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -59,17 +60,38 @@ def test_rows_round_trip(drawn: dict[int, tuple[str, object, int, str]]) -> None
 def test_a_decoded_row_reads_as_the_record_it_was_made_of(
     drawn: dict[int, tuple[str, object, int, str]],
 ) -> None:
-    """What decisions read of a row (its facts, eval result, summary) is what the record
-    held, NaN metrics included."""
-    decoded = decode_index(encode_index(_indexed(drawn).values()))
+    """What decisions and retention read of a row (its facts, eval result, summary) is what
+    the record held, NaN metrics included."""
+    records = {
+        v: make_meta(
+            v,
+            step=step,
+            metrics=found,  # type: ignore[arg-type]
+            checkpoint_path=path,
+            created_at=f"t{v}",
+            exporter=f"e{v}",
+        )
+        for v, (_stamp, found, step, path) in drawn.items()
+    }
+    records = {
+        v: m
+        if m.eval_result is None
+        else replace(m, eval_result=replace(m.eval_result, wall_time=v / 2, source=f"s{v}"))
+        for v, m in records.items()
+    }
+    decoded = decode_index(
+        encode_index(IndexedVersion.of(drawn[v][0], m) for v, m in records.items())
+    )
     assert decoded is not None
     for version, (stamp, _found, _step, _path) in drawn.items():
         row = decoded[str(version)]
-        meta = _indexed({version: drawn[version]})[version].summary
+        meta = records[version]
         assert (row.version, row.stamp) == (version, stamp)
         assert (row.checkpoint_path, row.global_step) == (meta.checkpoint_path, meta.global_step)
         summary = row.summary
         assert same_facts(row, meta) and same_facts(summary, meta)
+        kept = ("exporter", "strategy", "version", "checkpoint_path", "global_step", "created_at")
+        assert all(getattr(summary, name) == getattr(meta, name) for name in kept)
         assert encode_index([IndexedVersion.of(stamp, summary)]) == encode_index([row])
         if meta.eval_result is None:
             assert row.eval_result is None and summary.eval_result is None

@@ -4,6 +4,7 @@ edited or gone), on real local directories."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -262,3 +263,116 @@ def test_a_skip_in_an_unchanged_dir_writes_nothing_and_a_changed_one_rewrites_th
     assert written == [INDEX_NAME]
     index = decode_index((exporter / INDEX_NAME).read_bytes())
     assert index is not None and index[str(BASE + 2)].checkpoint_path == "/other/ckpt-200"
+
+
+def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path) -> None:
+    """A committed record holding `"wall_time": NaN` (JSON's parser takes it; an earlier
+    release's record has no checksum to catch the edit) fails no export: the index leaves
+    its version out, and scans read it in full."""
+    import json
+
+    from airflow_tf_export.core.exporter_index import decode_index
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    write_version(exporter, BASE + 1, 100, None)
+    edited = exporter / str(BASE + 2)
+    write_version(exporter, BASE + 2, 200, 0.5)
+    record = json.loads((edited / METADATA_FILENAME).read_bytes())
+    record["eval_result"]["wall_time"] = math.nan
+    for checksum in edited.glob(f"{METADATA_FILENAME}.sha256-*"):
+        checksum.unlink()
+    (edited / METADATA_FILENAME).write_text(json.dumps(record))
+    storage = LocalStorage()
+
+    def never_written(directory: Path) -> None:
+        raise AssertionError(f"a skip wrote {directory}")
+
+    outcome = export_with_strategy(
+        ExporterDir(storage, str(exporter)),
+        LatestStrategy(name="latest"),
+        Candidate("/model/ckpt-100", 100),
+        never_written,  # type: ignore[arg-type]
+    )
+    assert outcome.decision.existing_version == BASE + 1
+    index = decode_index((exporter / INDEX_NAME).read_bytes())
+    assert index is not None and set(index) == {str(BASE + 1)}
+    state = ExporterDir(storage, str(exporter)).scan_indexed()
+    assert set(state.indexed) == {BASE + 1}
+    assert [m.version for m in state.committed] == [BASE + 2]
+
+
+def test_the_newest_committed_version_is_found_above_a_record_read_in_full(
+    tmp_path: Path,
+) -> None:
+    """An older version whose record changed is read in full, the newer ones stay indexed:
+    the newest is still the highest version that checks out."""
+    exporter = tmp_path / "export" / "latest"
+    for i in range(1, 4):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    (exporter / str(BASE + 1) / METADATA_FILENAME).touch()
+    (exporter / str(BASE + 3) / "variables" / "variables.data-00000-of-00001").unlink()
+    state = ExporterDir(storage, str(exporter)).scan_indexed()
+    assert [m.version for m in state.committed] == [BASE + 1]
+    assert set(state.indexed) == {BASE + 2, BASE + 3}
+    newest = ExporterDir(storage, str(exporter)).newest_committed()
+    assert newest is not None and newest.version == BASE + 2
+
+
+def test_an_export_reads_only_the_records_deciding_it_before_and_after_writing(
+    tmp_path: Path,
+) -> None:
+    """The decision under the lock after the SavedModel is written lists the dir again but
+    takes every version the first decision found from it: only the records deciding it are
+    read, twice each (once per decision), whatever the number of versions."""
+    from airflow_tf_export.storage.base import WrittenModel
+    from airflow_tf_export.storage.export_flow import export_with_strategy
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(20):
+        write_version(exporter, BASE + i, i * 100, None)
+    ExporterDir(LocalStorage(), str(exporter)).write_index(
+        ExporterDir(LocalStorage(), str(exporter)).scan()
+    )
+    reads: list[str] = []
+
+    class Counting(LocalStorage):
+        def read_bytes(self, uri: str, start: int = 0, end: int | None = None) -> bytes:
+            if Path(uri).name == METADATA_FILENAME:
+                reads.append(Path(uri).parent.name)
+            return super().read_bytes(uri, start, end)
+
+    def write(directory: Path) -> WrittenModel:
+        (directory / "saved_model.pb").write_bytes(b"graph")
+        return WrittenModel()
+
+    outcome = export_with_strategy(
+        ExporterDir(Counting(), str(exporter)),
+        LatestStrategy(name="latest", exports_to_keep=None),
+        Candidate("/model/ckpt-5000", 5000),
+        write,
+        now_seconds=BASE + 100,
+    )
+    assert outcome.exported
+    assert reads == [str(BASE + 19)] * 2
+
+
+def test_retention_drops_the_rows_of_the_versions_it_deletes(tmp_path: Path) -> None:
+    """The rows of the versions that stay are the ones the index held; the deleted
+    versions' rows go with them."""
+    from airflow_tf_export.core.exporter_index import decode_index
+    from airflow_tf_export.core.retention import KeepNewest, plan_retention
+
+    exporter = tmp_path / "export" / "latest"
+    for i in range(4):
+        write_version(exporter, BASE + i, i * 100, None)
+    storage = LocalStorage()
+    ExporterDir(storage, str(exporter)).write_index(ExporterDir(storage, str(exporter)).scan())
+    _state, plan = ExporterDir(storage, str(exporter)).retain(
+        lambda state: plan_retention(state.committed, [KeepNewest(2)])
+    )
+    assert plan.delete_versions == (BASE, BASE + 1)
+    index = decode_index((exporter / INDEX_NAME).read_bytes())
+    assert index is not None and set(index) == {str(BASE + 2), str(BASE + 3)}
