@@ -40,12 +40,15 @@ class EvalResult:
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (NaN and infinities become strings so JSON stays strict)."""
+        """A JSON-able dict (NaN and infinities become strings so JSON stays strict; a wall
+        time that is not a finite number, which only a damaged event file gives, is written
+        as unknown: no decision reads it)."""
+        wall_time = self.wall_time
         return {
             "step": self.step,
             "metrics": {k: _json_float(v) for k, v in sorted(self.metrics.items())},
             "checkpoint_path": self.checkpoint_path,
-            "wall_time": self.wall_time,
+            "wall_time": wall_time if wall_time is None or math.isfinite(wall_time) else None,
             "source": self.source,
         }
 
@@ -67,11 +70,21 @@ class EvalResult:
             )
         if not isinstance(metrics, Mapping):
             raise ValueError(f"eval result 'metrics' must be a mapping, got {metrics!r}")
+        for key in ("checkpoint_path", "source"):
+            if not isinstance(data.get(key), str | None):
+                raise ValueError(
+                    f"eval result {key!r} must be a string or null, got {data.get(key)!r}"
+                )
+        wall_time = data.get("wall_time")
+        if wall_time is not None and not _is_number(wall_time):
+            raise ValueError(
+                f"eval result 'wall_time' must be a number (seconds) or null, got {wall_time!r}"
+            )
         return cls(
             step=step,
             metrics={str(k): _parse_float(k, v) for k, v in metrics.items()},
             checkpoint_path=data.get("checkpoint_path"),
-            wall_time=data.get("wall_time"),
+            wall_time=wall_time,
             source=data.get("source"),
         )
 
@@ -82,6 +95,10 @@ def _json_float(value: float) -> float | str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return float(value)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _parse_float(key: object, value: object) -> float:

@@ -81,11 +81,17 @@ class IndexedVersion:
     @classmethod
     def of(cls, stamp: str, meta: ExportMetadata) -> IndexedVersion:
         """The row of a record read in full, whose stamp was `stamp`."""
-        found = meta.eval_result
+        found = None if meta.eval_result is None else meta.eval_result.to_dict()
         result = (
             None
             if found is None
-            else [found.step, _metrics(found), found.checkpoint_path, found.wall_time, found.source]
+            else [
+                found["step"],
+                found["metrics"],
+                found["checkpoint_path"],
+                found["wall_time"],
+                found["source"],
+            ]
         )
         return cls(
             [
@@ -138,14 +144,9 @@ class IndexedVersion:
 
 
 def encode_index(versions: Iterable[IndexedVersion]) -> bytes:
-    """The index file's bytes: the header with the rows' SHA-256, then the rows by version.
-    A row strict JSON cannot hold (of a record edited to hold e.g. `"wall_time": NaN`,
-    which reading a record accepts) is left out: its version is read in full."""
+    """The index file's bytes: the header with the rows' SHA-256, then the rows by version."""
     ordered = [v.row for v in sorted(versions, key=lambda v: v.version)]
-    try:
-        rows = _json_rows(ordered)
-    except ValueError:
-        rows = _json_rows([row for row in ordered if _is_strict_json(row)])
+    rows = json.dumps(ordered, separators=(",", ":"), allow_nan=False).encode()
     digest = hashlib.sha256(rows).hexdigest()
     header = f'{{"format": "{INDEX_FORMAT}", "sha256": "{digest}", "rows": '.encode()
     return header + rows + _TRAILER
@@ -168,20 +169,6 @@ def decode_index(data: bytes) -> dict[str, IndexedVersion] | None:
         return None
 
 
-def _json_rows(rows: list[list[Any]]) -> bytes:
-    return json.dumps(rows, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _is_strict_json(row: list[Any]) -> bool:
-    """Whether strict JSON holds the row (no NaN or infinity outside the metrics, which
-    hold those as strings)."""
-    try:
-        _json_rows([row])
-    except ValueError:
-        return False
-    return True
-
-
 _NON_FINITE = frozenset(["NaN", "Infinity", "-Infinity"])
 
 
@@ -199,9 +186,3 @@ def _numbers_only(row: list[Any], result: list[Any]) -> bool:
                 raise ValueError(f"index row {row!r} has a metric that is not a number")
             numbers_only = False
     return numbers_only
-
-
-def _metrics(result: EvalResult) -> dict[str, float | str]:
-    """The metrics as `EvalResult.to_dict` writes them (NaN and infinities as strings)."""
-    metrics: dict[str, float | str] = result.to_dict()["metrics"]
-    return metrics

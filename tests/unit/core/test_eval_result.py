@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -77,3 +78,28 @@ def test_metric_strings_are_parsed_as_numbers() -> None:
 def test_bad_input_names_the_value(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EvalResult.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("checkpoint_path", 5),
+        ("checkpoint_path", ["/m/ckpt-1"]),
+        ("source", float("nan")),
+        ("source", {"uri": "x"}),
+        ("wall_time", "2026-01-01"),
+        ("wall_time", True),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_naming_it(field: str, value: object) -> None:
+    data = {"step": 1, "metrics": {"loss": 0.5}, field: value}
+    with pytest.raises(ValueError, match=f"'{field}' must be a .* got {re.escape(repr(value))}"):
+        EvalResult.from_dict(data)
+
+
+@pytest.mark.parametrize("wall_time", [float("nan"), float("inf"), float("-inf")])
+def test_a_wall_time_that_is_not_finite_is_written_as_unknown(wall_time: float) -> None:
+    written = EvalResult(1, {"loss": 0.5}, wall_time=wall_time).to_dict()
+    assert written["wall_time"] is None
+    assert json.dumps(written, allow_nan=False)
+    assert EvalResult.from_dict(written).wall_time is None

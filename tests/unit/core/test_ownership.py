@@ -156,7 +156,7 @@ def staging_entries(draw: st.DrawFn) -> list[StagingDir]:
     """Uncommitted entries of every kind, with any facts a scan could report about them."""
     entries = []
     for name in draw(st.lists(any_names, max_size=12, unique=True)):
-        claimed = name.isdigit() and int(name) > 0 and draw(st.booleans())
+        claimed = name.isascii() and name.isdigit() and int(name) > 0 and draw(st.booleans())
         entries.append(
             StagingDir(
                 name,

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -265,10 +266,12 @@ def test_a_skip_in_an_unchanged_dir_writes_nothing_and_a_changed_one_rewrites_th
     assert index is not None and index[str(BASE + 2)].checkpoint_path == "/other/ckpt-200"
 
 
-def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path) -> None:
-    """A committed record holding `"wall_time": NaN` (JSON's parser takes it; an earlier
-    release's record has no checksum to catch the edit) fails no export: the index leaves
-    its version out, and scans read it in full."""
+@pytest.mark.parametrize("field", ["wall_time", "source"])
+def test_a_record_strict_json_cannot_hold_fails_no_export(tmp_path: Path, field: str) -> None:
+    """A committed record holding e.g. `"wall_time": NaN` (JSON's parser takes it; an earlier
+    release's record has no checksum to catch the edit) fails no export. A wall time that
+    is not a number is unknown (no decision reads it): indexed and shown as null; a source
+    that is not a string makes the version invalid: reported, never compared."""
     import json
 
     from airflow_tf_export.core.exporter_index import decode_index
@@ -279,7 +282,7 @@ def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path)
     edited = exporter / str(BASE + 2)
     write_version(exporter, BASE + 2, 200, 0.5)
     record = json.loads((edited / METADATA_FILENAME).read_bytes())
-    record["eval_result"]["wall_time"] = math.nan
+    record["eval_result"][field] = math.nan
     for checksum in edited.glob(f"{METADATA_FILENAME}.sha256-*"):
         checksum.unlink()
     (edited / METADATA_FILENAME).write_text(json.dumps(record))
@@ -288,18 +291,25 @@ def test_a_record_strict_json_cannot_hold_stays_out_of_the_index(tmp_path: Path)
     def never_written(directory: Path) -> None:
         raise AssertionError(f"a skip wrote {directory}")
 
+    step = 200 if field == "wall_time" else 100
     outcome = export_with_strategy(
         ExporterDir(storage, str(exporter)),
         LatestStrategy(name="latest"),
-        Candidate("/model/ckpt-100", 100),
+        Candidate(f"/model/ckpt-{step}", step),
         never_written,  # type: ignore[arg-type]
     )
-    assert outcome.decision.existing_version == BASE + 1
+    shown = json.loads(json.dumps(outcome.to_dict(), allow_nan=False))
     index = decode_index((exporter / INDEX_NAME).read_bytes())
-    assert index is not None and set(index) == {str(BASE + 1)}
-    state = ExporterDir(storage, str(exporter)).scan_indexed()
-    assert set(state.indexed) == {BASE + 1}
-    assert [m.version for m in state.committed] == [BASE + 2]
+    assert index is not None
+    if field == "wall_time":
+        assert outcome.decision.existing_version == BASE + 2
+        assert shown["metadata"]["eval_result"]["wall_time"] is None
+        assert sorted(index) == [str(BASE + 1), str(BASE + 2)]
+    else:
+        assert (outcome.exported, outcome.decision.existing_version) == (False, BASE + 1)
+        assert [v for v, _why in outcome.retention.invalid] == [BASE + 2]
+        assert "'source' must be a string or null, got nan" in outcome.retention.invalid[0][1]
+        assert sorted(index) == [str(BASE + 1)]
 
 
 def test_the_newest_committed_version_is_found_above_a_record_read_in_full(
