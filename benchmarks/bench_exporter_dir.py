@@ -49,7 +49,7 @@ from airflow_tf_export.storage.local import LocalStorage
 
 BASE_VERSION = 1_700_000_000
 SIZES = (50, 5000)
-ROUNDS = 7
+ROUNDS = 15
 FULL_SCAN_ROUNDS = 3
 GCS_VERSIONS = int(os.environ.get("GCS_VERSIONS", "5000"))
 GCS_ROUNDS = 3
