@@ -180,6 +180,21 @@ class AirflowStack:
             )
         return result.stdout
 
+    def backfill(self, dag_id: str, first: str, last: str, *extra: str) -> str:
+        """Unpause `dag_id` and create a backfill of its runs from `first` to `last`."""
+        self.airflow("dags", "unpause", dag_id)
+        return self.airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            dag_id,
+            "--from-date",
+            first,
+            "--to-date",
+            last,
+            *extra,
+        )
+
     def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Rows of one read-only SQL query on the metadata database (faster than the CLI)."""
         import psycopg2

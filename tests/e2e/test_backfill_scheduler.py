@@ -162,18 +162,7 @@ def test_parallel_backfill_ends_like_one_by_one(
         (PARALLEL, ["--max-active-runs", "3", "--run-backwards"]),
         (SEQUENTIAL, ["--max-active-runs", "1"]),
     ):
-        stack.airflow("dags", "unpause", dag_id)
-        stack.airflow(
-            "backfill",
-            "create",
-            "--dag-id",
-            dag_id,
-            "--from-date",
-            FIRST_DAY.date().isoformat(),
-            "--to-date",
-            last,
-            *extra,
-        )
+        stack.backfill(dag_id, FIRST_DAY.date().isoformat(), last, *extra)
 
     wait_until(
         lambda: bool(stack.query("select 1 from task_instance where state = 'deferred' limit 1")),

@@ -236,18 +236,7 @@ def _wait_parsed(stack: AirflowStack, *dag_ids: str) -> None:
 
 def _backfill(stack: AirflowStack, dag_id: str, history: History, *extra: str) -> None:
     last = history.start + (history.intervals - 1) * INTERVAL
-    stack.airflow("dags", "unpause", dag_id)
-    stack.airflow(
-        "backfill",
-        "create",
-        "--dag-id",
-        dag_id,
-        "--from-date",
-        history.start.isoformat(),
-        "--to-date",
-        last.isoformat(),
-        *extra,
-    )
+    stack.backfill(dag_id, history.start.isoformat(), last.isoformat(), *extra)
 
 
 def _run_states(stack: AirflowStack, dag_id: str) -> list[str]:
