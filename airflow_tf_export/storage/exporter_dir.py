@@ -162,7 +162,9 @@ class ExporterDir:
     def __init__(self, storage: Storage, uri: str) -> None:
         self.storage = storage
         self.uri = str(parse_uri(uri))
-        self._index_read: bytes | None = None
+        # The index file as this instance last read or wrote it: whether it exists (None:
+        # not read yet), and its rows (None: absent, or not one this release wrote whole).
+        self._index_exists: bool | None = None
         self._index_rows: Mapping[str, IndexedVersion] | None = None
 
     def version_uri(self, version: int) -> str:
@@ -224,19 +226,17 @@ class ExporterDir:
             ),
             *(row for version, row in state.indexed.items() if version not in gone),
         ]
-        if self._index_read is None:
+        if self._index_exists is None:
             self._read_index()
-        if self._index_holds(rows):
+        if self._index_holds(rows) or not (rows or self._index_exists):
             return
-        data = encode_index(rows)
-        if data != self._index_read and (rows or self._index_read is not None):
-            self.storage.write_bytes(self._at(INDEX_NAME), data)
-            self._index_read = data
-            self._index_rows = None
+        self.storage.write_bytes(self._at(INDEX_NAME), encode_index(rows))
+        self._index_exists = True
+        self._index_rows = {str(row.version): row for row in rows}
 
     def _index_holds(self, rows: Sequence[IndexedVersion]) -> bool:
-        """Whether the index as read holds exactly `rows` (those a scan took from it are the
-        very rows it decoded), so writing it would change nothing."""
+        """Whether the index as last read or written holds exactly `rows` (those a scan took
+        from it are the very rows it decoded), so writing it would change nothing."""
         found = self._index_rows
         if found is None or len(found) != len(rows):
             return False
@@ -260,9 +260,9 @@ class ExporterDir:
         try:
             data = self.storage.read_bytes(self._at(INDEX_NAME))
         except StorageError:
+            self._index_exists, self._index_rows = False, None
             return {}
-        self._index_read = data
-        self._index_rows = decode_index(data)
+        self._index_exists, self._index_rows = True, decode_index(data)
         return self._index_rows or {}
 
     def _version_files(self, version: int) -> dict[str, Entry]:
